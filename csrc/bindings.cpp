@@ -1,0 +1,57 @@
+// bindings.cpp: the qsim._C module. It takes raw addresses of contiguous buffers that the Python layer
+// has validated and keeps alive (qsim/quant.py), so no libtorch is linked. The GIL is released while a
+// kernel runs.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <array>
+
+#include "cpu/quantize.h"
+#include "qsim/philox.h"
+
+namespace py = pybind11;
+using qsim::QuantParams;
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "qsim's fused CPU quantization kernels";
+
+  py::class_<QuantParams>(m, "QuantParams")
+      .def(py::init<>())
+      .def_readwrite("man", &QuantParams::man)
+      .def_readwrite("emin", &QuantParams::emin)
+      .def_readwrite("subnormals", &QuantParams::subnormals)
+      .def_readwrite("overflow", &QuantParams::overflow)
+      .def_readwrite("has_inf", &QuantParams::has_inf)
+      .def_readwrite("neg_zero", &QuantParams::neg_zero)
+      .def_readwrite("wrap_bits", &QuantParams::wrap_bits)
+      .def_readwrite("wrap_signed", &QuantParams::wrap_signed)
+      .def_readwrite("max_pos_f", &QuantParams::max_pos_f)
+      .def_readwrite("max_neg_f", &QuantParams::max_neg_f)
+      .def_readwrite("max_pos_d", &QuantParams::max_pos_d)
+      .def_readwrite("max_neg_d", &QuantParams::max_neg_d);
+
+  m.def(
+      "quantize_f32",
+      [](uintptr_t in, uintptr_t out, int64_t n, const QuantParams& p, int rounding, uint64_t seed, int rand_bits) {
+        py::gil_scoped_release release;
+        qsim::quantize_cpu_f32(reinterpret_cast<const float*>(in), reinterpret_cast<float*>(out), n, p, rounding, seed, rand_bits);
+      },
+      py::arg("in_ptr"), py::arg("out_ptr"), py::arg("n"), py::arg("params"), py::arg("rounding"), py::arg("seed"),
+      py::arg("rand_bits"));
+  m.def(
+      "quantize_f64",
+      [](uintptr_t in, uintptr_t out, int64_t n, const QuantParams& p, int rounding, uint64_t seed, int rand_bits) {
+        py::gil_scoped_release release;
+        qsim::quantize_cpu_f64(reinterpret_cast<const double*>(in), reinterpret_cast<double*>(out), n, p, rounding, seed, rand_bits);
+      },
+      py::arg("in_ptr"), py::arg("out_ptr"), py::arg("n"), py::arg("params"), py::arg("rounding"), py::arg("seed"),
+      py::arg("rand_bits"));
+  m.def(
+      "philox4x32_10",
+      [](std::array<uint32_t, 4> counter, std::array<uint32_t, 2> key) {
+        std::array<uint32_t, 4> out;
+        qsim::philox4x32_10(counter.data(), key.data(), out.data());
+        return out;
+      },
+      "Philox4x32-10 of one counter under one key (exposed for known-answer tests).");
+}

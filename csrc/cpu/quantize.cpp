@@ -1,0 +1,61 @@
+// cpu/quantize.cpp: one OpenMP pass over contiguous memory per call, reading x, rounding with
+// rounding.h and writing y. Stochastic rounding draws Philox words in registers, one call per four
+// elements, keyed by the element index: results do not depend on the thread count.
+#include "cpu/quantize.h"
+
+#include <stdexcept>
+
+#include "qsim/rounding.h"
+
+namespace qsim {
+namespace {
+
+constexpr int64_t kParallelThreshold = 1 << 15;  // below this, threads cost more than they save
+
+template <int MODE, typename T>
+void quantize_loop(const T* in, T* out, int64_t n, const QuantParams p, uint64_t seed, int rand_bits) {
+  const int rand_shift = 32 - rand_bits;
+  if (MODE == kStochastic) {
+    const int64_t groups = n / 4;
+#pragma omp parallel for schedule(static) if (n > kParallelThreshold)
+    for (int64_t g = 0; g < groups; ++g) {
+      uint32_t words[4];
+      random_words(seed, (uint64_t)g, words);
+      for (int j = 0; j < 4; ++j) out[4 * g + j] = quantize_value<MODE, T>(in[4 * g + j], p, words[j], rand_shift);
+    }
+    if (groups * 4 < n) {
+      uint32_t words[4];
+      random_words(seed, (uint64_t)groups, words);
+      for (int64_t i = groups * 4; i < n; ++i) out[i] = quantize_value<MODE, T>(in[i], p, words[i - groups * 4], rand_shift);
+    }
+  } else {
+#pragma omp parallel for simd schedule(static) if (n > kParallelThreshold)
+    for (int64_t i = 0; i < n; ++i) out[i] = quantize_value<MODE, T>(in[i], p, 0u, rand_shift);
+  }
+}
+
+template <typename T>
+void dispatch_mode(int rounding, const T* in, T* out, int64_t n, const QuantParams& p, uint64_t seed, int rand_bits) {
+  switch (rounding) {
+    case kNearest: return quantize_loop<kNearest>(in, out, n, p, seed, rand_bits);
+    case kNearestAway: return quantize_loop<kNearestAway>(in, out, n, p, seed, rand_bits);
+    case kTowardZero: return quantize_loop<kTowardZero>(in, out, n, p, seed, rand_bits);
+    case kUp: return quantize_loop<kUp>(in, out, n, p, seed, rand_bits);
+    case kDown: return quantize_loop<kDown>(in, out, n, p, seed, rand_bits);
+    case kOdd: return quantize_loop<kOdd>(in, out, n, p, seed, rand_bits);
+    case kStochastic: return quantize_loop<kStochastic>(in, out, n, p, seed, rand_bits);
+    default: throw std::invalid_argument("rounding: unknown mode code");
+  }
+}
+
+}  // namespace
+
+void quantize_cpu_f32(const float* in, float* out, int64_t n, const QuantParams& p, int rounding, uint64_t seed, int rand_bits) {
+  dispatch_mode(rounding, in, out, n, p, seed, rand_bits);
+}
+
+void quantize_cpu_f64(const double* in, double* out, int64_t n, const QuantParams& p, int rounding, uint64_t seed, int rand_bits) {
+  dispatch_mode(rounding, in, out, n, p, seed, rand_bits);
+}
+
+}  // namespace qsim

@@ -1,0 +1,8 @@
+// cpu/quantize.h: entry points of the CPU kernels (contiguous arrays, out may alias in).
+#pragma once
+#include "qsim/params.h"
+
+namespace qsim {
+void quantize_cpu_f32(const float* in, float* out, int64_t n, const QuantParams& p, int rounding, uint64_t seed, int rand_bits);
+void quantize_cpu_f64(const double* in, double* out, int64_t n, const QuantParams& p, int rounding, uint64_t seed, int rand_bits);
+}  // namespace qsim

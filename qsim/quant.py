@@ -1,0 +1,169 @@
+"""`quantize`, `quantize_` and `quantize(..., out=)`: validate once, then run one fused kernel.
+
+The work is registered as torch.library custom ops (qsim::quantize, qsim::quantize_out), so it
+dispatches on CPU and CUDA tensors, composes with torch.compile, and has a straight-through gradient:
+d quantize(x) / dx = 1, the estimator QPyTorch and the low-precision training literature use.
+CPU tensors go to qsim._C (OpenMP); CUDA tensors to the same rounding header compiled for the GPU
+(qsim/cuda.py). float16 and bfloat16 tensors are rounded in float32 (which holds them exactly) and
+converted back with round-to-nearest-even, so a format finer than the tensor's dtype is rounded twice.
+"""
+from __future__ import annotations
+
+import functools
+from fractions import Fraction
+
+import numpy as np
+import torch
+
+from qsim import _C, formats
+from qsim.formats import Format, Grid
+from qsim.rounding import ROUNDING_MODES, rounding_code
+
+_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+_OVERFLOW_CODES = {"saturate": 0, "inf": 1, "nan": 2, "wrap": 3}
+_STOCHASTIC = ROUNDING_MODES.index("stochastic")
+_FULL_RAND_BITS = 32
+
+
+def _toward_zero(value: Fraction, dtype) -> float:
+    """The largest magnitude of `dtype` that is at most `value` (value ≥ 0)."""
+    rounded = dtype(float(value))
+    while Fraction(float(rounded)) > value:
+        rounded = np.nextafter(rounded, dtype(0))
+    return float(rounded)
+
+
+@functools.lru_cache(maxsize=1024)
+def kernel_params(grid: Grid) -> _C.QuantParams:
+    """The C struct for a grid, with the limits rounded toward zero into float32 and float64."""
+    p = _C.QuantParams()
+    p.man, p.emin, p.subnormals = grid.man, grid.emin, int(grid.subnormals)
+    p.overflow = _OVERFLOW_CODES[grid.overflow]
+    p.has_inf, p.neg_zero = int(grid.has_inf), int(grid.neg_zero)
+    p.wrap_bits, p.wrap_signed = grid.wrap_bits, int(grid.wrap_signed)
+    p.max_pos_f, p.max_neg_f = _toward_zero(grid.max_pos, np.float32), _toward_zero(grid.max_neg, np.float32)
+    p.max_pos_d, p.max_neg_d = _toward_zero(grid.max_pos, np.float64), _toward_zero(grid.max_neg, np.float64)
+    return p
+
+
+@functools.lru_cache(maxsize=1024)
+def _format_from_spec(spec: str) -> Format:
+    return formats.get(spec)
+
+
+def _run_kernel(x: torch.Tensor, out: torch.Tensor, spec: str, rounding: int, seed: int, rand_bits: int) -> None:
+    """out[...] = q(x[...]); both contiguous, same dtype (float32 or float64) and device."""
+    params = kernel_params(_format_from_spec(spec).grid())
+    if x.is_cuda:
+        from qsim import cuda
+
+        cuda.quantize(x, out, params, rounding, seed, rand_bits)
+    elif x.dtype == torch.float32:
+        _C.quantize_f32(x.data_ptr(), out.data_ptr(), x.numel(), params, rounding, seed, rand_bits)
+    else:
+        _C.quantize_f64(x.data_ptr(), out.data_ptr(), x.numel(), params, rounding, seed, rand_bits)
+
+
+def _quantize_into(x: torch.Tensor, out: torch.Tensor, spec: str, rounding: int, seed: int, rand_bits: int) -> None:
+    """Writes q(x) into `out` (any strides), working in float32/float64 as the kernels need."""
+    if x.numel() == 0:
+        return
+    work_dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+    source = x.contiguous().to(work_dtype)
+    direct = out.is_contiguous() and out.dtype == work_dtype
+    target = out if direct else torch.empty_like(source)
+    _run_kernel(source, target, spec, rounding, seed, rand_bits)
+    if not direct:
+        out.copy_(target)
+
+
+@torch.library.custom_op("qsim::quantize", mutates_args=())
+def _quantize_op(x: torch.Tensor, spec: str, rounding: int, seed: int, rand_bits: int) -> torch.Tensor:
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    _quantize_into(x, out, spec, rounding, seed, rand_bits)
+    return out
+
+
+@_quantize_op.register_fake
+def _(x, spec, rounding, seed, rand_bits):
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+def _straight_through(ctx, grad):
+    return grad, None, None, None, None
+
+
+_quantize_op.register_autograd(_straight_through)
+
+
+@torch.library.custom_op("qsim::quantize_out", mutates_args=("out",))
+def _quantize_out_op(x: torch.Tensor, out: torch.Tensor, spec: str, rounding: int, seed: int, rand_bits: int) -> None:
+    _quantize_into(x, out, spec, rounding, seed, rand_bits)
+
+
+def _draw_seed(seed) -> int:
+    """A 63-bit seed: the one given, or one drawn from a torch.Generator / torch's default generator,
+    so that torch.manual_seed makes runs reproducible."""
+    if seed is None or isinstance(seed, torch.Generator):
+        return int(torch.randint(0, 2**63 - 1, (), generator=seed).item())
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed: expected None, an int or a torch.Generator; got {type(seed).__name__}")
+    if not 0 <= seed < 2**64:
+        raise ValueError(f"seed: expected an int in [0, 2^64); got {seed}")
+    return seed
+
+
+def _validate(x, fmt, rounding, seed, rand_bits) -> tuple[str, int, int, int]:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x: expected a torch.Tensor; got {type(x).__name__}")
+    if x.dtype not in _DTYPES:
+        raise TypeError(f"x: expected a floating tensor (float32, float64, float16 or bfloat16); got {x.dtype}")
+    if x.device.type not in ("cpu", "cuda"):
+        raise ValueError(f"x: expected a CPU or CUDA tensor; got device {x.device}")
+    fmt = formats.get(fmt)
+    if not isinstance(fmt, (formats.FixedPoint, formats.FloatingPoint)):
+        raise TypeError(f"fmt: {fmt.name} is not an elementwise format supported by quantize")
+    code = rounding_code(rounding)
+    if code == _STOCHASTIC:
+        if rand_bits is None:
+            rand_bits = _FULL_RAND_BITS
+        elif isinstance(rand_bits, bool) or not isinstance(rand_bits, int) or not 1 <= rand_bits <= _FULL_RAND_BITS:
+            raise ValueError(f"rand_bits: expected None or an int in [1, {_FULL_RAND_BITS}]; got {rand_bits!r}")
+        seed = _draw_seed(seed)
+    else:
+        if rand_bits is not None:
+            raise ValueError(f"rand_bits: only applies to rounding='stochastic'; got rounding={rounding!r}")
+        if seed is not None and not isinstance(seed, (int, torch.Generator)):
+            raise TypeError(f"seed: expected None, an int or a torch.Generator; got {type(seed).__name__}")
+        seed, rand_bits = 0, _FULL_RAND_BITS
+    return fmt.spec, code, seed, rand_bits
+
+
+def quantize(x: torch.Tensor, fmt: Format | str, rounding: str = "nearest", seed=None, rand_bits: int | None = None,
+             out: torch.Tensor | None = None) -> torch.Tensor:
+    """x rounded to `fmt` with `rounding`; same shape, dtype and device as x.
+
+    fmt: a Format, a registered name ("fp8_e4m3") or an inline spec ("fixed<8,4>").
+    rounding: one of qsim.ROUNDING_MODES. Stochastic rounding uses Philox random bits keyed by
+      (seed, element index in row-major order): the same seed gives the same result on any device and
+      thread count. seed: an int, a torch.Generator, or None to draw one from torch's default generator.
+    rand_bits: stochastic rounding with only this many random bits (1..32), as hardware does:
+      P(round up) = floor(fraction · 2^rand_bits) / 2^rand_bits.
+    out: a tensor of x's shape, dtype and device to write into (saves allocating; not differentiable).
+    The gradient is straight-through."""
+    spec, code, seed, rand_bits = _validate(x, fmt, rounding, seed, rand_bits)
+    if out is None:
+        return _quantize_op(x, spec, code, seed, rand_bits)
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"out: expected a torch.Tensor; got {type(out).__name__}")
+    if out.shape != x.shape or out.dtype != x.dtype or out.device != x.device:
+        raise ValueError(f"out: expected shape {tuple(x.shape)}, dtype {x.dtype}, device {x.device}; got "
+                         f"shape {tuple(out.shape)}, dtype {out.dtype}, device {out.device}")
+    _quantize_out_op(x, out, spec, code, seed, rand_bits)
+    return out
+
+
+def quantize_(x: torch.Tensor, fmt: Format | str, rounding: str = "nearest", seed=None,
+              rand_bits: int | None = None) -> torch.Tensor:
+    """Rounds x to `fmt` in place and returns it (see `quantize`)."""
+    return quantize(x, fmt, rounding, seed, rand_bits, out=x)
