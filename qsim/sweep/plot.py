@@ -1,0 +1,62 @@
+"""The sweep figure: every configuration as a point, the Pareto frontier highlighted and labelled.
+
+Exports `plot_frontier(results, objectives, path, units)`, which writes a PNG or SVG (by suffix) with
+matplotlib's Agg backend. The x axis is the second objective (a cost), the y axis the first (an
+error); with more than two objectives the frontier is still computed on all of them and the title says so.
+Configurations that diverged or failed are drawn as crosses at the top edge so they are not forgotten.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import numpy as np  # noqa: E402
+
+
+def _axis_label(name: str, units) -> str:
+    unit = (units or {}).get(name)
+    return f"{name.replace('_', ' ')} ({unit})" if unit else name.replace("_", " ")
+
+
+def plot_frontier(results, objectives, path, units=None, title=None) -> Path:
+    """Scatter all "ok" results, highlight rows with on_frontier, label them with their configuration."""
+    path = Path(path)
+    if path.suffix not in (".png", ".svg"):
+        raise ValueError(f"path: expected a .png or .svg file name, got {str(path)!r}")
+    y_name, x_name = objectives[0], objectives[1]
+    ok = results[results["status"] == "ok"]
+    front = ok[ok["on_frontier"]].sort_values([x_name, y_name])
+    rest = ok[~ok["on_frontier"]]
+    failed = results[results["status"] != "ok"]
+
+    fig, ax = plt.subplots(figsize=(9, 6), dpi=120)
+    ax.scatter(rest[x_name], rest[y_name], s=28, color="0.6", label=f"configuration ({len(ok)} ok)", zorder=2)
+    ax.step(front[x_name], front[y_name], where="post", color="tab:red", lw=1.2, alpha=0.6, zorder=3)
+    ax.scatter(front[x_name], front[y_name], s=60, color="tab:red", edgecolor="black",
+               label=f"Pareto frontier ({len(front)})", zorder=4)
+    x_mid = np.nanmean([np.nanmin(ok[x_name]), np.nanmax(ok[x_name])]) if len(ok) else 0.0
+    for i, (_, row) in enumerate(front.iterrows()):
+        right_half = row[x_name] > x_mid  # labels point inwards so none runs off the axes
+        ax.annotate(row["label"], (row[x_name], row[y_name]), xytext=(-8 if right_half else 8, 10 if i % 2 else -14),
+                    textcoords="offset points", fontsize=7.5, color="darkred", ha="right" if right_half else "left",
+                    bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.75})
+    if len(failed) and x_name in failed.columns:
+        top = np.nanmax(ok[y_name]) if len(ok) else 1.0
+        ax.scatter(failed[x_name], np.full(len(failed), top), marker="x", color="tab:purple",
+                   label=f"diverged / error ({len(failed)})", zorder=2)
+    xs = ok[x_name].to_numpy(dtype=float)
+    if len(xs) and np.nanmin(xs) > 0 and np.nanmax(xs) / np.nanmin(xs) > 20:
+        ax.set_xscale("log")
+    ax.set_xlabel(_axis_label(x_name, units))
+    ax.set_ylabel(_axis_label(y_name, units))
+    extra = f" (frontier over {', '.join(objectives)})" if len(objectives) > 2 else ""
+    ax.set_title((title or "Precision sweep") + extra)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
