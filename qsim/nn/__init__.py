@@ -1,0 +1,17 @@
+"""qsim.nn: say which tensors of an ordinary torch model are kept in which format, without rewriting it.
+
+    from qsim.nn import QuantSpec, quantize_model
+    handle = quantize_model(model, [(nn.Conv2d, QuantSpec(weight="fp8_e4m3", input="fp8_e4m3",
+                                                          grad_output="fp8_e5m2"))])
+    ...; handle.summary(); handle.remove()
+
+Exports QuantSpec, quantize_model, QuantHandle, register_module_type, Quantizer, quantizer,
+quantize_fb, and the modules functional (low-precision accumulation) and recipes.
+"""
+from qsim.nn import functional, recipes
+from qsim.nn.model import QuantHandle, quantize_model, register_module_type
+from qsim.nn.quantizer import Quantizer, quantize_fb, quantizer
+from qsim.nn.spec import QuantSpec
+
+__all__ = ["QuantSpec", "quantize_model", "QuantHandle", "register_module_type", "Quantizer", "quantizer",
+           "quantize_fb", "functional", "recipes"]
