@@ -58,6 +58,10 @@ class Format:
         raise NotImplementedError
 
     def grid(self) -> Grid:
+        """The values this format holds, as the kernels see them (computed once per format)."""
+        return _cached_grid(self)
+
+    def _build_grid(self) -> Grid:
         raise NotImplementedError
 
     @property
@@ -109,6 +113,11 @@ class Format:
         return self.name
 
 
+@functools.lru_cache(maxsize=4096)
+def _cached_grid(fmt: Format) -> Grid:
+    return fmt._build_grid()
+
+
 def _check_int(value, argument: str, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{argument}: expected an int in [{low}, {high}]; got {value!r}")
@@ -156,7 +165,7 @@ class FixedPoint(Format):
         options = ("" if self.signed else ",unsigned") + ("" if self.overflow == "saturate" else f",{self.overflow}")
         return f"fixed<{self.wl},{self.fl}{options}>"
 
-    def grid(self) -> Grid:
+    def _build_grid(self) -> Grid:
         quantum = Fraction(2) ** -self.fl
         top = (1 << (self.wl - 1)) - 1 if self.signed else (1 << self.wl) - 1
         bottom = (1 << (self.wl - 1)) if self.signed else 0
@@ -274,7 +283,7 @@ class FloatingPoint(Format):
             return sign * math.ldexp(mantissa, self._emin - self.man)
         return sign * math.ldexp((1 << self.man) | mantissa, field - self.bias - self.man)
 
-    def grid(self) -> Grid:
+    def _build_grid(self) -> Grid:
         largest = Fraction(self.decode(self._max_code()))
         return Grid(man=self.man, emin=self._emin, subnormals=self.subnormals, overflow=self.overflow,
                     has_inf=self.special == "ieee", neg_zero=self.special != "fnuz",

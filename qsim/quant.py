@@ -27,7 +27,7 @@ _FULL_RAND_BITS = 32
 
 def _toward_zero(value: Fraction, dtype) -> float:
     """The largest magnitude of `dtype` that is at most `value` (value ≥ 0)."""
-    rounded = dtype(float(value))
+    rounded = dtype(min(float(value), float(np.finfo(dtype).max)))
     while Fraction(float(rounded)) > value:
         rounded = np.nextafter(rounded, dtype(0))
     return float(rounded)
@@ -113,6 +113,15 @@ def _draw_seed(seed) -> int:
     return seed
 
 
+@torch.compiler.assume_constant_result
+def _elementwise_spec(fmt) -> str:
+    """The canonical spec of a format given by value or name (a constant for torch.compile)."""
+    fmt = formats.get(fmt)
+    if not isinstance(fmt, (formats.FixedPoint, formats.FloatingPoint)):
+        raise TypeError(f"fmt: {fmt.name} is not an elementwise format supported by quantize")
+    return fmt.spec
+
+
 def _validate(x, fmt, rounding, seed, rand_bits) -> tuple[str, int, int, int]:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x: expected a torch.Tensor; got {type(x).__name__}")
@@ -120,9 +129,7 @@ def _validate(x, fmt, rounding, seed, rand_bits) -> tuple[str, int, int, int]:
         raise TypeError(f"x: expected a floating tensor (float32, float64, float16 or bfloat16); got {x.dtype}")
     if x.device.type not in ("cpu", "cuda"):
         raise ValueError(f"x: expected a CPU or CUDA tensor; got device {x.device}")
-    fmt = formats.get(fmt)
-    if not isinstance(fmt, (formats.FixedPoint, formats.FloatingPoint)):
-        raise TypeError(f"fmt: {fmt.name} is not an elementwise format supported by quantize")
+    spec = _elementwise_spec(fmt)
     code = rounding_code(rounding)
     if code == _STOCHASTIC:
         if rand_bits is None:
@@ -136,7 +143,7 @@ def _validate(x, fmt, rounding, seed, rand_bits) -> tuple[str, int, int, int]:
         if seed is not None and not isinstance(seed, (int, torch.Generator)):
             raise TypeError(f"seed: expected None, an int or a torch.Generator; got {type(seed).__name__}")
         seed, rand_bits = 0, _FULL_RAND_BITS
-    return fmt.spec, code, seed, rand_bits
+    return spec, code, seed, rand_bits
 
 
 def quantize(x: torch.Tensor, fmt: Format | str, rounding: str = "nearest", seed=None, rand_bits: int | None = None,
