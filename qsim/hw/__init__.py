@@ -1,0 +1,24 @@
+"""qsim.hw: how a (quantized) network runs on an accelerator: cycles, stalls, traffic, energy.
+
+    workload(model, example_input, precision=..., rules=...)   -> Workload (layers, shapes, bit widths)
+    read_topology(path) / write_topology(workload, path)        SCALE-Sim topology CSV files
+    load_accelerator(name_or_path, **changes)                   -> Accelerator (hw_models/*.toml)
+    simulate(workload, accelerator)                             -> Report (table, totals, CSV, plot)
+    resnet18() / BUILTIN_MODELS                                  built-in networks (no weights needed)
+"""
+from .energy import ArithEnergy, EnergyTable, load_energy_table
+from .layers import Layer, Workload
+from .memory import MemoryLevel
+from .report import Report
+from .spec import Accelerator, ArraySpec, MemorySpec, PESpec, load_accelerator
+from .systolic import (DATAFLOW_CLASSES, InputStationary, OutputStationary, SystolicArray,
+                       WeightStationary, simulate)
+from .topology import read_topology, scalesim_conv, write_topology
+from .toml_spec import available as available_descriptions
+
+__all__ = [
+    "Accelerator", "ArithEnergy", "ArraySpec", "DATAFLOW_CLASSES", "EnergyTable", "InputStationary", "Layer",
+    "MemoryLevel", "MemorySpec", "OutputStationary", "PESpec", "Report", "SystolicArray", "WeightStationary",
+    "Workload", "available_descriptions", "load_accelerator", "load_energy_table", "read_topology",
+    "scalesim_conv", "simulate", "write_topology",
+]
