@@ -8,10 +8,19 @@
 Exports QuantSpec, quantize_model, QuantHandle, register_module_type, Quantizer, quantizer,
 quantize_fb, and the modules functional (low-precision accumulation) and recipes.
 """
-from qsim.nn import functional, recipes
+import importlib
+
+from qsim.nn import functional
 from qsim.nn.model import QuantHandle, quantize_model, register_module_type
 from qsim.nn.quantizer import Quantizer, quantize_fb, quantizer
 from qsim.nn.spec import QuantSpec
 
 __all__ = ["QuantSpec", "quantize_model", "QuantHandle", "register_module_type", "Quantizer", "quantizer",
            "quantize_fb", "functional", "recipes"]
+
+
+def __getattr__(name):
+    # recipes builds on qsim.optim, which builds on qsim.nn.spec: imported on first use to avoid a cycle.
+    if name == "recipes":
+        return importlib.import_module("qsim.nn.recipes")
+    raise AttributeError(f"module 'qsim.nn' has no attribute {name!r}")
