@@ -152,6 +152,9 @@ class _AcceleratorFile:
     energy_table: str = "horowitz_45nm"
     description: str = ""
 
+    def __post_init__(self):
+        _positive(self, "clock_mhz", kind=(int, float))
+
 
 def load_accelerator(name_or_path="systolic_32x32", **changes) -> Accelerator:
     """An accelerator from hw_models/NAME.toml or a path; `changes` override leaf fields."""
