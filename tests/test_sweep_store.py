@@ -51,7 +51,7 @@ def test_failures_are_recorded_and_the_sweep_continues(tmp_path):
         assert (summary.ok, summary.diverged, summary.error) == (6, 3, 3)
         df = store.to_dataframe()
         errors = df[df["status"] == "error"]
-        assert set(errors["weight"]) == {"fp16"} and errors["message"].str.contains("overflow in layer 3").all()
+        assert set(errors["cfg.weight"]) == {"fp16"} and errors["message"].str.contains("overflow in layer 3").all()
         assert df.loc[df["status"] == "diverged", "error"].isna().all()
         # a rerun evaluates nothing; retry_errors evaluates exactly the three errors again
         assert run_sweep(job, CONFIGS, store, pool, progress=False).skipped == 12

@@ -14,6 +14,7 @@ and a later full sweep reuses them; `compare_frontiers` says how close the estim
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,6 +63,7 @@ def _initial_design(costs: np.ndarray, count: int, rng: np.random.Generator) -> 
 
 
 def _surrogate(features: np.ndarray, errors: np.ndarray, seed: int):
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.gaussian_process import GaussianProcessRegressor
     from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
 
@@ -69,8 +71,11 @@ def _surrogate(features: np.ndarray, errors: np.ndarray, seed: int):
     scale[scale == 0] = 1.0
     center = features.mean(axis=0)
     kernel = ConstantKernel(1.0) * RBF(np.ones(features.shape[1]), (1e-2, 1e3)) + WhiteKernel(1e-2, (1e-6, 1.0))
-    gp = GaussianProcessRegressor(kernel, normalize_y=True, n_restarts_optimizer=2, random_state=seed)
-    gp.fit((features - center) / scale, errors)
+    gp = GaussianProcessRegressor(kernel, normalize_y=True, random_state=seed)
+    with warnings.catch_warnings():
+        # noise-free objectives drive the noise level to its bound; the fit is still the one we want
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gp.fit((features - center) / scale, errors)
     return lambda x: gp.predict((x - center) / scale, return_std=True)
 
 

@@ -36,10 +36,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-@contextlib.contextmanager
-def _executor(kind: str, workers: int):
+def _check_executor(kind: str, workers: int) -> None:
     if workers < 1:
         raise ValueError(f"--workers: expected a positive int, got {workers}")
+    if kind not in ("process", "thread", "dask") and "://" not in kind:
+        raise ValueError(f"--executor: expected 'process', 'thread', 'dask' or a scheduler address, got {kind!r}")
+
+
+@contextlib.contextmanager
+def _executor(kind: str, workers: int):
     if kind == "process":
         from .runner import default_executor
         with default_executor(workers) as pool:
@@ -57,8 +62,6 @@ def _executor(kind: str, workers: int):
         else:
             with Client(kind) as client:
                 yield client
-    else:
-        raise ValueError(f"--executor: expected 'process', 'thread', 'dask' or a scheduler address, got {kind!r}")
 
 
 def _spec(args):
@@ -82,6 +85,7 @@ def run(args) -> int:
     from .store import ResultStore
 
     console = Console()
+    _check_executor(args.executor, args.workers)
     spec = _spec(args)
     seed = spec.seed if args.seed is None else args.seed
     objectives = tuple(args.objectives.split(",")) if args.objectives else spec.objectives
@@ -93,7 +97,7 @@ def run(args) -> int:
     db_path = Path(args.db) if args.db else out / "results.db"
     plot_path = Path(args.plot) if args.plot else out / "frontier.png"
     console.print(f"sweep [bold]{spec.job.name}[/]: {len(configs)} configurations, seed {seed}, "
-                  f"objectives {', '.join(objectives)}, store {db_path}")
+                  f"objectives {', '.join(objectives)}")
     estimate = None
     with ResultStore(db_path) as store, _executor(args.executor, args.workers) as executor:
         if args.budget is not None:
@@ -128,6 +132,7 @@ def run(args) -> int:
         console.print(f"estimate from {len(estimate.evaluated)}/{len(configs)} configurations: recall "
                       f"{closeness['recall']:.2f}, precision {closeness['precision']:.2f}, "
                       f"epsilon {closeness['epsilon']:.3f} (normalised)")
-    plot_frontier(table, objectives, plot_path, units, title=f"{spec.job.name}: {len(table)} configurations")
+    plot_frontier(table, objectives, plot_path, {name: spec.job.axis_label(name) for name in objectives},
+                  title=f"{spec.job.name}: {len(table)} configurations")
     console.print(f"wrote {db_path} and {plot_path}" + (f" and {args.export}" if args.export else ""))
     return 0

@@ -99,11 +99,13 @@ def profile_model(model, example_input, batch_size: int, optimizer_states: int =
 
 @dataclass(frozen=True)
 class Cost:
-    """A named cost: fn(profile, config) -> float in `unit`; `doc` says what it counts."""
+    """A named cost: fn(profile, config) -> float in `unit`; `label` names it on a plot axis and
+    `doc` says what it counts."""
 
     name: str
     unit: str
     fn: Callable[[ModelProfile, Config], float]
+    label: str
     doc: str
 
     def __call__(self, profile: ModelProfile, config: Config) -> float:
@@ -168,10 +170,11 @@ def _kib(fn):
     return functools.partial(_in_kib, fn)
 
 
-MEMORY_KIB = Cost("memory_kib", "KiB", _kib(training_memory_bits),
-                  "memory of one training step: weights, master weights, activations, gradients, optimizer state")
-WEIGHT_KIB = Cost("weight_kib", "KiB", _kib(weight_memory_bits), "memory of the weights (model size)")
-ACTIVATION_KIB = Cost("activation_kib", "KiB", _kib(activation_memory_bits),
-                      "memory of the activations kept for the backward pass, one batch")
-BIT_OPS = Cost("bit_ops", "bit-ops/sample", bit_operations, "MACs x weight bits x activation bits per inference")
+MEMORY_KIB = Cost("memory_kib", "KiB", _kib(training_memory_bits), "memory of one training step",
+                  "weights, master weights, activations kept for backward, gradients and optimizer state")
+WEIGHT_KIB = Cost("weight_kib", "KiB", _kib(weight_memory_bits), "weight memory", "the model's parameters")
+ACTIVATION_KIB = Cost("activation_kib", "KiB", _kib(activation_memory_bits), "activation memory",
+                      "the inputs of the weight layers kept for the backward pass, one batch")
+BIT_OPS = Cost("bit_ops", "bit-ops/sample", bit_operations, "bit operations per inference",
+               "MACs x weight bits x activation bits per sample")
 DEFAULT_COSTS = (MEMORY_KIB, WEIGHT_KIB, ACTIVATION_KIB, BIT_OPS)

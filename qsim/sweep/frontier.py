@@ -2,7 +2,8 @@
 
 Exports `pareto_mask` (non-dominated rows of a points array, all objectives minimised), `frontier`
 (adds an `on_frontier` column to a results DataFrame), `frontier_table` (a rich Table) and
-`compare_frontiers` (how close an estimated frontier is to the true one).
+`compare_frontiers` (how close an estimated frontier is to the true one), and `short_labels`
+(configuration labels that name only the roles that vary, for tables and plots).
 
 Definitions. Point a dominates b when a <= b in every objective and a < b in at least one. Equal
 points do not dominate each other, so ties are all kept. A point with a NaN objective is never on
@@ -13,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from rich.table import Table
+
+from .space import Config
 
 
 def pareto_mask(points) -> np.ndarray:
@@ -48,11 +51,27 @@ def frontier(results: pd.DataFrame, objectives=("error", "memory_kib")) -> pd.Da
     return out
 
 
+def short_labels(results: pd.DataFrame) -> tuple[pd.Series, str]:
+    """Labels built from the "cfg.*" columns that vary between rows, and a label of the constant ones."""
+    columns = [c for c in results.columns if str(c).startswith("cfg.")]
+    values = results[columns].fillna("").astype(str)
+    varying = [c for c in columns if values[c].nunique() > 1]
+    constant = [c for c in columns if c not in varying]
+
+    def label(row, cols):
+        return Config.from_dict({c[4:]: row[c] for c in cols if row[c]}).label()
+
+    common = label(values.iloc[0], constant) if len(values) and constant else ""
+    return values.apply(label, axis=1, cols=varying), common
+
+
 def frontier_table(results: pd.DataFrame, objectives, units=None, title="Pareto frontier") -> Table:
-    """A rich Table of the frontier rows of `frontier(...)` output, sorted by the last objective."""
+    """A rich Table of the frontier rows of `frontier(...)` output, sorted by the last objective; the
+    roles shared by every configuration go into the caption."""
     units = units or {}
-    rows = results[results["on_frontier"]].sort_values(list(objectives)[::-1])
-    table = Table(title=title)
+    labels, common = short_labels(results)
+    rows = results.assign(label=labels)[results["on_frontier"]].sort_values(list(objectives)[::-1])
+    table = Table(title=title, caption=f"every configuration: {common}" if common else None)
     table.add_column("configuration")
     for name in objectives:
         table.add_column(f"{name} ({units[name]})" if units.get(name) else name, justify="right")

@@ -75,6 +75,12 @@ class Job:
         units = dict(self.units) | {c.name: c.unit for c in self.costs}
         return units.get(column)
 
+    def axis_label(self, column: str) -> str:
+        """"memory of one training step (KiB)" for a cost, "error (% test)" for a metric with a unit."""
+        names = {c.name: c.label for c in self.costs}
+        unit = self.unit(column)
+        return names.get(column, column.replace("_", " ")) + (f" ({unit})" if unit else "")
+
     def call(self, config: Config, seed: int) -> object:
         kwargs = dict(self.params)
         if "seed" in inspect.signature(self.fn).parameters:

@@ -2,7 +2,7 @@
 `matmul` (the error of one quantized matrix product, no training: a sweep in seconds).
 
 Exports `BUILTIN_JOBS`, `make_job`, `make_digits_job`, `make_matmul_job`, `DIGITS_SPACE` (the space
-`qsim sweep` runs with no arguments), `DigitsCNN`, `train_digits` and `matmul_error`.
+`qsim sweep` runs with no arguments), `DigitsCNN`, `digits_setup`, `train_digits` and `matmul_error`.
 
 How the digits job maps the roles onto qsim.nn and qsim.optim, for every Conv2d/Linear layer, with a
 layer group's formats replacing the global ones for the layers it matches:
@@ -103,16 +103,20 @@ def _optimizers(model, config: Config, lr: float, momentum: float) -> list:
             for group, params in by_group.items()]
 
 
-def train_digits(config: Config, seed: int, epochs: int = 3, batch_size: int = 32, lr: float = 0.05,
-                 momentum: float = 0.9) -> dict[str, float]:
-    """Train DigitsCNN under `config`; return the test error (%) and the last epoch's mean training loss."""
+def digits_setup(config: Config, lr: float, momentum: float):
+    """A fresh DigitsCNN with the config's quantization hooks, the hooks' handle, and its optimizers."""
     from qsim.nn import quantize_model
 
+    model = DigitsCNN()
+    return model, quantize_model(model, _rules(config)), _optimizers(model, config, lr, momentum)
+
+
+def train_digits(config: Config, seed: int, epochs: int = 5, batch_size: int = 32, lr: float = 0.05,
+                 momentum: float = 0.9) -> dict[str, float]:
+    """Train DigitsCNN under `config`; return the test error (%) and the last epoch's mean training loss."""
     torch.manual_seed(seed)
     x_train, y_train, x_test, y_test = _digits_data()
-    model = DigitsCNN()
-    handle = quantize_model(model, _rules(config))
-    optimizers = _optimizers(model, config, lr, momentum)
+    model, handle, optimizers = digits_setup(config, lr, momentum)
     order = torch.Generator().manual_seed(seed)
     loss_sum = float("nan")
     for _ in range(epochs):
@@ -135,7 +139,7 @@ def train_digits(config: Config, seed: int, epochs: int = 3, batch_size: int = 3
     return {"error": 100.0 * wrong, "train_loss": loss_sum}
 
 
-def make_digits_job(epochs: int = 3, batch_size: int = 32, lr: float = 0.05, momentum: float = 0.9) -> Job:
+def make_digits_job(epochs: int = 5, batch_size: int = 32, lr: float = 0.05, momentum: float = 0.9) -> Job:
     """The built-in job: DigitsCNN, SGD with momentum (one optimizer state per parameter)."""
     profile = profile_model(DigitsCNN(), torch.zeros(1, 1, 8, 8), batch_size=batch_size, optimizer_states=1)
     params = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "momentum": momentum}

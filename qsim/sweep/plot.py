@@ -1,6 +1,6 @@
 """The sweep figure: every configuration as a point, the Pareto frontier highlighted and labelled.
 
-Exports `plot_frontier(results, objectives, path, units)`, which writes a PNG or SVG (by suffix) with
+Exports `plot_frontier(results, objectives, path, axis_labels)`, which writes a PNG or SVG (by suffix) with
 matplotlib's Agg backend. The x axis is the second objective (a cost), the y axis the first (an
 error); with more than two objectives the frontier is still computed on all of them and the title says so.
 Configurations that diverged or failed are drawn as crosses at the top edge so they are not forgotten.
@@ -15,18 +15,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
 
-
-def _axis_label(name: str, units) -> str:
-    unit = (units or {}).get(name)
-    return f"{name.replace('_', ' ')} ({unit})" if unit else name.replace("_", " ")
+from .frontier import short_labels  # noqa: E402
 
 
-def plot_frontier(results, objectives, path, units=None, title=None) -> Path:
-    """Scatter all "ok" results, highlight rows with on_frontier, label them with their configuration."""
+def plot_frontier(results, objectives, path, axis_labels=None, title=None) -> Path:
+    """Scatter all "ok" results, highlight rows with on_frontier, label them with their configuration.
+    `axis_labels` maps an objective to its axis label with unit (default: the column name)."""
     path = Path(path)
     if path.suffix not in (".png", ".svg"):
         raise ValueError(f"path: expected a .png or .svg file name, got {str(path)!r}")
     y_name, x_name = objectives[0], objectives[1]
+    labels, common = short_labels(results)
+    results = results.assign(label=labels)
     ok = results[results["status"] == "ok"]
     front = ok[ok["on_frontier"]].sort_values([x_name, y_name])
     rest = ok[~ok["on_frontier"]]
@@ -47,13 +47,17 @@ def plot_frontier(results, objectives, path, units=None, title=None) -> Path:
         top = np.nanmax(ok[y_name]) if len(ok) else 1.0
         ax.scatter(failed[x_name], np.full(len(failed), top), marker="x", color="tab:purple",
                    label=f"diverged / error ({len(failed)})", zorder=2)
-    xs = ok[x_name].to_numpy(dtype=float)
-    if len(xs) and np.nanmin(xs) > 0 and np.nanmax(xs) / np.nanmin(xs) > 20:
-        ax.set_xscale("log")
-    ax.set_xlabel(_axis_label(x_name, units))
-    ax.set_ylabel(_axis_label(y_name, units))
+    for name, set_scale in ((x_name, ax.set_xscale), (y_name, ax.set_yscale)):
+        values = ok[name].to_numpy(dtype=float)
+        if len(values) and np.nanmin(values) > 0 and np.nanmax(values) / np.nanmin(values) > 20:
+            set_scale("log")  # spans of more than 20x: a linear axis would squash the frontier
+    axis_labels = axis_labels or {}
+    ax.set_xlabel(axis_labels.get(x_name, x_name))
+    ax.set_ylabel(axis_labels.get(y_name, y_name))
     extra = f" (frontier over {', '.join(objectives)})" if len(objectives) > 2 else ""
-    ax.set_title((title or "Precision sweep") + extra)
+    ax.set_title((title or "Precision sweep") + extra + (f"\nin every configuration: {common}" if common else ""),
+                 fontsize=10)
+    ax.margins(0.08)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper right")
     fig.tight_layout()

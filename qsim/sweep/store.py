@@ -110,18 +110,19 @@ class ResultStore:
                 finished_at in rows]
 
     def to_dataframe(self, job: str | None = None) -> pd.DataFrame:
-        """One row per result: key, job, status, message, seed, wall_s, finished_at, label, then one column
-        per config key (format spec, empty = fp32), per metric and per cost. Params and versions stay JSON."""
+        """One row per result: key, job, status, message, seed, wall_s, finished_at, label, params and
+        versions (JSON), then a "cfg.<key>" column per config key (format spec; empty: fp32), and one
+        column per metric and per cost (a metric may be called "error" though "error" is also a role)."""
         rows = []
         for r in self.records(job):
             row = {"key": r.key, "job": r.job, "status": r.status, "message": r.message, "seed": r.seed,
                    "wall_s": r.wall_s, "finished_at": r.finished_at, "label": r.config.label(),
                    "params": _dumps(r.params), "versions": _dumps(r.versions)}
-            for part in (r.config.as_dict(), r.metrics, r.costs):
+            for part in ({f"cfg.{k}": v for k, v in r.config.as_dict().items()}, r.metrics, r.costs):
                 clash = set(part) & set(row)
                 if clash:
                     raise ValueError(f"store: column names {sorted(clash)} appear twice in result {r.key} "
-                                     "(a metric or cost named like a config key or a fixed column)")
+                                     "(a metric and a cost, or one of the fixed columns, share a name)")
                 row.update(part)
             rows.append(row)
         return pd.DataFrame(rows)
