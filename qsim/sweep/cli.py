@@ -75,6 +75,7 @@ def _spec(args):
 def run(args) -> int:
     import math
 
+    import pandas as pd
     from rich.console import Console
 
     from .budget import active_frontier
@@ -113,10 +114,15 @@ def run(args) -> int:
             console.print(f"{summary.total} configurations: {summary.skipped} already stored, {summary.ok} ok, "
                           f"{summary.diverged} diverged, {summary.error} errors")
         keys = {result_key(spec.job, c, seed) for c in configs}
-        results = store.to_dataframe(spec.job.name)
-        results = results[results["key"].isin(keys)]
         if args.export:
             store.export(args.export, spec.job.name)
+        results = store.to_dataframe(spec.job.name)
+        results = results[results["key"].isin(keys)]
+    # costs are pure functions of the configuration: recompute them, so a cost added since a result was
+    # stored (or changed) is on the table and the plot too
+    fresh = pd.DataFrame([{"key": result_key(spec.job, c, seed), **spec.job.costs_of(c)} for c in configs])
+    results = results.drop(columns=[c for c in fresh.columns if c != "key" and c in results.columns])
+    results = results.merge(fresh, on="key", how="left")
     for status in ("diverged", "error"):
         for _, row in results[results["status"] == status].iterrows():
             console.print(f"[yellow]{status}[/]: {row['label']}: {row['message']}")

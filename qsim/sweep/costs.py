@@ -17,6 +17,8 @@ How one training step is counted (batch size B, per weight layer l with group g(
     optimizer state  n_states * sum_l params_l * bits(optimizer_state) (SGD with momentum: 1, Adam: 2)
     bit operations   sum_l MACs_l * bits(weight) * bits(activation) per inference sample (the
                      bit-ops measure of AIMET and HAWQ). The accumulator format does not change it.
+    energy           `energy_per_inference_uj`: qsim.hw's systolic-array simulation of one inference
+                     with the configuration's operand widths and the accelerator's energy table.
 A role missing from the configuration is fp32 (32 bits).
 """
 from __future__ import annotations
@@ -160,6 +162,20 @@ def bit_operations(profile: ModelProfile, config: Config) -> float:
     """MACs x weight bits x activation bits, per inference sample."""
     return sum(layer.macs * _layer_bits(config, "weight", layer) * _layer_bits(config, "activation", layer)
                for layer in profile.layers)
+
+
+def energy_per_inference_uj(build_model: Callable, input_shape: tuple, rules_of: Callable, accelerator: str,
+                            profile: ModelProfile, config: Config) -> float:
+    """Energy (µJ) of one inference on a qsim.hw accelerator description (hw_models/<accelerator>.toml):
+    the model's layers with the operand widths that quantize_model's rules give them, simulated on the
+    array with its energy table. Bind the first four arguments with functools.partial to make a Cost."""
+    import torch
+
+    from qsim.hw import load_accelerator, simulate
+    from qsim.hw.extract import workload
+
+    work = workload(build_model(), torch.zeros(input_shape), rules=rules_of(config))
+    return float(simulate(work, load_accelerator(accelerator)).totals()["energy_per_inference_uj"])
 
 
 def _in_kib(fn, profile: ModelProfile, config: Config) -> float:

@@ -134,10 +134,10 @@ def run_sweep(job: Job, configs, store: ResultStore, executor=None, seed: int = 
     if not isinstance(job, Job):
         raise TypeError(f"job: expected a qsim.sweep.Job, got {type(job).__name__}")
     job.check(configs)
-    costs = {config: job.costs_of(config) for config in configs}
     stored = store.statuses()
     keys = {config: result_key(job, config, seed) for config in configs}
     todo = [c for c in configs if keys[c] not in stored or (retry_errors and stored[keys[c]] == "error")]
+    costs = {config: job.costs_of(config) for config in todo}
     counts = {"ok": 0, "diverged": 0, "error": 0}
     if todo:
         own = executor is None
