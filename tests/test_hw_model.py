@@ -161,3 +161,24 @@ def test_report_totals_are_sums_and_throughput_follows_the_clock():
     assert t["inferences_per_s"] == pytest.approx(2 * a.clock_mhz * 1e6 / t["total_cycles"])
     assert t["energy_per_inference_uj"] == pytest.approx(f["energy_pj"].sum() * 1e-6 / 2)
     assert t["utilization"] == pytest.approx(f["macs"].sum() / (t["total_cycles"] * 64))
+
+
+@settings(max_examples=40, deadline=None)
+@given(layer=layers, dataflow=st.sampled_from(["os", "ws", "is"]), bw=st.floats(0.5, 32),
+       sram=st.sampled_from([0.25, 2, 64]))
+def test_pass_extrapolation_equals_the_full_fold_sequence(layer, dataflow, bw, sram):
+    """_pipeline evaluates 3 and 4 column passes and extrapolates; compare with all folds laid out."""
+    import numpy as np
+
+    from qsim.hw.memory import double_buffered_cycles
+    a = accel(dataflow=dataflow, rows=4, cols=4, dram_bytes_per_cycle=bw, ifmap_sram_kib=sram,
+              filter_sram_kib=sram, ofmap_sram_kib=sram)
+    sim = DATAFLOW_CLASSES[dataflow](a)
+    plan = sim.plan(layer)
+    unique = {"ifmap": layer.ifmap_elems / layer.groups, "filter": layer.filter_elems / layer.groups,
+              "ofmap": layer.ofmap_elems / layer.groups}
+    loads0, loads1, writes, _ = sim._dram_schedule(plan, unique, 4 * layer.gemm_m * layer.gemm_n)
+    full = double_buffered_cycles(sim.dram, plan.fold_cycles,
+                                  np.concatenate([loads0] + [loads1] * (plan.col_folds - 1)),
+                                  np.tile(writes, plan.col_folds))
+    assert sim._pipeline(plan.fold_cycles, loads0, loads1, writes, plan.col_folds, True) == pytest.approx(full)

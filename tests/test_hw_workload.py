@@ -95,6 +95,26 @@ def test_depthwise_grouped_and_functional_layers_are_found():
     assert wl.batch == 2
 
 
+@pytest.mark.parametrize("traceable", [True, False])
+def test_multihead_attention_becomes_its_six_gemms(traceable):
+    """Projections (L*B x E x E), scores and context batched over B*heads, output projection."""
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn = nn.MultiheadAttention(64, 4, batch_first=True)
+
+        def forward(self, x):
+            if not traceable and x.sum() > 0:
+                x = x * 2
+            return self.attn(x, x, x)[0]
+
+    wl = workload(Block(), torch.randn(2, 10, 64))
+    shapes = {l.name.split(".")[-1]: (l.groups, l.gemm_m, l.gemm_k, l.gemm_n) for l in wl}
+    assert shapes == {"q_proj": (1, 20, 64, 64), "k_proj": (1, 20, 64, 64), "v_proj": (1, 20, 64, 64),
+                      "scores": (8, 10, 16, 10), "context": (8, 10, 10, 16), "out_proj": (1, 20, 64, 64)}
+    assert ("forward hooks" in wl.notes[0]) != traceable
+
+
 def test_untraceable_model_falls_back_to_hooks():
     class Branchy(nn.Module):
         def __init__(self):

@@ -7,8 +7,10 @@
     resnet18() / BUILTIN_MODELS                                  built-in networks (no weights needed)
 """
 from .energy import ArithEnergy, EnergyTable, load_energy_table
+from .extract import workload
 from .layers import Layer, Workload
 from .memory import MemoryLevel
+from .models import BUILTIN_MODELS, resnet18
 from .report import Report
 from .spec import Accelerator, ArraySpec, MemorySpec, PESpec, load_accelerator
 from .systolic import (DATAFLOW_CLASSES, InputStationary, OutputStationary, SystolicArray,
@@ -17,8 +19,8 @@ from .topology import read_topology, scalesim_conv, write_topology
 from .toml_spec import available as available_descriptions
 
 __all__ = [
-    "Accelerator", "ArithEnergy", "ArraySpec", "DATAFLOW_CLASSES", "EnergyTable", "InputStationary", "Layer",
+    "Accelerator", "ArithEnergy", "ArraySpec", "BUILTIN_MODELS", "DATAFLOW_CLASSES", "EnergyTable", "InputStationary", "Layer",
     "MemoryLevel", "MemorySpec", "OutputStationary", "PESpec", "Report", "SystolicArray", "WeightStationary",
     "Workload", "available_descriptions", "load_accelerator", "load_energy_table", "read_topology",
-    "scalesim_conv", "simulate", "write_topology",
+    "resnet18", "scalesim_conv", "simulate", "workload", "write_topology",
 ]

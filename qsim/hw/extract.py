@@ -4,7 +4,8 @@ Exports `workload(model, example_input, rules=None, precision=None, name=None) -
 
 torch.fx traces the model and propagates shapes, which also finds functional calls (F.conv2d,
 F.linear, torch.matmul / bmm / @). A model fx cannot trace (data-dependent control flow) falls back
-to forward hooks on its Conv1d / Conv2d / Linear modules, and the workload's notes say so. Shapes
+to forward hooks on its Conv1d / Conv2d / Linear / MultiheadAttention modules, and the workload's
+notes say so. nn.MultiheadAttention becomes its six GEMMs (projections, scores, context, output). Shapes
 come from the tensors of the run, so padding="same", dilation and odd strides need no formulas.
 """
 from __future__ import annotations
@@ -63,6 +64,22 @@ def _matmul_layer(name: str, a_shape, b_shape) -> Layer:
     return Layer.gemm(name, m, k, n, batch=batch, op="matmul")
 
 
+def _attention_layers(name: str, module: nn.MultiheadAttention, q_shape, k_shape) -> list[Layer]:
+    """nn.MultiheadAttention as its six GEMMs: q/k/v projections, scores, context, output projection."""
+    if len(q_shape) == 2:  # unbatched (L, E)
+        q_shape, k_shape = (q_shape[0], 1, q_shape[1]), (k_shape[0], 1, k_shape[1])
+    elif module.batch_first:
+        q_shape, k_shape = (q_shape[1], q_shape[0], q_shape[2]), (k_shape[1], k_shape[0], k_shape[2])
+    (L, B, E), (S, _, _) = q_shape, k_shape
+    heads, d = module.num_heads, module.head_dim
+    return [Layer.gemm(f"{name}.q_proj", L * B, E, E, op="linear"),
+            Layer.gemm(f"{name}.k_proj", S * B, module.kdim, E, op="linear"),
+            Layer.gemm(f"{name}.v_proj", S * B, module.vdim, E, op="linear"),
+            Layer.gemm(f"{name}.scores", L, d, S, batch=B * heads, op="matmul"),
+            Layer.gemm(f"{name}.context", L, S, d, batch=B * heads, op="matmul"),
+            Layer.gemm(f"{name}.out_proj", L * B, E, E, op="linear")]
+
+
 def _meta_shape(node):
     meta = node.meta.get("tensor_meta") if isinstance(node, torch.fx.Node) else None
     return tuple(meta.shape) if meta is not None and hasattr(meta, "shape") else None
@@ -88,7 +105,10 @@ def _trace_fx(model: nn.Module, inputs: tuple):
                                           module.padding, module.groups), module))
             elif isinstance(module, nn.Linear):
                 found.append((_linear_layer(node.target, x, module.out_features), module))
-            elif isinstance(module, (nn.MultiheadAttention, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose1d)):
+            elif isinstance(module, nn.MultiheadAttention):
+                q, k = _meta_shape(node.args[0]), _meta_shape(node.args[1] if len(node.args) > 1 else node.kwargs["key"])
+                found += [(layer, module) for layer in _attention_layers(node.target, module, q, k)]
+            elif isinstance(module, (nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose1d)):
                 skipped.append(f"{node.target} ({type(module).__name__})")
         elif node.op == "call_function":
             if node.target in (F.conv1d, F.conv2d):
@@ -108,16 +128,21 @@ def _trace_hooks(model: nn.Module, inputs: tuple):
 
     def hook(name):
         def record(module, args, output):
-            x, y = tuple(args[0].shape), tuple(output.shape)
+            x = tuple(args[0].shape)
+            if isinstance(module, nn.MultiheadAttention):
+                found.extend((layer, module) for layer in _attention_layers(name, module, x, tuple(args[1].shape)))
+                return
             if isinstance(module, CONV_TYPES):
-                layer = _conv_layer(name, x, y, tuple(module.weight.shape), module.stride, module.padding, module.groups)
+                layer = _conv_layer(name, x, tuple(output.shape), tuple(module.weight.shape), module.stride,
+                                    module.padding, module.groups)
             else:
                 layer = _linear_layer(name, x, module.out_features)
             found.append((layer, module))
         return record
 
+    attention_parts = {f"{name}.out_proj" for name, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)}
     for name, module in model.named_modules():
-        if isinstance(module, (*CONV_TYPES, nn.Linear)):
+        if isinstance(module, (*CONV_TYPES, nn.Linear, nn.MultiheadAttention)) and name not in attention_parts:
             handles.append(module.register_forward_hook(hook(name)))
     try:
         with torch.no_grad():
@@ -159,7 +184,7 @@ def workload(model: nn.Module, example_input, rules=None, precision=None, name: 
         except Exception as err:  # fx cannot trace data-dependent control flow: fall back to hooks
             found, skipped = _trace_hooks(model, inputs), []
             notes.append(f"torch.fx could not trace the model ({type(err).__name__}); forward hooks on "
-                         "Conv1d/Conv2d/Linear modules were used, functional matmuls are not counted")
+                         "Conv1d/Conv2d/Linear/MultiheadAttention modules were used, functional matmuls are not counted")
     finally:
         model.train(was_training)
     if skipped:

@@ -100,7 +100,7 @@ class Report:
         top.bar(x, f["compute_cycles"] / 1e3, label="compute", color="#4C72B0")
         top.bar(x, f["stall_cycles"] / 1e3, bottom=f["compute_cycles"] / 1e3, label="stall (DRAM)", color="#DD8452")
         top.set_ylabel("cycles (thousands)")
-        top.legend(loc="upper right")
+        top.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         accel = self.accelerator
         top.set_title(f"{self.workload_name} on {accel.name} ({accel.array.rows}x{accel.array.cols} "
                       f"{accel.array.dataflow.upper()}): {self.totals()['total_cycles']:,} cycles")
@@ -111,7 +111,7 @@ class Report:
             bottom.bar(x, values, bottom=bottom_acc, label=c, color=colors[c])
             bottom_acc = bottom_acc + values
         bottom.set_ylabel("energy (µJ)")
-        bottom.legend(loc="upper right", ncols=4)
+        bottom.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         bottom.set_xticks(list(x), [str(i) for i in f.index], rotation=60, ha="right", fontsize=8)
         for axis in (top, bottom):
             axis.grid(axis="y", alpha=0.3)

@@ -93,9 +93,22 @@ def topology_rows(workload: Workload) -> list[list]:
     return rows
 
 
-def write_topology(workload: Workload, path) -> Path:
-    """Writes a SCALE-Sim convolution topology (trailing commas, as SCALE-Sim's parser expects)."""
+def write_topology(workload: Workload, path, gemm: bool = False) -> Path:
+    """Writes a SCALE-Sim topology (trailing commas, as SCALE-Sim's parser expects).
+
+    gemm=True writes SCALE-Sim's GEMM form (name, M, N, K; run it with ``-i gemm``), which only
+    1x1, ungrouped layers have.
+    """
     path = Path(path)
-    lines = [", ".join(CONV_HEADER) + ","] + [",".join(str(x) for x in row) + "," for row in topology_rows(workload)]
+    if gemm:
+        rows = []
+        for layer in workload:
+            if layer.groups != 1 or layer.R * layer.S * layer.P * layer.Q != 1:
+                raise ValueError(f"layer {layer.name!r}: only ungrouped 1x1 layers are GEMMs (name, M, N, K)")
+            rows.append([layer.name.replace(",", "_"), layer.gemm_m, layer.gemm_n, layer.gemm_k])
+        header = "Layer name, M, N, K,"
+    else:
+        rows, header = topology_rows(workload), ", ".join(CONV_HEADER) + ","
+    lines = [header] + [",".join(str(x) for x in row) + "," for row in rows]
     path.write_text("\n".join(lines) + "\n")
     return path
