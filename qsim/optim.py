@@ -112,6 +112,12 @@ class LowPrecision(torch.optim.Optimizer):
                         self._round(value, "momentum", self._state_format(key))
         return loss
 
+    @torch.no_grad()
+    def round_weights(self) -> None:
+        """Round the parameters to the weight format now, so they are stored in it before the first step."""
+        for p in self._params():
+            self._round(p, "weight")
+
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.optimizer.zero_grad(set_to_none)
 

@@ -43,11 +43,7 @@ class Recipe:
         """Hook `model` and wrap `optimizer`; remove the hooks with the returned handle."""
         handle = quantize_model(model, list(self.rules))
         wrapped = LowPrecision(optimizer, **self.optimizer)
-        if self.optimizer.get("weight") is not None or self.optimizer.get("acc") is not None:
-            # The weights are stored in low precision from the first forward on, as after every step.
-            with torch.no_grad():
-                for p in wrapped._params():
-                    wrapped._round(p, "weight")
+        wrapped.round_weights()  # stored in low precision from the first forward on, as after every step
         return handle, wrapped
 
     def averaged(self, model: nn.Module) -> torch.optim.swa_utils.AveragedModel:
