@@ -12,7 +12,8 @@ namespace {
 
 constexpr int64_t kParallelThreshold = 1 << 15;  // below this, threads cost more than they save
 
-template <int MODE, typename T>
+// ELEMENT is quantize_value or quantize_wrap, chosen once per call so the common loop has no branch.
+template <int MODE, typename T, T (*ELEMENT)(T, const QuantParams&, uint32_t, int)>
 void quantize_loop(const T* in, T* out, int64_t n, const QuantParams p, uint64_t seed, int rand_bits) {
   const int rand_shift = 32 - rand_bits;
   if (MODE == kStochastic) {
@@ -21,29 +22,35 @@ void quantize_loop(const T* in, T* out, int64_t n, const QuantParams p, uint64_t
     for (int64_t g = 0; g < groups; ++g) {
       uint32_t words[4];
       random_words(seed, (uint64_t)g, words);
-      for (int j = 0; j < 4; ++j) out[4 * g + j] = quantize_value<MODE, T>(in[4 * g + j], p, words[j], rand_shift);
+      for (int j = 0; j < 4; ++j) out[4 * g + j] = ELEMENT(in[4 * g + j], p, words[j], rand_shift);
     }
     if (groups * 4 < n) {
       uint32_t words[4];
       random_words(seed, (uint64_t)groups, words);
-      for (int64_t i = groups * 4; i < n; ++i) out[i] = quantize_value<MODE, T>(in[i], p, words[i - groups * 4], rand_shift);
+      for (int64_t i = groups * 4; i < n; ++i) out[i] = ELEMENT(in[i], p, words[i - groups * 4], rand_shift);
     }
   } else {
 #pragma omp parallel for simd schedule(static) if (n > kParallelThreshold)
-    for (int64_t i = 0; i < n; ++i) out[i] = quantize_value<MODE, T>(in[i], p, 0u, rand_shift);
+    for (int64_t i = 0; i < n; ++i) out[i] = ELEMENT(in[i], p, 0u, rand_shift);
   }
+}
+
+template <int MODE, typename T>
+void dispatch_overflow(const T* in, T* out, int64_t n, const QuantParams& p, uint64_t seed, int rand_bits) {
+  if (p.overflow == kWrap) quantize_loop<MODE, T, quantize_wrap<MODE, T>>(in, out, n, p, seed, rand_bits);
+  else quantize_loop<MODE, T, quantize_value<MODE, T>>(in, out, n, p, seed, rand_bits);
 }
 
 template <typename T>
 void dispatch_mode(int rounding, const T* in, T* out, int64_t n, const QuantParams& p, uint64_t seed, int rand_bits) {
   switch (rounding) {
-    case kNearest: return quantize_loop<kNearest>(in, out, n, p, seed, rand_bits);
-    case kNearestAway: return quantize_loop<kNearestAway>(in, out, n, p, seed, rand_bits);
-    case kTowardZero: return quantize_loop<kTowardZero>(in, out, n, p, seed, rand_bits);
-    case kUp: return quantize_loop<kUp>(in, out, n, p, seed, rand_bits);
-    case kDown: return quantize_loop<kDown>(in, out, n, p, seed, rand_bits);
-    case kOdd: return quantize_loop<kOdd>(in, out, n, p, seed, rand_bits);
-    case kStochastic: return quantize_loop<kStochastic>(in, out, n, p, seed, rand_bits);
+    case kNearest: return dispatch_overflow<kNearest>(in, out, n, p, seed, rand_bits);
+    case kNearestAway: return dispatch_overflow<kNearestAway>(in, out, n, p, seed, rand_bits);
+    case kTowardZero: return dispatch_overflow<kTowardZero>(in, out, n, p, seed, rand_bits);
+    case kUp: return dispatch_overflow<kUp>(in, out, n, p, seed, rand_bits);
+    case kDown: return dispatch_overflow<kDown>(in, out, n, p, seed, rand_bits);
+    case kOdd: return dispatch_overflow<kOdd>(in, out, n, p, seed, rand_bits);
+    case kStochastic: return dispatch_overflow<kStochastic>(in, out, n, p, seed, rand_bits);
     default: throw std::invalid_argument("rounding: unknown mode code");
   }
 }

@@ -20,13 +20,13 @@ __device__ __forceinline__ void quantize_groups(const T* __restrict__ in, T* __r
     if (sizeof(T) == 4 && whole && ((reinterpret_cast<uintptr_t>(in) | reinterpret_cast<uintptr_t>(out)) & 15) == 0) {
       const float4 v = reinterpret_cast<const float4*>(in)[g];
       float4 r;
-      r.x = quantize_value<MODE, float>(v.x, p, words[0], rand_shift);
-      r.y = quantize_value<MODE, float>(v.y, p, words[1], rand_shift);
-      r.z = quantize_value<MODE, float>(v.z, p, words[2], rand_shift);
-      r.w = quantize_value<MODE, float>(v.w, p, words[3], rand_shift);
+      r.x = quantize_element<MODE, float>(v.x, p, words[0], rand_shift);
+      r.y = quantize_element<MODE, float>(v.y, p, words[1], rand_shift);
+      r.z = quantize_element<MODE, float>(v.z, p, words[2], rand_shift);
+      r.w = quantize_element<MODE, float>(v.w, p, words[3], rand_shift);
       reinterpret_cast<float4*>(out)[g] = r;
     } else {
-      for (int j = 0; j < 4 && base + j < n; ++j) out[base + j] = quantize_value<MODE, T>(in[base + j], p, words[j], rand_shift);
+      for (int j = 0; j < 4 && base + j < n; ++j) out[base + j] = quantize_element<MODE, T>(in[base + j], p, words[j], rand_shift);
     }
   }
 }

@@ -8,7 +8,7 @@
 #if defined(__CUDACC__)
 #define QSIM_HD __host__ __device__ __forceinline__
 #else
-#define QSIM_HD inline
+#define QSIM_HD inline __attribute__((always_inline))
 #endif
 
 namespace qsim {

@@ -59,6 +59,13 @@ template <> QSIM_HD double from_bits<double>(uint64_t b) {
 }
 
 // Number of significant bits of a nonzero v (floor(log2 v) + 1).
+QSIM_HD int bit_length(uint32_t v) {
+#if defined(__CUDA_ARCH__)
+  return 32 - __clz((int)v);
+#else
+  return 32 - __builtin_clz(v);
+#endif
+}
 QSIM_HD int bit_length(uint64_t v) {
 #if defined(__CUDA_ARCH__)
   return 64 - __clzll((long long)v);
@@ -66,6 +73,21 @@ QSIM_HD int bit_length(uint64_t v) {
   return 64 - __builtin_clzll(v);
 #endif
 }
+
+// c ? a : b (c is a 0/1 flag) written as a bit blend on the host: GCC cannot if-convert, and so not
+// vectorise, chains of float selects that merge into many-way branches; the GPU selects natively.
+template <typename T> QSIM_HD T select(uint32_t c, T a, T b) {
+#if defined(__CUDA_ARCH__)
+  return c ? a : b;
+#else
+  typedef typename FloatTraits<T>::Bits Bits;
+  const Bits mask = (Bits)0 - (Bits)c;  // c is 0 or 1
+  return from_bits<T>((to_bits(a) & mask) | (to_bits(b) & ~mask));
+#endif
+}
+
+QSIM_HD int min_int(int a, int b) { return a < b ? a : b; }
+QSIM_HD int max_int(int a, int b) { return a > b ? a : b; }
 
 // 2^e as T, built from bits; e must lie in T's normal or subnormal range.
 template <typename T> QSIM_HD T pow2(int e) {
@@ -86,101 +108,127 @@ template <typename T> QSIM_HD T max_neg(const QuantParams& p);
 template <> QSIM_HD float max_neg<float>(const QuantParams& p) { return p.max_neg_f; }
 template <> QSIM_HD double max_neg<double>(const QuantParams& p) { return p.max_neg_d; }
 
-// Does `mode` move a value of this sign toward zero (so that IEEE overflow gives the largest finite)?
-QSIM_HD bool rounds_toward_zero(int mode, bool neg) {
-  return mode == kTowardZero || mode == kOdd || (mode == kUp && neg) || (mode == kDown && !neg);
+// 1 if `mode` moves a value of this sign toward zero (IEEE overflow then gives the largest finite), else 0.
+QSIM_HD uint32_t rounds_toward_zero(int mode, uint32_t neg) {
+  return (uint32_t)(mode == kTowardZero || mode == kOdd) | ((uint32_t)(mode == kUp) & neg) |
+         ((uint32_t)(mode == kDown) & (neg ^ 1u));
 }
 
-// Decide whether the kept integer q moves one quantum away from zero. r32 holds the 32 dropped bits just
+// Decide whether the kept integer q (odd or not) moves one quantum away from zero. r32 holds the 32 dropped bits just
 // below the quantum (the fraction of a quantum, scaled by 2^32); sticky says whether any bit below those
 // was set. Stochastic rounding with r random bits rounds up iff rand_r < the top r bits of the fraction,
 // so P(up) = floor(fraction·2^r) / 2^r: exactly the fraction when r = 32 and the fraction has ≤ 32 bits.
 template <int MODE>
-QSIM_HD bool round_away(uint64_t q, uint32_t r32, bool sticky, bool neg, uint32_t rand, int rand_shift) {
-  const bool inexact = r32 != 0 || sticky;
+QSIM_HD uint32_t round_away(uint32_t q_odd, uint32_t r32, uint32_t sticky, uint32_t neg, uint32_t rand, int rand_shift) {
+  const uint32_t inexact = (uint32_t)((r32 | sticky) != 0);
   switch (MODE) {
-    case kNearest: return r32 > 0x80000000u || (r32 == 0x80000000u && (sticky || (q & 1)));
-    case kNearestAway: return r32 >= 0x80000000u;
-    case kTowardZero: return false;
-    case kUp: return inexact && !neg;
-    case kDown: return inexact && neg;
-    case kOdd: return false;  // handled by the caller: q |= inexact
-    default: return (rand >> rand_shift) < (r32 >> rand_shift);  // kStochastic
+    case kNearest: return (uint32_t)(r32 > 0x80000000u) | ((uint32_t)(r32 == 0x80000000u) & (sticky | q_odd));
+    case kNearestAway: return (uint32_t)(r32 >= 0x80000000u);
+    case kTowardZero: return 0u;
+    case kUp: return inexact & (neg ^ 1u);
+    case kDown: return inexact & neg;
+    case kOdd: return 0u;  // handled by the caller: q |= inexact
+    default: return (uint32_t)((rand >> rand_shift) < (r32 >> rand_shift));  // kStochastic
   }
 }
 
-// s · 2^-k rounded to an integer with MODE (k ≥ 1). Step by step: q keeps the bits of s above position
-// k; r32 holds the 32 dropped bits just below it; sticky records any set bit below those.
-template <int MODE>
-QSIM_HD uint64_t round_shift(uint64_t s, int k, bool neg, uint32_t rand, int rand_shift) {
-  const uint64_t q = k < 64 ? s >> k : 0;
-  const uint32_t r32 = k <= 32 ? (uint32_t)(s << (32 - k)) : (k - 32 < 64 ? (uint32_t)(s >> (k - 32)) : 0u);
-  const bool sticky = k > 32 && (k - 32 >= 64 ? s != 0 : (s & (((uint64_t)1 << (k - 32)) - 1)) != 0);
-  if (MODE == kOdd) return q | (uint64_t)(r32 != 0 || sticky);
-  return q + (uint64_t)round_away<MODE>(q, r32, sticky, neg, rand, rand_shift);
+// s · 2^-k rounded to an integer with MODE, for k ≥ 1 and s < 2^(kMant+1), in the integer width U of T's
+// bit pattern (32 bits for float, so the float loop vectorises without 64-bit lanes). Step by step:
+// q keeps the bits of s above position k; r holds the dropped bits left-aligned in U (exactly, when
+// k ≤ width; beyond, the value is below 2^-8 of a quantum and the bits shifted out can only make it
+// inexact); r32 is the top 32 bits of r. Flags are 0/1 integers and shifts are clamped, instead of
+// branches and bools, so that the loop vectorises.
+template <int MODE, typename U>
+QSIM_HD U round_shift(U s, int k, uint32_t neg, uint32_t rand, int rand_shift) {
+  const int width = (int)sizeof(U) * 8;
+  const U q = s >> min_int(k, width - 1);  // 0 once k > bit_length(s)
+  const U r = (s << max_int(width - k, 0)) >> min_int(max_int(k - width, 0), width - 1);
+  const uint32_t r32 = (uint32_t)(r >> (width - 32));
+  const uint32_t below = width > 32 ? (uint32_t)r : 0u;  // bits under r32 (doubles only)
+  const uint32_t sticky = (uint32_t)(below != 0) | ((uint32_t)(k > width) & (uint32_t)(s != 0));
+  if (MODE == kOdd) return q | (U)(uint32_t)((r32 | sticky) != 0);
+  return q + (U)round_away<MODE>((uint32_t)(q & 1), r32, sticky, neg, rand, rand_shift);
 }
 
-// Two's-complement (or unsigned) wrap of the integer code q·sign modulo 2^bits, as a value of T.
+// |x| = s · 2^e0 and the quantum exponent qe of its binade on the grid of p (x finite).
+template <typename U>
+struct Decomposed {
+  U s;
+  int e0, qe, k;  // k = qe - e0 low bits of s to drop (none if k ≤ 0: x is on the grid)
+};
+
 template <typename T>
-QSIM_HD T wrap_code(uint64_t q, bool neg, int qe, const QuantParams& p) {
-  const uint64_t mask = p.wrap_bits >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << p.wrap_bits) - 1;
-  const uint64_t code = (neg ? (uint64_t)0 - q : q) & mask;
-  int64_t value = (int64_t)code;
-  if (p.wrap_signed && p.wrap_bits < 64 && (code >> (p.wrap_bits - 1)) != 0) value -= (int64_t)1 << p.wrap_bits;
-  return value == 0 ? (T)0 : (T)value * pow2<T>(qe);
+QSIM_HD Decomposed<typename FloatTraits<T>::Bits> decompose(typename FloatTraits<T>::Bits mag_bits, const QuantParams& p) {
+  typedef FloatTraits<T> F;
+  typedef typename F::Bits Bits;
+  const Bits exp_field = mag_bits >> F::kMant;
+  Decomposed<Bits> d;
+  d.s = (mag_bits & (((Bits)1 << F::kMant) - 1)) | ((Bits)(exp_field != 0) << F::kMant);
+  d.e0 = max_int((int)exp_field, 1) - F::kBias - F::kMant;
+  const int e = d.e0 + bit_length(d.s | (Bits)1) - 1;  // floor(log2|x|)
+  // Below 2^emin the quantum is 2^(emin - man) with subnormals, 2^emin without.
+  d.qe = max_int(e, p.emin) - ((p.subnormals != 0) | (e >= p.emin) ? p.man : 0);
+  d.k = d.qe - d.e0;
+  return d;
 }
 
 // Rounds x onto the grid of `p` with rounding MODE; `rand` is this element's random word (stochastic only)
-// and rand_shift = 32 - (number of random bits used).
+// and rand_shift = 32 - (number of random bits used). For grids whose overflow is not kWrap.
 template <int MODE, typename T>
 QSIM_HD T quantize_value(T x, const QuantParams& p, uint32_t rand, int rand_shift) {
   typedef FloatTraits<T> F;
   typedef typename F::Bits Bits;
   const Bits bits = to_bits(x);
+  const uint32_t neg = (uint32_t)(bits >> (F::kWidth - 1));
+  const Bits mag_bits = bits & (((Bits)1 << (F::kWidth - 1)) - 1);
+  const uint32_t special = (uint32_t)((mag_bits >> F::kMant) == ((Bits)1 << (F::kWidth - 1 - F::kMant)) - 1);  // inf, NaN
+  const uint32_t is_nan = special & (uint32_t)((mag_bits & (((Bits)1 << F::kMant) - 1)) != 0);
+
+  // 1. Round the magnitude: q quanta of 2^qe (exact: q has at most kMant + 2 bits).
+  const Decomposed<Bits> d = decompose<T>(mag_bits, p);
+  const Bits q = round_shift<MODE>(d.s, max_int(d.k, 1), neg, rand, rand_shift);
+  T magnitude = select((uint32_t)(d.k <= 0), from_bits<T>(mag_bits), (T)q * pow2<T>(d.qe));
+
+  // 2. Out of range: finite overflow, or inf in a format without inf. IEEE 754 §7.4: modes that round
+  // this sign toward zero give the largest finite value instead of inf.
+  const T limit = select(neg, max_neg<T>(p), max_pos<T>(p));
+  const uint32_t has_inf = (uint32_t)(p.has_inf != 0);
+  const uint32_t overflow = (special & (has_inf ^ 1u)) | ((special ^ 1u) & (uint32_t)(magnitude > limit));
+  const uint32_t saturate = (uint32_t)(p.overflow == kSaturate) | ((special ^ 1u) & rounds_toward_zero(MODE, neg));
+  const T beyond = select((uint32_t)(p.overflow == kInf), infinity<T>(), quiet_nan<T>());
+  magnitude = select(overflow, select(saturate, limit, beyond), magnitude);
+
+  // 3. Sign: a zero result is -0 only where the format has -0. NaN, and inf where the format has inf,
+  // pass through unchanged.
+  const uint32_t negative = neg & ((uint32_t)(magnitude != (T)0) | (uint32_t)(p.neg_zero != 0));
+  const T result = select(negative, -magnitude, magnitude);
+  return select(is_nan | (special & has_inf), x, result);
+}
+
+// The same for kWrap grids (fixed point with wrap-around): round as if unbounded, then keep the integer
+// code modulo 2^wrap_bits, two's complement if wrap_signed. NaN stays NaN; ±inf has no code and gives NaN.
+template <int MODE, typename T>
+QSIM_HD T quantize_wrap(T x, const QuantParams& p, uint32_t rand, int rand_shift) {
+  typedef FloatTraits<T> F;
+  typedef typename F::Bits Bits;
+  const Bits bits = to_bits(x);
   const bool neg = (bits >> (F::kWidth - 1)) != 0;
   const Bits mag_bits = bits & (((Bits)1 << (F::kWidth - 1)) - 1);
-  const Bits exp_field = mag_bits >> F::kMant;
-  const Bits exp_all_ones = ((Bits)1 << (F::kWidth - 1 - F::kMant)) - 1;
+  if ((mag_bits >> F::kMant) == ((Bits)1 << (F::kWidth - 1 - F::kMant)) - 1) return quiet_nan<T>();
+  const Decomposed<Bits> d = decompose<T>(mag_bits, p);
+  const uint64_t s = d.s;
+  const uint64_t q = d.k <= 0 ? (-d.k >= 64 ? 0 : s << -d.k) : round_shift<MODE>(s, d.k, (uint32_t)neg, rand, rand_shift);
+  const uint64_t mask = p.wrap_bits >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << p.wrap_bits) - 1;
+  const uint64_t code = (neg ? (uint64_t)0 - q : q) & mask;
+  int64_t value = (int64_t)code;
+  if (p.wrap_signed && p.wrap_bits < 64 && (code >> (p.wrap_bits - 1)) != 0) value -= (int64_t)1 << p.wrap_bits;
+  return value == 0 ? (T)0 : (T)value * pow2<T>(d.qe);
+}
 
-  // 1. NaN stays NaN; ±inf stays ±inf where the format has inf, otherwise it overflows below.
-  if (exp_field == exp_all_ones && (mag_bits & (((Bits)1 << F::kMant) - 1)) != 0) return x;
-  const bool is_inf = exp_field == exp_all_ones;
-  if (is_inf && p.has_inf) return x;
-
-  T magnitude = 0;
-  bool overflow = is_inf;
-  if (!is_inf) {
-    // 2. |x| = s · 2^e0 with s the significand (implicit bit included for normals).
-    const uint64_t s = (uint64_t)(mag_bits & (((Bits)1 << F::kMant) - 1)) | (exp_field ? (uint64_t)1 << F::kMant : 0);
-    if (s == 0) return (neg && p.neg_zero) ? x : (T)0;
-    const int e0 = (exp_field ? (int)exp_field : 1) - F::kBias - F::kMant;
-    const int e = e0 + bit_length(s) - 1;  // floor(log2|x|)
-
-    // 3. The quantum is 2^qe; drop the k = qe - e0 low bits of s (none if k ≤ 0: x is on the grid).
-    const int qe = (e >= p.emin) ? e - p.man : (p.subnormals ? p.emin - p.man : p.emin);
-    const int k = qe - e0;
-    if (p.overflow == kWrap) {
-      const uint64_t q = k <= 0 ? (-k >= 64 ? 0 : s << -k) : round_shift<MODE>(s, k, neg, rand, rand_shift);
-      return wrap_code<T>(q, neg, qe, p);
-    }
-    if (k <= 0) {
-      magnitude = from_bits<T>(mag_bits);
-    } else {
-      const uint64_t q = round_shift<MODE>(s, k, neg, rand, rand_shift);
-      if (q == 0) return (neg && p.neg_zero) ? -(T)0 : (T)0;
-      magnitude = (T)q * pow2<T>(qe);  // exact: q has at most kMant + 2 bits
-    }
-    overflow = magnitude > (neg ? max_neg<T>(p) : max_pos<T>(p));
-  }
-
-  // 4. Out of range: finite overflow, or inf in a format without inf.
-  if (overflow) {
-    const T limit = neg ? max_neg<T>(p) : max_pos<T>(p);
-    if (p.overflow == kSaturate || (!is_inf && rounds_toward_zero(MODE, neg))) magnitude = limit;
-    else if (p.overflow == kInf) magnitude = infinity<T>();
-    else return quiet_nan<T>();
-  }
-  return neg ? -magnitude : magnitude;
+// One element: the wrap-around path for kWrap grids, the select-only path otherwise.
+template <int MODE, typename T>
+QSIM_HD T quantize_element(T x, const QuantParams& p, uint32_t rand, int rand_shift) {
+  return p.overflow == kWrap ? quantize_wrap<MODE, T>(x, p, rand, rand_shift) : quantize_value<MODE, T>(x, p, rand, rand_shift);
 }
 
 }  // namespace qsim

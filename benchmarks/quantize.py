@@ -1,0 +1,86 @@
+"""Throughput of qsim.quantize on a 2^24-element float32 tensor, as ratios to references measured in the
+same run: `y.copy_(x)` for the `out=` form (the memory-bandwidth limit of an elementwise op) and a fresh
+`x.clone()` for the allocating form; and against QPyTorch (qtorch) on the formats it has.
+
+    python benchmarks/quantize.py [--size 24] [--repeat 15] [--threads N] [--device cpu|cuda]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+import qsim
+
+FORMATS = ["bf16", "fp16", "fp8_e4m3", "fp8_e5m2", "fp6_e2m3", "fp4_e2m1", "int8", "fixed8_4"]
+# QPyTorch equivalents: (function name, arguments) for the formats it can express.
+QTORCH = {
+    "bf16": ("float_quantize", dict(exp=8, man=7)),
+    "fp16": ("float_quantize", dict(exp=5, man=10)),
+    "fp8_e5m2": ("float_quantize", dict(exp=5, man=2)),
+    "fp8_e4m3": ("float_quantize", dict(exp=4, man=3)),
+    "int8": ("fixed_point_quantize", dict(wl=8, fl=0)),
+    "fixed8_4": ("fixed_point_quantize", dict(wl=8, fl=4)),
+}
+
+
+def median_seconds(fn, repeat: int, sync) -> float:
+    fn()
+    sync()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=24, help="log2 of the number of elements")
+    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--modes", default=",".join(qsim.ROUNDING_MODES))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
+    n = 1 << args.size
+    x = torch.randn(n, device=args.device)
+    y = torch.empty_like(x)
+
+    copy = median_seconds(lambda: y.copy_(x), args.repeat, sync)
+    clone = median_seconds(lambda: x.clone(), args.repeat, sync)
+    try:
+        import qtorch.quant as qtorch_quant
+    except ImportError:
+        qtorch_quant = None
+
+    title = (f"qsim.quantize, 2^{args.size} float32 on {args.device} ({args.threads} threads): copy_ "
+             f"{n / copy / 1e9:.2f} Gelem/s, clone {n / clone / 1e9:.2f} Gelem/s")
+    table = Table(title=title)
+    for column in ("format", "rounding", "out= Gelem/s", "÷ copy_", "alloc ÷ clone", "÷ QPyTorch"):
+        table.add_column(column, justify="left" if column in ("format", "rounding") else "right")
+    for name in FORMATS:
+        for mode in args.modes.split(","):
+            seed = 0 if mode == "stochastic" else None
+            t_out = median_seconds(lambda: qsim.quantize(x, name, rounding=mode, seed=seed, out=y), args.repeat, sync)
+            t_alloc = median_seconds(lambda: qsim.quantize(x, name, rounding=mode, seed=seed), args.repeat, sync)
+            versus_qtorch = "-"
+            if qtorch_quant is not None and name in QTORCH and mode in ("nearest", "stochastic"):
+                function, kwargs = QTORCH[name]
+                quantizer = getattr(qtorch_quant, function)
+                t_q = median_seconds(lambda: quantizer(x, rounding=mode, **kwargs), args.repeat, sync)
+                versus_qtorch = f"{t_q / t_alloc:.1f}× faster"
+            table.add_row(name, mode, f"{n / t_out / 1e9:.2f}", f"{copy / t_out:.2f}", f"{clone / t_alloc:.2f}",
+                          versus_qtorch)
+    Console(width=120).print(table)
+
+
+if __name__ == "__main__":
+    main()
