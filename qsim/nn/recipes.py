@@ -54,10 +54,12 @@ class Recipe:
 
 
 def _activation_error_rules(a, e, rounding: str) -> tuple:
-    """A and E at the inputs and outputs of every conv/linear layer, and at the outputs of norm layers."""
-    both = QuantSpec(input=a, output=a, grad_input=e, grad_output=e, rounding=rounding, backward_rounding=rounding)
-    return ((NORM_LAYERS, QuantSpec(output=a, grad_output=e, rounding=rounding, backward_rounding=rounding)),
-            (COMPUTE_LAYERS, both))
+    """A on the input of every conv, linear and norm layer and E on the gradient arriving at its output:
+    every operand of every forward and backward product is in low precision, each rounded once (QPyTorch's
+    Quantizer modules in front of and behind each layer). Rounding is idempotent, so the data flowing
+    through ReLU, pooling and reshapes between two layers stays representable."""
+    return ((COMPUTE_LAYERS + NORM_LAYERS,
+             QuantSpec(input=a, grad_output=e, rounding=rounding, backward_rounding=rounding)),)
 
 
 def float8_qpytorch() -> Recipe:

@@ -1,0 +1,132 @@
+"""Time per training step: float32 vs qsim with a full recipe vs QPyTorch (qtorch) with the same formats.
+
+The recipe is QPyTorch's 8-bit float training (qsim.nn.recipes.float8_qpytorch): weights, gradients,
+activations and errors in float e5m2 (nearest), momentum and the weight accumulator in float e6m9
+(stochastic), loss scale 1000. Every tensor of the step is quantized: activations at the input of
+every conv, linear and norm layer, errors at their outputs, W/G/M/Acc in the optimizer. QPyTorch gets
+the same placement with its Quantizer modules and OptimLP. (QPyTorch's
+"nearest" rounds ties away from zero, qsim's to even: the same work, not bit-identical results.)
+
+Configurations are timed round-robin, several rounds, and the median step time is reported, so that
+load from other processes on the machine falls on all of them alike; ratios come from the same run.
+
+    python benchmarks/training.py [--threads 1] [--steps 20] [--rounds 5] [--no-qtorch]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from rich.console import Console
+from rich.table import Table
+from torch import nn
+
+from qsim.nn import recipes
+
+
+def _wrap(layer: nn.Module, quant) -> list[nn.Module]:
+    """QPyTorch's placement of what the qsim recipe hooks: A in front of the layer, E behind it."""
+    return [layer] if quant is None else [quant("forward"), layer, quant("backward")]
+
+
+def cnn(quant=None) -> nn.Module:
+    """A small CIFAR-sized CNN; `quant(direction)` makes a QPyTorch Quantizer for one direction."""
+    return nn.Sequential(
+        *_wrap(nn.Conv2d(3, 16, 3, padding=1), quant), *_wrap(nn.BatchNorm2d(16), quant),
+        nn.ReLU(), nn.MaxPool2d(2),                                                           # (N, 16, 16, 16)
+        *_wrap(nn.Conv2d(16, 32, 3, padding=1), quant), *_wrap(nn.BatchNorm2d(32), quant),
+        nn.ReLU(), nn.MaxPool2d(2),                                                           # (N, 32, 8, 8)
+        nn.Flatten(), *_wrap(nn.Linear(32 * 8 * 8, 10), quant))
+
+
+def mlp(quant=None) -> nn.Module:
+    return nn.Sequential(nn.Flatten(), *_wrap(nn.Linear(784, 256), quant), nn.ReLU(),
+                         *_wrap(nn.Linear(256, 256), quant), nn.ReLU(), *_wrap(nn.Linear(256, 10), quant))
+
+
+WORKLOADS = {"cnn": (cnn, (64, 3, 32, 32)), "mlp": (mlp, (128, 1, 28, 28))}
+
+
+class Trainer:
+    """One model, optimizer and batch; step() runs forward, backward and the optimizer step."""
+
+    def __init__(self, workload: str, mode: str):
+        build, shape = WORKLOADS[workload]
+        torch.manual_seed(0)
+        self.loss_scale = 1.0
+        if mode == "qtorch":
+            from qtorch import FloatingPoint
+            from qtorch.optim import OptimLP
+            from qtorch.quant import Quantizer, quantizer
+
+            bit8, bit16 = FloatingPoint(exp=5, man=2), FloatingPoint(exp=6, man=9)
+            self.model = build(lambda direction: Quantizer(bit8, None, "nearest", "nearest") if direction == "forward"
+                               else Quantizer(None, bit8, "nearest", "nearest"))
+            inner = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9)
+            self.optimizer = OptimLP(inner, grad_scaling=1 / 1000,
+                                     weight_quant=quantizer(bit8, forward_rounding="nearest"),
+                                     grad_quant=quantizer(bit8, forward_rounding="nearest"),
+                                     momentum_quant=quantizer(bit16, forward_rounding="stochastic"),
+                                     acc_quant=quantizer(bit16, forward_rounding="stochastic"))
+            self.loss_scale = 1000.0
+        else:
+            self.model = build()
+            self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9)
+            if mode == "qsim":
+                recipe = recipes.float8_qpytorch()
+                _, self.optimizer = recipe.apply(self.model, self.optimizer)
+                self.loss_scale = recipe.loss_scale
+        self.x, self.y = torch.randn(shape), torch.randint(0, 10, (shape[0],))
+
+    def step(self) -> None:
+        self.optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(self.model(self.x), self.y)
+        (loss * self.loss_scale).backward()
+        self.optimizer.step()
+
+
+def measure(modes, steps: int, rounds: int) -> dict:
+    """Median seconds per step of each (workload, mode), timed round-robin."""
+    trainers = {(w, m): Trainer(w, m) for w in WORKLOADS for m in modes}
+    for trainer in trainers.values():  # warm up: first calls, QPyTorch's extension build, allocator
+        for _ in range(3):
+            trainer.step()
+    samples = {key: [] for key in trainers}
+    for _ in range(rounds):
+        for key, trainer in trainers.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                trainer.step()
+            samples[key].append((time.perf_counter() - start) / steps)
+    return {key: statistics.median(values) for key, values in samples.items()}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: stable on shared machines)")
+    parser.add_argument("--steps", type=int, default=20, help="steps per timed round")
+    parser.add_argument("--rounds", type=int, default=5, help="round-robin rounds; the median is reported")
+    parser.add_argument("--no-qtorch", action="store_true", help="skip QPyTorch (pip install qtorch==0.3.0 --no-deps ninja)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    modes = ["fp32", "qsim"] + ([] if args.no_qtorch else ["qtorch"])
+    times = measure(modes, args.steps, args.rounds)
+
+    table = Table(title=f"ms per training step (median of {args.rounds} rounds x {args.steps} steps, "
+                        f"{args.threads} thread{'s' if args.threads > 1 else ''})")
+    for column in ("workload", *modes, "qsim / fp32", *(["qtorch / fp32", "qtorch / qsim"] if "qtorch" in modes else [])):
+        table.add_column(column, justify="right")
+    for workload in WORKLOADS:
+        t = {m: times[workload, m] for m in modes}
+        ratios = [t["qsim"] / t["fp32"]]
+        if "qtorch" in modes:
+            ratios += [t["qtorch"] / t["fp32"], t["qtorch"] / t["qsim"]]
+        table.add_row(workload, *(f"{1e3 * t[m]:.2f}" for m in modes), *(f"{r:.2f}x" for r in ratios))
+    Console().print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
