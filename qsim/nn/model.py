@@ -1,6 +1,6 @@
 """quantize_model: per-module quantization of an ordinary torch model, attached by rules and removable.
 
-Exports quantize_model, QuantHandle, register_module_type and SUPPORTED_TYPES.
+Exports quantize_model, QuantHandle (remove, summary, disabled, error_report), register_module_type and SUPPORTED_TYPES.
 
 How it works, per hooked module:
   forward pre-hook  rounds the floating-point inputs (and marks their gradient for rounding), and swaps
@@ -14,6 +14,7 @@ quantized by the optimizer wrapper (qsim.optim.LowPrecision does that too, for r
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import weakref
@@ -89,6 +90,7 @@ class _Plan:
     spec: QuantSpec
     n_inputs: int | None
     slots: list[_Slot] = field(default_factory=list)
+    enabled: bool = True  # False: the module computes in float32 (error reports compare the two)
 
     def quantize_inputs(self, args: tuple) -> tuple:
         s = self.spec
@@ -141,18 +143,25 @@ def _map_floats(obj, fn):
 
 
 def _pre_hook(plan: _Plan, module, args):
+    if not plan.enabled:
+        return None
     args = plan.quantize_inputs(args)
     plan.swap_in()
     return args
 
 
 def _post_hook(plan: _Plan, module, args, output):
+    if not plan.enabled:
+        return None
     plan.swap_out()
     return None if output is None else plan.quantize_outputs(output)
 
 
-def _acc_forward(module: nn.Module, spec: QuantSpec, x: torch.Tensor) -> torch.Tensor:
+def _acc_forward(module: nn.Module, plan: _Plan, x: torch.Tensor) -> torch.Tensor:
     """The forward of a Linear/Conv module with its GEMM accumulated in spec.acc."""
+    if not plan.enabled:
+        return type(module).forward(module, x)
+    spec = plan.spec
     options = dict(acc=spec.acc, chunk=spec.chunk or 1, rounding=spec.acc_rounding)
     if isinstance(module, nn.Linear):
         return qF.linear(x, module.weight, module.bias, **options)
@@ -242,7 +251,7 @@ class QuantHandle:
         self._hooks.append(module.register_forward_pre_hook(functools.partial(_pre_hook, plan)))
         self._hooks.append(module.register_forward_hook(functools.partial(_post_hook, plan), always_call=True))
         if plan.spec.acc is not None:
-            module.forward = functools.partial(_acc_forward, module, plan.spec)
+            module.forward = functools.partial(_acc_forward, module, plan)
             self._forwards.append(module)
 
     def remove(self) -> None:
@@ -256,6 +265,24 @@ class QuantHandle:
         for module in self._modules:
             _hooked.pop(module, None)
         self._hooks, self._plans, self._forwards, self._modules = [], [], [], []
+
+    @contextlib.contextmanager
+    def disabled(self, keep: nn.Module | None = None):
+        """Within the block the model computes in float32 (hooks stay attached but pass through),
+        except the module `keep`, if given, which stays quantized."""
+        for plan, module in zip(self._plans, self._modules):
+            plan.enabled = module is keep
+        try:
+            yield self
+        finally:
+            for plan in self._plans:
+                plan.enabled = True
+
+    def error_report(self, *args, **kwargs):
+        """Per-module SQNR of the quantized model against float32 on one batch (qsim.nn.report)."""
+        from qsim.nn.report import error_report
+
+        return error_report(self, *args, **kwargs)
 
     def summary(self, console=None):
         """Print (and return) a rich table of which module got which formats."""
