@@ -11,23 +11,23 @@ namespace qsim {
 namespace {
 
 constexpr int64_t kParallelThreshold = 1 << 15;  // below this, threads cost more than they save
+constexpr int kBlock = 512;                       // elements per block of random words (a multiple of 4)
 
 // ELEMENT is quantize_value or quantize_wrap, chosen once per call so the common loop has no branch.
 template <int MODE, typename T, T (*ELEMENT)(T, const QuantParams&, uint32_t, int)>
 void quantize_loop(const T* in, T* out, int64_t n, const QuantParams p, uint64_t seed, int rand_bits) {
   const int rand_shift = 32 - rand_bits;
   if (MODE == kStochastic) {
-    const int64_t groups = n / 4;
+    // Blocks of kBlock elements: first the Philox words of the block's groups (one call per four
+    // elements), then the rounding; both loops vectorise.
+    const int64_t blocks = (n + kBlock - 1) / kBlock;
 #pragma omp parallel for schedule(static) if (n > kParallelThreshold)
-    for (int64_t g = 0; g < groups; ++g) {
-      uint32_t words[4];
-      random_words(seed, (uint64_t)g, words);
-      for (int j = 0; j < 4; ++j) out[4 * g + j] = ELEMENT(in[4 * g + j], p, words[j], rand_shift);
-    }
-    if (groups * 4 < n) {
-      uint32_t words[4];
-      random_words(seed, (uint64_t)groups, words);
-      for (int64_t i = groups * 4; i < n; ++i) out[i] = ELEMENT(in[i], p, words[i - groups * 4], rand_shift);
+    for (int64_t b = 0; b < blocks; ++b) {
+      uint32_t words[kBlock];
+      const int64_t first_group = b * (kBlock / 4);
+      for (int g = 0; g < kBlock / 4; ++g) random_words(seed, (uint64_t)(first_group + g), words + 4 * g);
+      const int64_t start = b * kBlock, count = n - start < kBlock ? n - start : kBlock;
+      for (int64_t i = 0; i < count; ++i) out[start + i] = ELEMENT(in[start + i], p, words[i], rand_shift);
     }
   } else {
 #pragma omp parallel for simd schedule(static) if (n > kParallelThreshold)
