@@ -261,7 +261,10 @@ class FloatingPoint(Format):
 
     def _max_code(self) -> int | None:
         """The largest positive finite, representable code, or None if there is no nonzero one."""
-        for code in range((1 << (self.exp + self.man)) - 1, 0, -1):
+        top = (1 << (self.exp + self.man)) - 1
+        if self.special == "ieee":
+            top -= 1 << self.man  # the whole top exponent field is inf and NaN
+        for code in range(top, 0, -1):
             if self._is_nan_code(code) or math.isinf(self.decode(code)):
                 continue
             if not self.subnormals and code >> self.man == 0:
