@@ -117,7 +117,7 @@ def _draw_seed(seed) -> int:
 def _elementwise_spec(fmt) -> str:
     """The canonical spec of a format given by value or name (a constant for torch.compile)."""
     fmt = formats.get(fmt)
-    if not isinstance(fmt, (formats.FixedPoint, formats.FloatingPoint)):
+    if not isinstance(fmt, formats.GridFormat):
         raise TypeError(f"fmt: {fmt.name} is not an elementwise format supported by quantize")
     return fmt.spec
 

@@ -1,25 +1,19 @@
-"""Number formats as small frozen values, and the registry of named formats.
+"""Elementwise formats: FixedPoint and FloatingPoint, each element rounded onto one grid of values.
 
-Exports the Format types (FixedPoint, FloatingPoint), `get(name_or_spec)`, `list()` and `parse(spec)`.
-A format knows its bit layout and derives every limit (largest finite value, smallest normal and
-subnormal, epsilon) from its fields by decoding its own encodings, never from hand-written tables.
-Named formats are TOML files in formats/ (installed as the package `qsim.data.formats`): adding one
-is adding one file. The kernels see a format only through its `grid()`, the plain description of
-the set of values it can hold (see csrc/qsim/params.h).
+A format derives every limit (largest finite value, smallest normal and subnormal, epsilon) from its
+fields by decoding its own encodings, never from hand-written tables. The kernels see these formats
+only through `grid()`, the plain description of the set of values (see csrc/qsim/params.h).
 """
 from __future__ import annotations
 
-import builtins
-import difflib
-import functools
 import math
 import re
-import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from fractions import Fraction
-from importlib import resources
 
 import numpy as np
+
+from qsim.formats.base import Format, cached, check_bool, check_choice, check_int
 
 # Fixed point needs a constant quantum; an exponent above any finite one gives it (see Grid).
 _FIXED_EMIN = 4096
@@ -49,30 +43,19 @@ class Grid:
     wrap_signed: bool = True
 
 
-class Format:
-    """Base of all formats: a frozen, hashable value that describes itself."""
-
-    @property
-    def bits_per_element(self) -> float:
-        """Storage bits per element (block formats add their amortised shared scale)."""
-        raise NotImplementedError
+class GridFormat(Format):
+    """An elementwise format: every element is rounded onto the same grid of values."""
 
     def grid(self) -> Grid:
         """The values this format holds, as the kernels see them (computed once per format)."""
-        return _cached_grid(self)
+        return self._cached_grid()
+
+    @cached
+    def _cached_grid(self) -> Grid:
+        return self._build_grid()
 
     def _build_grid(self) -> Grid:
         raise NotImplementedError
-
-    @property
-    def spec(self) -> str:
-        """The inline spec that `parse` turns back into this value."""
-        raise NotImplementedError
-
-    @property
-    def name(self) -> str:
-        """The registered name of this format if it has one, else its inline spec."""
-        return _names_by_format().get(self, self.spec)
 
     @property
     def max(self) -> float:
@@ -109,29 +92,10 @@ class Format:
         """The value of one bit pattern (an int in [0, 2^bits))."""
         raise NotImplementedError
 
-    def __str__(self) -> str:
-        return self.name
-
-
-@functools.lru_cache(maxsize=4096)
-def _cached_grid(fmt: Format) -> Grid:
-    return fmt._build_grid()
-
-
-def _check_int(value, argument: str, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{argument}: expected an int in [{low}, {high}]; got {value!r}")
-    if not low <= value <= high:
-        raise ValueError(f"{argument}: expected an int in [{low}, {high}]; got {value}")
-
-
-def _check_choice(value, argument: str, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{argument}: expected one of {', '.join(map(repr, choices))}; got {value!r}")
 
 
 @dataclass(frozen=True)
-class FixedPoint(Format):
+class FixedPoint(GridFormat):
     """Fixed point: an integer code of `wl` bits (the sign included when signed, two's complement)
     scaled by 2^-fl. Signed range [-2^(wl-1), 2^(wl-1)-1]·2^-fl; unsigned [0, 2^wl-1]·2^-fl.
 
@@ -144,17 +108,18 @@ class FixedPoint(Format):
     signed: bool = True
     overflow: str = "saturate"
 
+    KIND = "fixed"
+
     def __post_init__(self):
-        _check_int(self.wl, "wl", 1, 64)
-        _check_int(self.fl, "fl", -64, 126)
-        if not isinstance(self.signed, bool):
-            raise TypeError(f"signed: expected a bool; got {self.signed!r}")
+        check_int(self.wl, "wl", 1, 64)
+        check_int(self.fl, "fl", -64, 126)
+        check_bool(self.signed, "signed")
         if self.signed and self.wl <= self.fl:
             raise ValueError(f"wl: a signed fixed-point format needs wl > fl (one bit is the sign); "
                              f"got wl={self.wl}, fl={self.fl}")
         if not self.signed and self.wl < self.fl:
             raise ValueError(f"wl: an unsigned fixed-point format needs wl >= fl; got wl={self.wl}, fl={self.fl}")
-        _check_choice(self.overflow, "overflow", ("saturate", "wrap"))
+        check_choice(self.overflow, "overflow", ("saturate", "wrap"))
 
     @property
     def bits_per_element(self) -> float:
@@ -164,6 +129,19 @@ class FixedPoint(Format):
     def spec(self) -> str:
         options = ("" if self.signed else ",unsigned") + ("" if self.overflow == "saturate" else f",{self.overflow}")
         return f"fixed<{self.wl},{self.fl}{options}>"
+
+    @classmethod
+    def from_spec(cls, spec: str, args: list[str]) -> "FixedPoint":
+        """fixed<wl,fl[,unsigned][,wrap]>"""
+        if len(args) < 2 or not all(re.fullmatch(r"-?\d+", a) for a in args[:2]):
+            raise ValueError(f"fmt: {spec!r}: expected fixed<wl,fl[,unsigned][,wrap]> with integer wl and fl")
+        options = set(args[2:])
+        unknown = options - {"unsigned", "wrap", "saturate"}
+        if unknown:
+            raise ValueError(f"fmt: {spec!r}: unknown fixed-point options {sorted(unknown)}; "
+                             f"expected 'unsigned', 'wrap' or 'saturate'")
+        return cls(int(args[0]), int(args[1]), signed="unsigned" not in options,
+                   overflow="wrap" if "wrap" in options else "saturate")
 
     def _build_grid(self) -> Grid:
         quantum = Fraction(2) ** -self.fl
@@ -183,7 +161,7 @@ _SPECIALS = ("ieee", "fn", "fnuz", "finite")
 
 
 @dataclass(frozen=True)
-class FloatingPoint(Format):
+class FloatingPoint(GridFormat):
     """Binary floating point with a sign bit, `exp` exponent bits and `man` trailing mantissa bits
     (the sign and the implicit leading bit are not counted in `man`).
 
@@ -206,15 +184,16 @@ class FloatingPoint(Format):
     special: str = "ieee"
     overflow: str | None = None
 
+    KIND = "float"
+
     def __post_init__(self):
-        _check_int(self.exp, "exp", 1, 8)
-        _check_int(self.man, "man", 0, 23)
-        if not isinstance(self.subnormals, bool):
-            raise TypeError(f"subnormals: expected a bool; got {self.subnormals!r}")
-        _check_choice(self.special, "special", _SPECIALS)
+        check_int(self.exp, "exp", 1, 8)
+        check_int(self.man, "man", 0, 23)
+        check_bool(self.subnormals, "subnormals")
+        check_choice(self.special, "special", _SPECIALS)
         if self.overflow is None:
             object.__setattr__(self, "overflow", "inf" if self.special == "ieee" else "saturate")
-        _check_choice(self.overflow, "overflow", ("saturate", "inf", "nan"))
+        check_choice(self.overflow, "overflow", ("saturate", "inf", "nan"))
         if self.overflow == "inf" and self.special != "ieee":
             raise ValueError(f"overflow: 'inf' needs a format with infinities (special='ieee'); "
                              f"special={self.special!r} has none: use 'saturate' or 'nan'")
@@ -247,6 +226,22 @@ class FloatingPoint(Format):
         if not self.subnormals:
             options += ",nosub"
         return f"float<e{self.exp}m{self.man}{options}>"
+
+    @classmethod
+    def from_spec(cls, spec: str, args: list[str]) -> "FloatingPoint":
+        """float<eXmY[,fn|fnuz|finite][,saturate|inf|nan][,nosub]>"""
+        shape = re.fullmatch(r"e(\d+)m(\d+)", args[0])
+        if not shape:
+            raise ValueError(f"fmt: {spec!r}: expected float<eXmY,...> such as float<e5m2>")
+        options = args[1:]
+        unknown = set(options) - set(_SPECIALS) - {"saturate", "inf", "nan", "nosub"}
+        if unknown:
+            raise ValueError(f"fmt: {spec!r}: unknown float options {sorted(unknown)}; expected some of "
+                             f"{', '.join(_SPECIALS)}, saturate, inf, nan, nosub")
+        special = next((o for o in options if o in _SPECIALS), "ieee")
+        overflow = next((o for o in options if o in ("saturate", "inf", "nan")), None)
+        return cls(int(shape[1]), int(shape[2]), subnormals="nosub" not in options, special=special,
+                   overflow=overflow)
 
     def _is_nan_code(self, code: int) -> bool:
         magnitude = code & ((1 << (self.exp + self.man)) - 1)
@@ -293,110 +288,3 @@ class FloatingPoint(Format):
                     max_pos=largest, max_neg=largest)
 
 
-# --- the registry ------------------------------------------------------------------------------
-
-_FORMAT_TYPES = {"fixed": FixedPoint, "float": FloatingPoint}
-
-
-def _from_table(name: str, table: dict) -> Format:
-    kinds = [key for key in table if key in _FORMAT_TYPES]
-    if len(kinds) != 1:
-        raise ValueError(f"formats/{name}.toml: expected exactly one of the tables "
-                         f"{', '.join(f'[{k}]' for k in _FORMAT_TYPES)}; found {kinds or 'none'}")
-    cls = _FORMAT_TYPES[kinds[0]]
-    arguments = table[kinds[0]]
-    allowed = {f.name for f in fields(cls)}
-    unknown = set(arguments) - allowed
-    if unknown:
-        raise ValueError(f"formats/{name}.toml: unknown keys {sorted(unknown)} for [{kinds[0]}]; "
-                         f"expected some of {sorted(allowed)}")
-    return cls(**arguments)
-
-
-@dataclass(frozen=True)
-class Entry:
-    """A registered format with its documentation."""
-
-    name: str
-    format: Format
-    description: str
-    source: str
-
-
-@functools.cache
-def registry() -> dict[str, Entry]:
-    """All named formats, read once from the TOML files of formats/."""
-    entries = {}
-    for path in sorted(resources.files("qsim.data.formats").iterdir(), key=lambda p: p.name):
-        if not path.name.endswith(".toml"):
-            continue
-        name = path.name[: -len(".toml")]
-        table = tomllib.loads(path.read_text())
-        missing = {"description", "source"} - set(table)
-        if missing:
-            raise ValueError(f"formats/{path.name}: missing keys {sorted(missing)}")
-        entries[name] = Entry(name, _from_table(name, table), table["description"], table["source"])
-    return entries
-
-
-@functools.cache
-def _names_by_format() -> dict[Format, str]:
-    names = {}
-    for entry in registry().values():
-        names.setdefault(entry.format, entry.name)
-    return names
-
-
-def list() -> builtins.list[str]:  # noqa: A001 - the registry's natural verb
-    """Names of all registered formats, sorted."""
-    return sorted(registry())
-
-
-_INLINE = re.compile(r"^\s*(?P<kind>[a-z]+)\s*<(?P<args>[^<>]*)>\s*$")
-_FLOAT_SHAPE = re.compile(r"^e(?P<exp>\d+)m(?P<man>\d+)$")
-
-
-def parse(spec: str) -> Format:
-    """An inline spec: "fixed<wl,fl[,unsigned][,wrap]>" or "float<eXmY[,fn|fnuz|finite][,saturate|inf|nan][,nosub]>"."""
-    match = _INLINE.match(spec)
-    if not match or match["kind"] not in _FORMAT_TYPES:
-        raise ValueError(f"fmt: {spec!r} is not an inline spec; expected e.g. 'fixed<8,4>' or 'float<e5m2>'")
-    args = [a.strip() for a in match["args"].split(",")]
-    if match["kind"] == "fixed":
-        if len(args) < 2 or not all(re.fullmatch(r"-?\d+", a) for a in args[:2]):
-            raise ValueError(f"fmt: {spec!r}: expected fixed<wl,fl[,unsigned][,wrap]> with integer wl and fl")
-        options = set(args[2:])
-        unknown = options - {"unsigned", "wrap", "saturate"}
-        if unknown:
-            raise ValueError(f"fmt: {spec!r}: unknown fixed-point options {sorted(unknown)}; "
-                             f"expected 'unsigned', 'wrap' or 'saturate'")
-        return FixedPoint(int(args[0]), int(args[1]), signed="unsigned" not in options,
-                          overflow="wrap" if "wrap" in options else "saturate")
-    shape = _FLOAT_SHAPE.match(args[0])
-    if not shape:
-        raise ValueError(f"fmt: {spec!r}: expected float<eXmY,...> such as float<e5m2>")
-    options = args[1:]
-    unknown = set(options) - set(_SPECIALS) - {"saturate", "inf", "nan", "nosub"}
-    if unknown:
-        raise ValueError(f"fmt: {spec!r}: unknown float options {sorted(unknown)}; expected some of "
-                         f"{', '.join(_SPECIALS)}, saturate, inf, nan, nosub")
-    special = next((o for o in options if o in _SPECIALS), "ieee")
-    overflow = next((o for o in options if o in ("saturate", "inf", "nan")), None)
-    return FloatingPoint(int(shape["exp"]), int(shape["man"]), subnormals="nosub" not in options,
-                         special=special, overflow=overflow)
-
-
-def get(fmt: Format | str) -> Format:
-    """A Format from a Format (returned as is), a registered name ("fp8_e4m3") or an inline spec."""
-    if isinstance(fmt, Format):
-        return fmt
-    if not isinstance(fmt, str):
-        raise TypeError(f"fmt: expected a Format or a format name; got {type(fmt).__name__}")
-    entries = registry()
-    if fmt in entries:
-        return entries[fmt].format
-    if "<" in fmt:
-        return parse(fmt)
-    close = difflib.get_close_matches(fmt, entries, n=5, cutoff=0.5)
-    hint = f"; did you mean {', '.join(close)}?" if close else f"; known formats: {', '.join(sorted(entries))}"
-    raise ValueError(f"fmt: unknown format {fmt!r}{hint} (inline specs look like 'fixed<8,4>' or 'float<e5m2>')")

@@ -1,0 +1,121 @@
+"""The registry of named formats (one TOML file each in formats/, installed as `qsim.data.formats`),
+the inline-spec parser, and `get`, which accepts either."""
+from __future__ import annotations
+
+import builtins
+import difflib
+import functools
+import re
+import tomllib
+from dataclasses import dataclass, fields
+from importlib import resources
+
+from qsim.formats.base import Format
+
+
+def format_types() -> dict[str, type[Format]]:
+    """Every format family by KIND. A new family is a Format subclass listed here."""
+    from qsim.formats.elementwise import FixedPoint, FloatingPoint
+
+    return {cls.KIND: cls for cls in (FixedPoint, FloatingPoint)}
+
+
+def from_table(name: str, table: dict) -> Format:
+    """The format described by a TOML table such as {"float": {"exp": 4, "man": 3}}."""
+    types = format_types()
+    kinds = [key for key in table if key in types]
+    if len(kinds) != 1:
+        raise ValueError(f"formats/{name}.toml: expected exactly one of the tables "
+                         f"{', '.join(f'[{k}]' for k in types)}; found {kinds or 'none'}")
+    cls = types[kinds[0]]
+    arguments = dict(table[kinds[0]])
+    allowed = {f.name for f in fields(cls)}
+    unknown = set(arguments) - allowed
+    if unknown:
+        raise ValueError(f"formats/{name}.toml: unknown keys {sorted(unknown)} for [{kinds[0]}]; "
+                         f"expected some of {sorted(allowed)}")
+    for key, value in arguments.items():
+        if isinstance(value, (str, dict)) and key in {"element", "scale"}:
+            arguments[key] = get(value) if isinstance(value, str) else from_table(f"{name}.{key}", value)
+    return cls(**arguments)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A registered format with its documentation."""
+
+    name: str
+    format: Format
+    description: str
+    source: str
+
+
+@functools.cache
+def registry() -> dict[str, Entry]:
+    """All named formats, read once from the TOML files of formats/."""
+    entries = {}
+    for path in sorted(resources.files("qsim.data.formats").iterdir(), key=lambda p: p.name):
+        if not path.name.endswith(".toml"):
+            continue
+        name = path.name[: -len(".toml")]
+        table = tomllib.loads(path.read_text())
+        missing = {"description", "source"} - set(table)
+        if missing:
+            raise ValueError(f"formats/{path.name}: missing keys {sorted(missing)}")
+        entries[name] = Entry(name, from_table(name, table), table["description"], table["source"])
+    return entries
+
+
+@functools.cache
+def names_by_format() -> dict[Format, str]:
+    names = {}
+    for entry in registry().values():
+        names.setdefault(entry.format, entry.name)
+    return names
+
+
+def list() -> builtins.list[str]:  # noqa: A001 - the registry's natural verb
+    """Names of all registered formats, sorted."""
+    return sorted(registry())
+
+
+_INLINE = re.compile(r"^\s*(?P<kind>[a-z]+)\s*<(?P<args>.*)>\s*$")
+
+
+def _split_top_level(args: str) -> builtins.list[str]:
+    """Splits on commas outside nested <...> (block formats nest element specs)."""
+    parts, depth, current = [], 0, ""
+    for char in args:
+        depth += (char == "<") - (char == ">")
+        if char == "," and depth == 0:
+            parts.append(current.strip())
+            current = ""
+        else:
+            current += char
+    return parts + [current.strip()]
+
+
+def parse(spec: str) -> Format:
+    """A format from an inline spec "KIND<args>", e.g. "fixed<8,4>" or "float<e5m2,fnuz>"."""
+    match = _INLINE.match(spec)
+    types = format_types()
+    if not match or match["kind"] not in types:
+        raise ValueError(f"fmt: {spec!r} is not an inline spec; expected KIND<...> with KIND one of "
+                         f"{', '.join(types)}, e.g. 'fixed<8,4>' or 'float<e5m2>'")
+    return types[match["kind"]].from_spec(spec, _split_top_level(match["args"]))
+
+
+def get(fmt: Format | str) -> Format:
+    """A Format from a Format (returned as is), a registered name ("fp8_e4m3") or an inline spec."""
+    if isinstance(fmt, Format):
+        return fmt
+    if not isinstance(fmt, str):
+        raise TypeError(f"fmt: expected a Format or a format name; got {type(fmt).__name__}")
+    entries = registry()
+    if fmt in entries:
+        return entries[fmt].format
+    if "<" in fmt:
+        return parse(fmt)
+    close = difflib.get_close_matches(fmt, entries, n=5, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else f"; known formats: {', '.join(sorted(entries))}"
+    raise ValueError(f"fmt: unknown format {fmt!r}{hint} (inline specs look like 'fixed<8,4>' or 'float<e5m2>')")
