@@ -8,6 +8,7 @@ The kernels are compiled for this machine's vector units (-march=native): quanti
 memory-bound only when vectorised. Set QSIM_PORTABLE=1 to build a portable binary instead.
 The named formats (formats/) and accelerator descriptions (hw_models/) install as package data.
 """
+import glob
 import os
 
 from pybind11.setup_helpers import Pybind11Extension, build_ext
@@ -19,16 +20,16 @@ if os.environ.get("QSIM_PORTABLE", "0") != "1":
 
 ext = Pybind11Extension(
     "qsim._C",
-    sources=["csrc/bindings.cpp", "csrc/cpu/quantize.cpp"],
+    sources=["csrc/bindings.cpp", *sorted(glob.glob("csrc/cpu/*.cpp"))],
     include_dirs=["csrc"],
     extra_compile_args=flags,
     extra_link_args=["-fopenmp"],
-    depends=["csrc/qsim/rounding.h", "csrc/qsim/philox.h", "csrc/qsim/params.h", "csrc/cpu/quantize.h"],
+    depends=sorted(glob.glob("csrc/qsim/*.h") + glob.glob("csrc/cpu/*.h")),
 )
 
 setup(
     ext_modules=[ext],
     cmdclass={"build_ext": build_ext},
-    packages=["qsim", "qsim.formats", "qsim.nn", "qsim.sweep", "qsim.hw", "qsim.data", "qsim.data.formats", "qsim.data.hw_models"],
+    packages=["qsim", "qsim.backends", "qsim.formats", "qsim.nn", "qsim.sweep", "qsim.hw", "qsim.data", "qsim.data.formats", "qsim.data.hw_models"],
     package_data={"qsim.data.formats": ["*.toml"], "qsim.data.hw_models": ["*.toml"]},
 )

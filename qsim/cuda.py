@@ -1,8 +1,9 @@
-"""The CUDA backend: compiles csrc/cuda/quantize.cu (which includes the shared rounding header) with
-NVRTC through CuPy on first use, and launches it on torch's current stream.
+"""CUDA launching for every back end: a kernel file of csrc/ (which includes the same rounding headers
+as the CPU code) is compiled with NVRTC through CuPy on first use and launched on torch's current
+stream, one thread per group of four elements.
 
-Compiling at first use keeps `pip install` free of a CUDA toolchain and of torch's ABI; the compiled
-module is cached by CuPy on disk. Needs `cupy-cuda12x`/`cupy-cuda13x` matching the installed CUDA.
+Compiling at first use keeps `pip install` free of a CUDA toolchain and of torch's ABI; CuPy caches
+the compiled module on disk. Needs `cupy-cuda12x` or `cupy-cuda13x`, matching the installed CUDA.
 """
 from __future__ import annotations
 
@@ -14,38 +15,39 @@ import torch
 from qsim.rounding import ROUNDING_MODES
 
 _THREADS = 256
+_MAX_BLOCKS = 65535 * 8
 
 
-@functools.cache
-def _module():
+def _cupy():
     try:
         import cupy
     except ImportError as err:
         raise RuntimeError("quantizing CUDA tensors needs CuPy: pip install cupy-cuda12x (or cupy-cuda13x) "
                            "matching your CUDA version") from err
+    return cupy
+
+
+@functools.cache
+def module(source: str):
+    """The compiled module of csrc/<source>."""
     csrc = resources.files("qsim.data") / "csrc"
-    source = (csrc / "cuda" / "quantize.cu").read_text()
-    return cupy.RawModule(code=source, options=("-std=c++17", f"-I{csrc}"), name_expressions=None)
+    code = (csrc / source).read_text()
+    return _cupy().RawModule(code=code, options=("-std=c++17", f"-I{csrc}"))
 
 
-def kernel_name(rounding: int, dtype: torch.dtype) -> str:
-    return f"quantize_{ROUNDING_MODES[rounding]}_{'f32' if dtype == torch.float32 else 'f64'}"
+def kernel_name(prefix: str, rounding: int, dtype: torch.dtype) -> str:
+    return f"{prefix}_{ROUNDING_MODES[rounding]}_{'f32' if dtype == torch.float32 else 'f64'}"
 
 
-def quantize(x: torch.Tensor, out: torch.Tensor, params, rounding: int, seed: int, rand_bits: int) -> None:
-    """out = q(x) for contiguous float32/float64 CUDA tensors on the same device."""
-    import cupy
-
-    kernel = _module().get_function(kernel_name(rounding, x.dtype))
+def launch(source: str, name: str, x: torch.Tensor, out: torch.Tensor, args: list, groups: int | None = None) -> None:
+    """Runs kernel `name`(x, out, n, *args) over `groups` thread-groups (default: one per 4 elements).
+    args are (type, value) pairs with type one of i32, i64, u64, f32, f64."""
+    cupy = _cupy()
+    casts = {"i32": cupy.int32, "i64": cupy.int64, "u64": cupy.uint64, "f32": cupy.float32, "f64": cupy.float64}
     n = x.numel()
-    blocks = max(1, min((n + 4 * _THREADS - 1) // (4 * _THREADS), 65535 * 8))
+    groups = (n + 3) // 4 if groups is None else groups
+    blocks = max(1, min((groups + _THREADS - 1) // _THREADS, _MAX_BLOCKS))
+    kernel = module(source).get_function(name)
     with torch.cuda.device(x.device), cupy.cuda.ExternalStream(torch.cuda.current_stream(x.device).cuda_stream):
-        kernel((blocks,), (_THREADS,), (
-            cupy.from_dlpack(x.detach()), cupy.from_dlpack(out.detach()), cupy.int64(n),
-            cupy.int32(params.man), cupy.int32(params.emin), cupy.int32(params.subnormals),
-            cupy.int32(params.overflow), cupy.int32(params.has_inf), cupy.int32(params.neg_zero),
-            cupy.int32(params.wrap_bits), cupy.int32(params.wrap_signed),
-            cupy.float32(params.max_pos_f), cupy.float32(params.max_neg_f),
-            cupy.float64(params.max_pos_d), cupy.float64(params.max_neg_d),
-            cupy.uint64(seed), cupy.int32(32 - rand_bits),
-        ))
+        kernel((blocks,), (_THREADS,), (cupy.from_dlpack(x.detach()), cupy.from_dlpack(out.detach()),
+                                        cupy.int64(n), *[casts[kind](value) for kind, value in args]))

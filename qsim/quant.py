@@ -3,47 +3,22 @@
 The work is registered as torch.library custom ops (qsim::quantize, qsim::quantize_out), so it
 dispatches on CPU and CUDA tensors, composes with torch.compile, and has a straight-through gradient:
 d quantize(x) / dx = 1, the estimator QPyTorch and the low-precision training literature use.
-CPU tensors go to qsim._C (OpenMP); CUDA tensors to the same rounding header compiled for the GPU
-(qsim/cuda.py). float16 and bfloat16 tensors are rounded in float32 (which holds them exactly) and
+The kernels are chosen by format family (qsim/backends/): CPU tensors go to qsim._C (OpenMP), CUDA
+tensors to the same rounding headers compiled for the GPU (qsim/cuda.py). float16 and bfloat16 tensors are rounded in float32 (which holds them exactly) and
 converted back with round-to-nearest-even, so a format finer than the tensor's dtype is rounded twice.
 """
 from __future__ import annotations
 
 import functools
-from fractions import Fraction
-
-import numpy as np
 import torch
 
-from qsim import _C, formats
-from qsim.formats import Format, Grid
+from qsim import backends, formats
+from qsim.formats import Format
 from qsim.rounding import ROUNDING_MODES, rounding_code
 
 _DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
-_OVERFLOW_CODES = {"saturate": 0, "inf": 1, "nan": 2, "wrap": 3}
 _STOCHASTIC = ROUNDING_MODES.index("stochastic")
 _FULL_RAND_BITS = 32
-
-
-def _toward_zero(value: Fraction, dtype) -> float:
-    """The largest magnitude of `dtype` that is at most `value` (value ≥ 0)."""
-    rounded = dtype(min(float(value), float(np.finfo(dtype).max)))
-    while Fraction(float(rounded)) > value:
-        rounded = np.nextafter(rounded, dtype(0))
-    return float(rounded)
-
-
-@functools.lru_cache(maxsize=1024)
-def kernel_params(grid: Grid) -> _C.QuantParams:
-    """The C struct for a grid, with the limits rounded toward zero into float32 and float64."""
-    p = _C.QuantParams()
-    p.man, p.emin, p.subnormals = grid.man, grid.emin, int(grid.subnormals)
-    p.overflow = _OVERFLOW_CODES[grid.overflow]
-    p.has_inf, p.neg_zero = int(grid.has_inf), int(grid.neg_zero)
-    p.wrap_bits, p.wrap_signed = grid.wrap_bits, int(grid.wrap_signed)
-    p.max_pos_f, p.max_neg_f = _toward_zero(grid.max_pos, np.float32), _toward_zero(grid.max_neg, np.float32)
-    p.max_pos_d, p.max_neg_d = _toward_zero(grid.max_pos, np.float64), _toward_zero(grid.max_neg, np.float64)
-    return p
 
 
 @functools.lru_cache(maxsize=1024)
@@ -53,15 +28,7 @@ def _format_from_spec(spec: str) -> Format:
 
 def _run_kernel(x: torch.Tensor, out: torch.Tensor, spec: str, rounding: int, seed: int, rand_bits: int) -> None:
     """out[...] = q(x[...]); both contiguous, same dtype (float32 or float64) and device."""
-    params = kernel_params(_format_from_spec(spec).grid())
-    if x.is_cuda:
-        from qsim import cuda
-
-        cuda.quantize(x, out, params, rounding, seed, rand_bits)
-    elif x.dtype == torch.float32:
-        _C.quantize_f32(x.data_ptr(), out.data_ptr(), x.numel(), params, rounding, seed, rand_bits)
-    else:
-        _C.quantize_f64(x.data_ptr(), out.data_ptr(), x.numel(), params, rounding, seed, rand_bits)
+    backends.quantize(x, out, _format_from_spec(spec), rounding, seed, rand_bits)
 
 
 def _quantize_into(x: torch.Tensor, out: torch.Tensor, spec: str, rounding: int, seed: int, rand_bits: int) -> None:
@@ -114,11 +81,11 @@ def _draw_seed(seed) -> int:
 
 
 @torch.compiler.assume_constant_result
-def _elementwise_spec(fmt) -> str:
+def _format_spec(fmt) -> str:
     """The canonical spec of a format given by value or name (a constant for torch.compile)."""
     fmt = formats.get(fmt)
-    if not isinstance(fmt, formats.GridFormat):
-        raise TypeError(f"fmt: {fmt.name} is not an elementwise format supported by quantize")
+    if not backends.supports(fmt):
+        raise TypeError(f"fmt: quantize has no kernel for {type(fmt).__name__} formats")
     return fmt.spec
 
 
@@ -129,7 +96,7 @@ def _validate(x, fmt, rounding, seed, rand_bits) -> tuple[str, int, int, int]:
         raise TypeError(f"x: expected a floating tensor (float32, float64, float16 or bfloat16); got {x.dtype}")
     if x.device.type not in ("cpu", "cuda"):
         raise ValueError(f"x: expected a CPU or CUDA tensor; got device {x.device}")
-    spec = _elementwise_spec(fmt)
+    spec = _format_spec(fmt)
     code = rounding_code(rounding)
     if code == _STOCHASTIC:
         if rand_bits is None:

@@ -1,0 +1,24 @@
+"""Kernel back ends, one module per format family. Each module exposes FORMATS (the Format types it
+serves) and quantize(x, out, fmt, rounding, seed, rand_bits), which writes the rounding of x into out:
+both contiguous tensors of the same shape, dtype (float32 or float64) and device (CPU or CUDA).
+Random bits for element i (row-major index) depend only on (seed, i), whichever device runs it."""
+from __future__ import annotations
+
+import functools
+
+from qsim.formats import Format
+
+
+@functools.cache
+def _by_type() -> dict[type, object]:
+    from qsim.backends import elementwise
+
+    return {fmt_type: module for module in (elementwise,) for fmt_type in module.FORMATS}
+
+
+def supports(fmt: Format) -> bool:
+    return type(fmt) in _by_type()
+
+
+def quantize(x, out, fmt: Format, rounding: int, seed: int, rand_bits: int) -> None:
+    _by_type()[type(fmt)].quantize(x, out, fmt, rounding, seed, rand_bits)
