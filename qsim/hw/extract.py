@@ -94,7 +94,8 @@ def _arg(node, index: int, key: str, default):
 def _trace_fx(model: nn.Module, inputs: tuple):
     """[(Layer, module or None)] in execution order, plus names of skipped leaf modules."""
     graph_module = torch.fx.symbolic_trace(model)
-    ShapeProp(graph_module).propagate(*inputs)
+    with torch.no_grad():
+        ShapeProp(graph_module).propagate(*inputs)
     found, skipped = [], []
     for node in graph_module.graph.nodes:
         if node.op == "call_module":
