@@ -10,7 +10,10 @@ the same placement with its Quantizer modules and OptimLP. (QPyTorch's
 Configurations are timed round-robin, several rounds, and the median step time is reported, so that
 load from other processes on the machine falls on all of them alike; ratios come from the same run.
 
-    python benchmarks/training.py [--threads 1] [--steps 20] [--rounds 5] [--no-qtorch]
+    python benchmarks/training.py [--threads 1] [--steps 20] [--rounds 5] [--no-qtorch] [--acc]
+
+--acc adds the cost of the simulated low-precision accumulator (qsim.nn.functional) on layer-sized
+GEMMs against torch's own op: chunk=1 rounds the running sum after every product, K roundings in all.
 """
 from __future__ import annotations
 
@@ -19,10 +22,12 @@ import statistics
 import time
 
 import torch
+import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 from torch import nn
 
+from qsim.nn import functional as qF
 from qsim.nn import recipes
 
 
@@ -103,12 +108,41 @@ def measure(modes, steps: int, rounds: int) -> dict:
     return {key: statistics.median(values) for key, values in samples.items()}
 
 
+def accumulation_table(rounds: int) -> Table:
+    """ms of a Linear and a Conv2d forward with an fp16 accumulator at several chunk sizes vs torch."""
+    torch.manual_seed(0)
+    x, w = torch.randn(256, 1024), torch.randn(512, 1024)                     # K = 1024
+    xc, wc = torch.randn(8, 64, 32, 32), torch.randn(64, 64, 3, 3)            # K = 576
+    cases = {"linear 256x1024 @ 1024x512": (lambda: F.linear(x, w), lambda k: qF.linear(x, w, acc="fp16", chunk=k)),
+             "conv2d 8x64x32x32, 64x64x3x3": (lambda: F.conv2d(xc, wc, padding=1),
+                                              lambda k: qF.conv2d(xc, wc, padding=1, acc="fp16", chunk=k))}
+    chunks = (1, 16, 128)
+    table = Table(title="forward ms with an fp16 accumulator (qsim.nn.functional) vs torch float32")
+    for column in ("GEMM", "torch", *(f"chunk={k}" for k in chunks), *(f"ratio k={k}" for k in chunks)):
+        table.add_column(column, justify="right")
+
+    def median_ms(fn, repeats):
+        samples = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            samples.append(1e3 * (time.perf_counter() - start))
+        return statistics.median(samples)
+
+    for name, (exact, simulated) in cases.items():
+        base = median_ms(exact, 5 * rounds)
+        times = [median_ms(lambda k=k: simulated(k), max(1, rounds // 2)) for k in chunks]
+        table.add_row(name, f"{base:.2f}", *(f"{t:.1f}" for t in times), *(f"{t / base:.0f}x" for t in times))
+    return table
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: stable on shared machines)")
     parser.add_argument("--steps", type=int, default=20, help="steps per timed round")
     parser.add_argument("--rounds", type=int, default=5, help="round-robin rounds; the median is reported")
     parser.add_argument("--no-qtorch", action="store_true", help="skip QPyTorch (pip install qtorch==0.3.0 --no-deps ninja)")
+    parser.add_argument("--acc", action="store_true", help="also time the simulated low-precision accumulator")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     modes = ["fp32", "qsim"] + ([] if args.no_qtorch else ["qtorch"])
@@ -125,6 +159,8 @@ def main(argv=None) -> int:
             ratios += [t["qtorch"] / t["fp32"], t["qtorch"] / t["qsim"]]
         table.add_row(workload, *(f"{1e3 * t[m]:.2f}" for m in modes), *(f"{r:.2f}x" for r in ratios))
     Console().print(table)
+    if args.acc:
+        Console().print(accumulation_table(args.rounds))
     return 0
 
 

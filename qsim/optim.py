@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 import torch
 
-from qsim.quant import quantize_
+from qsim.quant import quantize
 from qsim.nn.spec import check_rounding, resolve_format
 
 _ROLES = ("weight", "grad", "momentum", "acc")
@@ -70,10 +70,13 @@ class LowPrecision(torch.optim.Optimizer):
         return self.momentum_formats.get(key, self.formats["momentum"])
 
     @torch.no_grad()
-    def _round(self, tensor: torch.Tensor, role: str, fmt=None) -> None:
+    def _round(self, tensor: torch.Tensor, role: str, fmt=None, source: torch.Tensor | None = None) -> None:
+        """tensor <- round(source, the role's format); source defaults to tensor itself (in place)."""
         fmt = fmt if fmt is not None else self.formats[role]
         if fmt is not None:
-            quantize_(tensor, fmt, self.rounding[role])
+            quantize(tensor if source is None else source, fmt, self.rounding[role], out=tensor)
+        elif source is not None:
+            tensor.copy_(source)
 
     def step(self, closure=None):
         """One step of the wrapped optimizer with its numbers rounded (module docstring, steps 1-5)."""
@@ -102,10 +105,10 @@ class LowPrecision(torch.optim.Optimizer):
                     continue
                 if acc is not None:
                     master = self.masters[p]
-                    master.copy_(p)
-                    self._round(master, "acc")
-                    p.copy_(master)
-                self._round(p, "weight")
+                    self._round(master, "acc", source=p)
+                    self._round(p, "weight", source=master)
+                else:
+                    self._round(p, "weight")
                 for key, value in self.state.get(p, {}).items():
                     if key != "step" and isinstance(value, torch.Tensor) and value.is_floating_point() \
                             and value.shape == p.shape:

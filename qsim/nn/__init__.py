@@ -3,10 +3,11 @@
     from qsim.nn import QuantSpec, quantize_model
     handle = quantize_model(model, [(nn.Conv2d, QuantSpec(weight="fp8_e4m3", input="fp8_e4m3",
                                                           grad_output="fp8_e5m2"))])
-    ...; handle.summary(); handle.remove()
+    ...; handle.summary(); handle.error_report(x); handle.remove()
 
 Exports QuantSpec, quantize_model, QuantHandle, register_module_type, Quantizer, quantizer,
-quantize_fb, and the modules functional (low-precision accumulation) and recipes.
+quantize_fb, and the modules functional (low-precision accumulation), report (per-module SQNR)
+and recipes (published training methods).
 """
 import importlib
 
