@@ -1,6 +1,7 @@
-"""LowPrecision: quantize the numbers any torch optimizer holds, as QPyTorch's OptimLP does.
+"""Low-precision optimizers: LowPrecision wraps any torch optimizer (QPyTorch's OptimLP); HALP is
+SVRG with bit centering.
 
-Exports LowPrecision. Around the wrapped optimizer's step:
+Exports LowPrecision and HALP. LowPrecision, around the wrapped optimizer's step:
   1. each gradient becomes round_grad(grad * grad_scale)                       (G)
   2. with an accumulator format, the parameter is set to its master copy (Acc) so the update lands there
   3. the wrapped optimizer steps (in float32)
@@ -15,8 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import math
+
 import torch
 
+from qsim.formats import FixedPoint
 from qsim.quant import quantize
 from qsim.nn.spec import check_rounding, resolve_format
 
@@ -149,3 +153,78 @@ class LowPrecision(torch.optim.Optimizer):
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={v.name}" for k, v in self.formats.items() if v is not None)
         return f"LowPrecision({type(self.optimizer).__name__}, {shown})"
+
+
+class HALP(torch.optim.Optimizer):
+    """HALP: SVRG with bit centering (De Sa, Leszczynski, Zhang, Marzoev, Aberger, Olukotun, Ré,
+    "High-Accuracy Low-Precision Training", 2018, Algorithm 2).
+
+    The parameters are w = anchor + z. Each epoch, recenter(full_closure) computes the full-precision
+    gradient g at the anchor and rescales the offset grid: z is a `bits`-bit fixed-point number with
+    step delta = ||g|| / (mu (2^(bits-1) - 1)), so the grid shrinks as the gradient does and the
+    low-precision iterate still converges linearly to the exact optimum (for a mu-strongly convex
+    objective). Each step(closure) evaluates the minibatch gradient at w and at the anchor (the closure
+    is called twice: it must compute the same minibatch loss and call backward), and updates
+        z <- round_stochastic(z - lr (grad(w) - grad(anchor) + g)),  on the delta grid.
+    """
+
+    def __init__(self, params, lr: float, bits: int = 8, mu: float = 1.0):
+        if not lr > 0:
+            raise ValueError(f"lr: expected a positive step size; got {lr!r}")
+        if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 32:
+            raise ValueError(f"bits: expected an int in [2, 32]; got {bits!r}")
+        if not mu > 0:
+            raise ValueError(f"mu: expected a positive strong-convexity constant; got {mu!r}")
+        super().__init__(params, dict(lr=lr))
+        self.bits, self.mu = bits, mu
+        self.grid = FixedPoint(bits, 0)  # the integer codes of z; z = delta * code
+        self.delta = None
+
+    def _params(self):
+        return [p for group in self.param_groups for p in group["params"]]
+
+    @torch.no_grad()
+    def recenter(self, full_closure) -> float:
+        """Start an epoch: anchor <- w, full gradient at the anchor (full_closure computes the loss on
+        all the data and calls backward), z <- 0 on the rescaled grid. Returns the full loss."""
+        for p in self._params():
+            p.grad = None
+        with torch.enable_grad():
+            loss = full_closure()
+        norm = math.sqrt(sum(float(p.grad.double().pow(2).sum()) for p in self._params() if p.grad is not None))
+        self.delta = norm / (self.mu * (2 ** (self.bits - 1) - 1))
+        for p in self._params():
+            state = self.state[p]
+            state["anchor"] = p.detach().clone()
+            state["full_grad"] = torch.zeros_like(p) if p.grad is None else p.grad.detach().clone()
+            state["codes"] = torch.zeros_like(p)  # the offset's integer codes: z = delta * codes
+        return float(loss)
+
+    def _grads(self, closure) -> list:
+        for p in self._params():
+            p.grad = None
+        with torch.enable_grad():
+            loss = closure()
+        return loss, [torch.zeros_like(p) if p.grad is None else p.grad.detach().clone() for p in self._params()]
+
+    def step(self, closure):
+        """One inner step; closure computes one minibatch's loss and calls backward (called twice)."""
+        if self.delta is None:
+            raise RuntimeError("HALP.step: call recenter(full_closure) first, once per epoch")
+        params = self._params()
+        loss, at_w = self._grads(closure)
+        with torch.no_grad():
+            for p in params:
+                p.copy_(self.state[p]["anchor"])
+        _, at_anchor = self._grads(closure)
+        with torch.no_grad():
+            for group in self.param_groups:
+                for p in group["params"]:
+                    i = params.index(p)
+                    state = self.state[p]
+                    update = at_w[i] - at_anchor[i] + state["full_grad"]
+                    if self.delta > 0:  # at the optimum (zero full gradient) there is nothing to update
+                        codes = state["codes"] - group["lr"] * update / self.delta
+                        state["codes"] = quantize(codes, self.grid, "stochastic")
+                    p.copy_(state["anchor"] + self.delta * state["codes"])
+        return loss
