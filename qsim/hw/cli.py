@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 from pathlib import Path
 
@@ -66,14 +67,14 @@ def build_workload(args):
 
     from .extract import workload
     from .models import BUILTIN_MODELS
+    from .precision import assign_precision
     from .topology import read_topology
 
     precision = parse_precision(args.precision)
     if args.model.endswith(".csv"):
         wl = read_topology(args.model)
         if precision is not None:
-            from .precision import assign_precision
-            wl = type(wl)(wl.name, assign_precision(wl.layers, precision=precision), wl.notes, wl.batch)
+            wl = dataclasses.replace(wl, layers=assign_precision(wl.layers, precision=precision))
         return wl
     if args.model in BUILTIN_MODELS:
         ctor, shape = BUILTIN_MODELS[args.model]
