@@ -6,6 +6,7 @@
 
 #include <array>
 
+#include "cpu/block.h"
 #include "cpu/quantize.h"
 #include "qsim/philox.h"
 
@@ -46,6 +47,34 @@ PYBIND11_MODULE(_C, m) {
       },
       py::arg("in_ptr"), py::arg("out_ptr"), py::arg("n"), py::arg("params"), py::arg("rounding"), py::arg("seed"),
       py::arg("rand_bits"));
+  // Block formats (qsim/block.h).
+  py::class_<qsim::BlockParams>(m, "BlockParams")
+      .def(py::init<>())
+      .def_readwrite("element", &qsim::BlockParams::element)
+      .def_readwrite("scale", &qsim::BlockParams::scale)
+      .def_readwrite("rule", &qsim::BlockParams::rule)
+      .def_readwrite("element_emax", &qsim::BlockParams::element_emax)
+      .def_readwrite("scale_emin", &qsim::BlockParams::scale_emin)
+      .def_readwrite("scale_emax", &qsim::BlockParams::scale_emax)
+      .def_readwrite("element_max", &qsim::BlockParams::element_max)
+      .def_readwrite("tensor_scale", &qsim::BlockParams::tensor_scale);
+  m.def(
+      "quantize_blocks_f32",
+      [](uintptr_t in, uintptr_t out, int64_t rows, int64_t row_length, int64_t block, const qsim::BlockParams& b,
+         int rounding, uint64_t seed, int rand_bits) {
+        py::gil_scoped_release release;
+        qsim::quantize_blocks_f32(reinterpret_cast<const float*>(in), reinterpret_cast<float*>(out), rows, row_length,
+                                  block, b, rounding, seed, rand_bits);
+      });
+  m.def(
+      "quantize_blocks_f64",
+      [](uintptr_t in, uintptr_t out, int64_t rows, int64_t row_length, int64_t block, const qsim::BlockParams& b,
+         int rounding, uint64_t seed, int rand_bits) {
+        py::gil_scoped_release release;
+        qsim::quantize_blocks_f64(reinterpret_cast<const double*>(in), reinterpret_cast<double*>(out), rows,
+                                  row_length, block, b, rounding, seed, rand_bits);
+      });
+
   m.def(
       "philox4x32_10",
       [](std::array<uint32_t, 4> counter, std::array<uint32_t, 2> key) {

@@ -101,6 +101,12 @@ template <typename T> QSIM_HD T pow2(int e) {
 template <typename T> QSIM_HD T infinity() { return from_bits<T>((typename FloatTraits<T>::Bits)((1ull << (FloatTraits<T>::kWidth - 1)) - 1) >> FloatTraits<T>::kMant << FloatTraits<T>::kMant); }
 template <typename T> QSIM_HD T quiet_nan() { return from_bits<T>((typename FloatTraits<T>::Bits)((1ull << (FloatTraits<T>::kWidth - 1)) - 1) >> (FloatTraits<T>::kMant - 1) << (FloatTraits<T>::kMant - 1)); }
 
+template <typename T> QSIM_HD bool is_finite(T v) {
+  typedef typename FloatTraits<T>::Bits Bits;
+  const Bits exp_mask = (((Bits)1 << (FloatTraits<T>::kWidth - 1 - FloatTraits<T>::kMant)) - 1) << FloatTraits<T>::kMant;
+  return (to_bits(v) & exp_mask) != exp_mask;
+}
+
 template <typename T> QSIM_HD T max_pos(const QuantParams& p);
 template <> QSIM_HD float max_pos<float>(const QuantParams& p) { return p.max_pos_f; }
 template <> QSIM_HD double max_pos<double>(const QuantParams& p) { return p.max_pos_d; }

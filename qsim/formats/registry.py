@@ -15,13 +15,15 @@ from qsim.formats.base import Format
 
 def format_types() -> dict[str, type[Format]]:
     """Every format family by KIND. A new family is a Format subclass listed here."""
+    from qsim.formats.block import MX, BlockFloatingPoint
     from qsim.formats.elementwise import FixedPoint, FloatingPoint
 
-    return {cls.KIND: cls for cls in (FixedPoint, FloatingPoint)}
+    return {cls.KIND: cls for cls in (FixedPoint, FloatingPoint, BlockFloatingPoint, MX)}
 
 
-def from_table(name: str, table: dict) -> Format:
-    """The format described by a TOML table such as {"float": {"exp": 4, "man": 3}}."""
+def from_table(name: str, table: dict, tables: dict | None = None) -> Format:
+    """The format described by a TOML table such as {"float": {"exp": 4, "man": 3}}. Nested formats
+    (a block format's element or scale) are inline specs or names of other `tables`."""
     types = format_types()
     kinds = [key for key in table if key in types]
     if len(kinds) != 1:
@@ -34,9 +36,12 @@ def from_table(name: str, table: dict) -> Format:
     if unknown:
         raise ValueError(f"formats/{name}.toml: unknown keys {sorted(unknown)} for [{kinds[0]}]; "
                          f"expected some of {sorted(allowed)}")
-    for key, value in arguments.items():
-        if isinstance(value, (str, dict)) and key in {"element", "scale"}:
-            arguments[key] = get(value) if isinstance(value, str) else from_table(f"{name}.{key}", value)
+    for key in ("element", "scale"):
+        value = arguments.get(key)
+        if isinstance(value, str) and tables and value in tables:
+            arguments[key] = from_table(value, tables[value], tables)
+        elif isinstance(value, str) and "<" in value:
+            arguments[key] = parse(value)
     return cls(**arguments)
 
 
@@ -53,16 +58,16 @@ class Entry:
 @functools.cache
 def registry() -> dict[str, Entry]:
     """All named formats, read once from the TOML files of formats/."""
-    entries = {}
+    tables = {}
     for path in sorted(resources.files("qsim.data.formats").iterdir(), key=lambda p: p.name):
-        if not path.name.endswith(".toml"):
-            continue
-        name = path.name[: -len(".toml")]
-        table = tomllib.loads(path.read_text())
+        if path.name.endswith(".toml"):
+            tables[path.name[: -len(".toml")]] = tomllib.loads(path.read_text())
+    entries = {}
+    for name, table in tables.items():
         missing = {"description", "source"} - set(table)
         if missing:
-            raise ValueError(f"formats/{path.name}: missing keys {sorted(missing)}")
-        entries[name] = Entry(name, from_table(name, table), table["description"], table["source"])
+            raise ValueError(f"formats/{name}.toml: missing keys {sorted(missing)}")
+        entries[name] = Entry(name, from_table(name, table, tables), table["description"], table["source"])
     return entries
 
 

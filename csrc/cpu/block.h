@@ -1,0 +1,11 @@
+// cpu/block.h: entry points of the CPU block-format kernels. The data is `rows` rows of `row_length`
+// contiguous elements; each row is cut into blocks of `block` elements (the last one may be shorter).
+#pragma once
+#include "qsim/block.h"
+
+namespace qsim {
+void quantize_blocks_f32(const float* in, float* out, int64_t rows, int64_t row_length, int64_t block,
+                         const BlockParams& b, int rounding, uint64_t seed, int rand_bits);
+void quantize_blocks_f64(const double* in, double* out, int64_t rows, int64_t row_length, int64_t block,
+                         const BlockParams& b, int rounding, uint64_t seed, int rand_bits);
+}  // namespace qsim

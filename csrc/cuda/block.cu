@@ -1,0 +1,41 @@
+// cuda/block.cu: the GPU kernels of the block formats: one thread per block of elements, running the
+// same quantize_block (qsim/block.h) as the CPU loop, so both devices give identical bits.
+// Compiled at first use with NVRTC (qsim/cuda.py) and checked with nvcc in CI.
+#include "qsim/block.h"
+
+#define QSIM_GRID_ARGS(P)                                                                              \
+  int P##man, int P##emin, int P##subnormals, int P##overflow, int P##has_inf, int P##neg_zero,           \
+      int P##wrap_bits, int P##wrap_signed, float P##max_pos_f, float P##max_neg_f, double P##max_pos_d, \
+      double P##max_neg_d
+#define QSIM_GRID(P)                                                                                     \
+  {P##man, P##emin, P##subnormals, P##overflow, P##has_inf, P##neg_zero, P##wrap_bits, P##wrap_signed,   \
+   P##max_pos_f, P##max_neg_f, P##max_pos_d, P##max_neg_d}
+
+#define QSIM_BLOCK_KERNEL(NAME, MODE, T)                                                                    \
+  extern "C" __global__ void NAME(const T* in, T* out, long long n, long long rows, long long row_length,   \
+                                  long long block, QSIM_GRID_ARGS(e_), QSIM_GRID_ARGS(s_), int rule,         \
+                                  int element_emax, int scale_emin, int scale_emax, double element_max,      \
+                                  double tensor_scale, unsigned long long seed, int rand_shift) {            \
+    const qsim::BlockParams b = {QSIM_GRID(e_), QSIM_GRID(s_), rule, element_emax, scale_emin, scale_emax,  \
+                                 element_max, tensor_scale};                                                 \
+    const long long per_row = (row_length + block - 1) / block;                                             \
+    const long long stride = (long long)gridDim.x * blockDim.x;                                             \
+    for (long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x; k < rows * per_row; k += stride) { \
+      const long long start = (k / per_row) * row_length + (k % per_row) * block;                           \
+      const long long remaining = row_length - (k % per_row) * block;                                       \
+      qsim::quantize_block<MODE, T>(in + start, out + start, remaining < block ? remaining : block, start,  \
+                                    b, seed, rand_shift);                                                    \
+    }                                                                                                        \
+  }
+
+#define QSIM_BLOCK_KERNELS(SUFFIX, T)                                                   \
+  QSIM_BLOCK_KERNEL(quantize_blocks_nearest_##SUFFIX, qsim::kNearest, T)                 \
+  QSIM_BLOCK_KERNEL(quantize_blocks_nearest_away_##SUFFIX, qsim::kNearestAway, T)        \
+  QSIM_BLOCK_KERNEL(quantize_blocks_toward_zero_##SUFFIX, qsim::kTowardZero, T)          \
+  QSIM_BLOCK_KERNEL(quantize_blocks_up_##SUFFIX, qsim::kUp, T)                           \
+  QSIM_BLOCK_KERNEL(quantize_blocks_down_##SUFFIX, qsim::kDown, T)                       \
+  QSIM_BLOCK_KERNEL(quantize_blocks_odd_##SUFFIX, qsim::kOdd, T)                         \
+  QSIM_BLOCK_KERNEL(quantize_blocks_stochastic_##SUFFIX, qsim::kStochastic, T)
+
+QSIM_BLOCK_KERNELS(f32, float)
+QSIM_BLOCK_KERNELS(f64, double)

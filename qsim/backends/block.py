@@ -1,0 +1,98 @@
+"""Back end of the block formats (BlockFloatingPoint, MX): lays the tensor out as rows whose blocks
+are contiguous (moving the block axis last, or first for one exponent per slice), fills the C struct
+BlockParams (csrc/qsim/block.h) and runs csrc/cpu/block.cpp or csrc/cuda/block.cu. Random bits are
+keyed by the element's index in that layout."""
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from qsim import _C, cuda
+from qsim.backends.elementwise import kernel_params, params_as_args
+from qsim.formats.block import MX, SCALE_RULES, BlockFloatingPoint
+
+FORMATS = (BlockFloatingPoint, MX)
+_SCALE_FORMAT = 3  # kScaleFormat
+
+
+@functools.lru_cache(maxsize=256)
+def block_params(fmt) -> _C.BlockParams:
+    b = _C.BlockParams()
+    b.element = kernel_params(fmt.element_grid())
+    b.element_emax = fmt.element_emax
+    b.scale_emin, b.scale_emax = fmt.scale_range
+    b.element_max = float(fmt.element_grid().max_pos)
+    b.tensor_scale = 1.0
+    if isinstance(fmt, MX) and fmt.scale != "e8m0":
+        b.rule = _SCALE_FORMAT
+        b.scale = kernel_params(fmt.scale.grid())
+    else:
+        b.rule = SCALE_RULES.index(fmt.scale_rule) if isinstance(fmt, MX) else 0
+        b.scale = b.element
+    return b
+
+
+def _rows(x: torch.Tensor, fmt) -> tuple[torch.Tensor, int, tuple]:
+    """x as a contiguous (rows, row_length) tensor whose rows hold whole blocks, the block length, and
+    what `_restore` needs to undo the layout."""
+    shape = x.shape if x.dim() else (1,)
+    x = x.reshape(shape)
+    if fmt.block_size is None:  # BFP per slice of `dim`, or per tensor
+        if fmt.dim is None:
+            return x.reshape(1, -1), x.numel(), (shape, None)
+        dim = _checked_dim(fmt.dim, x.dim())
+        moved = x.movedim(dim, 0).contiguous()
+        return moved.reshape(moved.shape[0], -1), max(1, moved[0].numel()), (moved.shape, dim, 0)
+    dim = _checked_dim(fmt.dim if fmt.dim is not None else -1, x.dim())
+    moved = x.movedim(dim, -1).contiguous()
+    return moved.reshape(-1, moved.shape[-1]), fmt.block_size, (moved.shape, dim, -1)
+
+
+def _checked_dim(dim: int, ndim: int) -> int:
+    if not -ndim <= dim < ndim:
+        raise ValueError(f"fmt: the block dim {dim} is out of range for a tensor with {ndim} dims")
+    return dim % ndim
+
+
+def _restore(rows: torch.Tensor, layout: tuple) -> torch.Tensor:
+    shape, *move = layout
+    y = rows.reshape(shape)
+    if move and move[0] is not None:
+        dim, at = move
+        y = y.movedim(at, dim)
+    return y
+
+
+def quantize(x: torch.Tensor, out: torch.Tensor, fmt, rounding: int, seed: int, rand_bits: int) -> None:
+    rows, block, layout = _rows(x, fmt)
+    params = block_params(fmt)
+    if isinstance(fmt, MX) and fmt.tensor_scale:
+        params = _with_tensor_scale(params, fmt, rows)
+    result = torch.empty_like(rows)
+    n_rows, row_length = rows.shape
+    if x.is_cuda:
+        per_row = (row_length + block - 1) // block
+        cuda.launch("cuda/block.cu", cuda.kernel_name("quantize_blocks", rounding, x.dtype), rows, result,
+                    [("i64", n_rows), ("i64", row_length), ("i64", block), *block_args(params),
+                     ("u64", seed), ("i32", 32 - rand_bits)], groups=n_rows * per_row)
+    else:
+        kernel = _C.quantize_blocks_f32 if x.dtype == torch.float32 else _C.quantize_blocks_f64
+        kernel(rows.data_ptr(), result.data_ptr(), n_rows, row_length, block, params, rounding, seed, rand_bits)
+    out.copy_(_restore(result, layout).reshape(out.shape))
+
+
+def _with_tensor_scale(params: _C.BlockParams, fmt: MX, rows: torch.Tensor) -> _C.BlockParams:
+    """NVFP4's per-tensor factor amax / (max(element) · max(scale)), so block scales fit the scale format."""
+    scaled = _C.BlockParams()
+    for field in ("element", "scale", "rule", "element_emax", "scale_emin", "scale_emax", "element_max"):
+        setattr(scaled, field, getattr(params, field))
+    amax = rows.abs().max().item() if rows.numel() else 0.0
+    scaled.tensor_scale = amax / (fmt.element.max * fmt.scale.max) if amax > 0 else 1.0
+    return scaled
+
+
+def block_args(b: _C.BlockParams) -> list:
+    """BlockParams field by field, as csrc/cuda/block.cu's kernels take them."""
+    return [*params_as_args(b.element), *params_as_args(b.scale), ("i32", b.rule), ("i32", b.element_emax),
+            ("i32", b.scale_emin), ("i32", b.scale_emax), ("f64", b.element_max), ("f64", b.tensor_scale)]
