@@ -83,7 +83,7 @@ def test_averaged_model_is_the_running_mean_of_weights():
         assert torch.allclose(a, f + 2.0)
 
 
-@pytest.mark.skipif("bfp8" not in REGISTERED, reason="SWALP needs 8-bit block floating point: the format 'bfp8' "
+@pytest.mark.skipif("bfp8_dim0" not in REGISTERED, reason="SWALP needs 8-bit block floating point: the format 'bfp8_dim0' "
                                                        "is not registered in qsim.formats yet")
 def test_swalp_keeps_weights_and_momentum_in_block_floating_point():
     model = _cnn()
@@ -92,7 +92,7 @@ def test_swalp_keeps_weights_and_momentum_in_block_floating_point():
     assert recipe.average_weights
     _step(model, opt, 1.0)
     for p in model.parameters():
-        assert representable(p, "bfp8") and representable(opt.state[p]["momentum_buffer"], "bfp8")
+        assert representable(p, "bfp8_dim0") and representable(opt.state[p]["momentum_buffer"], "bfp8_dim0")
 
 
 @pytest.mark.skipif(not {"mxfp8_e4m3", "mxfp8_e5m2"} <= REGISTERED,

@@ -13,7 +13,7 @@ and casts them on the fly (fp8, mx), which the hooks do.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 import torch
 from torch import nn
@@ -95,12 +95,12 @@ def fp8(forward="fp8_e4m3", backward="fp8_e5m2", scaling: str | None = "tensor")
         rules=((COMPUTE_LAYERS, QuantSpec(weight=forward, input=forward, grad_output=backward, scaling=scaling)),))
 
 
-def swalp(fmt="bfp8", average: bool = True) -> Recipe:
+def swalp(fmt="bfp8_dim0", average: bool = True) -> Recipe:
     """SWALP (Yang, Zhang, Gu, De Sa, Sa, Wilson, "SWALP: Stochastic Weight Averaging in Low-Precision
     Training", ICML 2019): W, A, G, E and M in 8-bit block floating point (8-bit shared exponent, one
-    per first-dimension slice) with stochastic rounding, SGD, and a full-precision running average of
-    the weights taken once per epoch from a late epoch on (Recipe.averaged). QPyTorch's reproduction:
-    CIFAR-10 VGG16 test error SGD-FP 6.81 / SGD-LP 7.61 / SWALP 6.70 %."""
+    per first-dimension slice: the format bfp8_dim0) with stochastic rounding, SGD, and a full-precision
+    running average of the weights taken once per epoch from a late epoch on (Recipe.averaged).
+    QPyTorch's reproduction: CIFAR-10 VGG16 test error SGD-FP 6.81 / SGD-LP 7.61 / SWALP 6.70 %."""
     fmt = resolve_format(fmt, "fmt")
     return Recipe(
         name="swalp", source="Yang et al., SWALP, ICML 2019",
@@ -109,11 +109,20 @@ def swalp(fmt="bfp8", average: bool = True) -> Recipe:
         average_weights=average)
 
 
+def _along(fmt, dim: int):
+    """`fmt` with its blocks along `dim` (block formats); elementwise formats unchanged."""
+    return replace(fmt, dim=dim) if "dim" in {f.name for f in fields(fmt)} else fmt
+
+
 def mx(forward="mxfp8_e4m3", backward="mxfp8_e5m2") -> Recipe:
     """MX training (OCP Microscaling Formats v1.0; Rouhani et al., "Microscaling Data Formats for Deep
     Learning", 2023): weights and activations of every GEMM in an MX format (MXFP8 or MXFP6, blocks of
-    32 with an E8M0 scale), errors in the backward MX format, float32 master weights and optimizer."""
+    32 with an E8M0 scale), errors in the backward MX format, float32 master weights and optimizer.
+    Blocks run along the reduction dimension, as the MX GEMMs need: the last dim for linear layers,
+    the channel dim (1) for convolutions' weights, inputs and output errors."""
     forward, backward = resolve_format(forward, "forward"), resolve_format(backward, "backward")
     return Recipe(
         name="mx", source="OCP Microscaling Formats (MX) v1.0; Rouhani et al., 2023",
-        rules=((COMPUTE_LAYERS, QuantSpec(weight=forward, input=forward, grad_output=backward)),))
+        rules=((nn.Linear, QuantSpec(weight=forward, input=forward, grad_output=backward)),
+               (_ConvNd, QuantSpec(weight=_along(forward, 1), input=_along(forward, 1),
+                                   grad_output=_along(backward, 1)))))
