@@ -268,7 +268,8 @@ def driver(argv) -> int:
             "# DETAILED_ACCESS_REPORT.csv (SRAM reads/writes, in 1-byte words); scalesim_seconds is its wall time here.",
             "# Produced by: python benchmarks/hw_scalesim.py --scalesim-python PY --suite reference \\",
             "#     --write-reference tests/data/scalesim_cycles.csv",
-        ]
+            "# The SCALE-Sim configuration file of each run ({rows}, {cols}, {dataflow} from the row):",
+        ] + ["#   " + line for line in SCALESIM_CONFIG.replace("{sram_kib}", "64").splitlines() if line]
         columns = [c for c in table.columns if c != "qsim_cycles_minus_1"]
         args.write_reference.parent.mkdir(parents=True, exist_ok=True)
         args.write_reference.write_text("\n".join(header) + "\n" + table[columns].to_csv(index=False))
