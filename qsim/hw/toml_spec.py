@@ -1,7 +1,7 @@
 """Typed, frozen specs from TOML: one loader for every hardware description in hw_models/.
 
 Exports `resolve(name_or_path)` (a packaged hw_models/ file by name, or a user's path) and
-`build(cls, table, where)` (a frozen dataclass from a TOML table). Unknown keys are rejected,
+`build(cls, table, source, section)` (a frozen dataclass from a TOML table). Unknown keys are rejected,
 missing keys without a default are named, and each value is type-checked against the field's
 annotation; range checks live in each dataclass's ``__post_init__``, whose messages start with the
 field name, so every error reads "<file>: <section>.<field> ...".
