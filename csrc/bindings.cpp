@@ -7,6 +7,7 @@
 #include <array>
 
 #include "cpu/block.h"
+#include "cpu/nonuniform.h"
 #include "cpu/quantize.h"
 #include "qsim/philox.h"
 
@@ -75,6 +76,27 @@ PYBIND11_MODULE(_C, m) {
                                   row_length, block, b, rounding, seed, rand_bits);
       });
 
+  // Posits and logarithmic numbers (cpu/nonuniform.cpp); an LNS table is the address of a uint32
+  // (float32) or uint64 (float64) array laid out as qsim/lns.h describes.
+  py::class_<qsim::LnsParams>(m, "LnsParams")
+      .def(py::init<int32_t, int32_t, int32_t, int32_t, int32_t>(), py::arg("frac_bits"), py::arg("code_min"),
+           py::arg("code_max"), py::arg("is_signed"), py::arg("exact_ties"));
+  m.def("posit_f32", [](uintptr_t in, uintptr_t out, int64_t n, int nbits, int es, int rounding, uint64_t seed, int rand_bits) {
+    py::gil_scoped_release release;
+    qsim::posit_cpu_f32(reinterpret_cast<const float*>(in), reinterpret_cast<float*>(out), n, nbits, es, rounding, seed, rand_bits);
+  });
+  m.def("posit_f64", [](uintptr_t in, uintptr_t out, int64_t n, int nbits, int es, int rounding, uint64_t seed, int rand_bits) {
+    py::gil_scoped_release release;
+    qsim::posit_cpu_f64(reinterpret_cast<const double*>(in), reinterpret_cast<double*>(out), n, nbits, es, rounding, seed, rand_bits);
+  });
+  m.def("lns_f32", [](uintptr_t in, uintptr_t out, int64_t n, const qsim::LnsParams& p, uintptr_t table, int rounding, uint64_t seed, int rand_bits) {
+    py::gil_scoped_release release;
+    qsim::lns_cpu_f32(reinterpret_cast<const float*>(in), reinterpret_cast<float*>(out), n, p, reinterpret_cast<const uint32_t*>(table), rounding, seed, rand_bits);
+  });
+  m.def("lns_f64", [](uintptr_t in, uintptr_t out, int64_t n, const qsim::LnsParams& p, uintptr_t table, int rounding, uint64_t seed, int rand_bits) {
+    py::gil_scoped_release release;
+    qsim::lns_cpu_f64(reinterpret_cast<const double*>(in), reinterpret_cast<double*>(out), n, p, reinterpret_cast<const uint64_t*>(table), rounding, seed, rand_bits);
+  });
   m.def(
       "philox4x32_10",
       [](std::array<uint32_t, 4> counter, std::array<uint32_t, 2> key) {

@@ -11,9 +11,9 @@ from qsim.formats import Format
 
 @functools.cache
 def _by_type() -> dict[type, object]:
-    from qsim.backends import block, elementwise
+    from qsim.backends import block, elementwise, logarithmic, posit
 
-    return {fmt_type: module for module in (elementwise, block) for fmt_type in module.FORMATS}
+    return {fmt_type: module for module in (elementwise, block, posit, logarithmic) for fmt_type in module.FORMATS}
 
 
 def supports(fmt: Format) -> bool:

@@ -17,8 +17,10 @@ def format_types() -> dict[str, type[Format]]:
     """Every format family by KIND. A new family is a Format subclass listed here."""
     from qsim.formats.block import MX, BlockFloatingPoint
     from qsim.formats.elementwise import FixedPoint, FloatingPoint
+    from qsim.formats.logarithmic import Logarithmic
+    from qsim.formats.posit import Posit
 
-    return {cls.KIND: cls for cls in (FixedPoint, FloatingPoint, BlockFloatingPoint, MX)}
+    return {cls.KIND: cls for cls in (FixedPoint, FloatingPoint, BlockFloatingPoint, MX, Posit, Logarithmic)}
 
 
 def from_table(name: str, table: dict, tables: dict | None = None) -> Format:
