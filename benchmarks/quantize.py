@@ -1,6 +1,7 @@
 """Throughput of qsim.quantize on a 2^24-element float32 tensor, as ratios to references measured in the
 same run: `y.copy_(x)` for the `out=` form (the memory-bandwidth limit of an elementwise op) and a fresh
-`x.clone()` for the allocating form; and against QPyTorch (qtorch) on the formats it has.
+`x.clone()` for the allocating form; and against QPyTorch (qtorch) and torchao's MX emulation on the
+formats they have (each is skipped when not installed).
 
     python benchmarks/quantize.py [--size 24] [--repeat 15] [--threads N] [--device cpu|cuda]
 """
@@ -16,7 +17,8 @@ from rich.table import Table
 
 import qsim
 
-FORMATS = ["bf16", "fp16", "fp8_e4m3", "fp8_e5m2", "fp6_e2m3", "fp4_e2m1", "int8", "fixed8_4"]
+FORMATS = ["bf16", "fp16", "fp8_e4m3", "fp8_e5m2", "fp6_e2m3", "fp4_e2m1", "int8", "fixed8_4",
+           "bfp8", "bfp8_dim0", "bfp8_32", "mxfp8_e4m3", "mxfp6_e2m3", "mxfp4", "mxint8", "nvfp4"]
 # QPyTorch equivalents: (function name, arguments) for the formats it can express.
 QTORCH = {
     "bf16": ("float_quantize", dict(exp=8, man=7)),
@@ -25,7 +27,27 @@ QTORCH = {
     "fp8_e4m3": ("float_quantize", dict(exp=4, man=3)),
     "int8": ("fixed_point_quantize", dict(wl=8, fl=0)),
     "fixed8_4": ("fixed_point_quantize", dict(wl=8, fl=4)),
+    "bfp8": ("block_quantize", dict(wl=8, dim=-1)),
+    "bfp8_dim0": ("block_quantize", dict(wl=8, dim=0)),
 }
+# torchao's MX emulation (to_mx, then back to float32) for the MX formats it has.
+TORCHAO = {"mxfp8_e4m3": "float8_e4m3fn", "mxfp6_e2m3": "fp6_e2m3", "mxfp4": "fp4_e2m1"}
+
+
+def torchao_mx(name):
+    """A function quantizing with torchao's MX emulation, or None where torchao is missing."""
+    try:
+        import torchao.prototype.mx_formats.mx_tensor as mx
+    except ImportError:
+        return None
+    elem = TORCHAO[name]
+    elem = getattr(torch, elem) if hasattr(torch, elem) else getattr(mx, f"DTYPE_{elem.upper()}", torch.float4_e2m1fn_x2)
+
+    def quantize(x):
+        scale, data = mx.to_mx(x, elem, 32)
+        return mx.to_dtype(data, scale, elem, 32, torch.float32)
+
+    return quantize
 
 
 def median_seconds(fn, repeat: int, sync) -> float:
@@ -51,7 +73,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
     n = 1 << args.size
-    x = torch.randn(n, device=args.device)
+    x = torch.randn(n, device=args.device).reshape(1 << (args.size // 2), -1)  # 2-D, for the block formats
     y = torch.empty_like(x)
 
     copy = median_seconds(lambda: y.copy_(x), args.repeat, sync)
@@ -64,7 +86,7 @@ def main() -> None:
     title = (f"qsim.quantize, 2^{args.size} float32 on {args.device} ({args.threads} threads): copy_ "
              f"{n / copy / 1e9:.2f} Gelem/s, clone {n / clone / 1e9:.2f} Gelem/s")
     table = Table(title=title)
-    for column in ("format", "rounding", "out= Gelem/s", "÷ copy_", "alloc ÷ clone", "÷ QPyTorch"):
+    for column in ("format", "rounding", "out= Gelem/s", "÷ copy_", "alloc ÷ clone", "vs QPyTorch", "vs torchao"):
         table.add_column(column, justify="left" if column in ("format", "rounding") else "right")
     for name in FORMATS:
         for mode in args.modes.split(","):
@@ -77,8 +99,12 @@ def main() -> None:
                 quantizer = getattr(qtorch_quant, function)
                 t_q = median_seconds(lambda: quantizer(x, rounding=mode, **kwargs), args.repeat, sync)
                 versus_qtorch = f"{t_q / t_alloc:.1f}× faster"
+            versus_torchao = "-"
+            if name in TORCHAO and mode == "nearest" and args.device == "cpu" and torchao_mx(name) is not None:
+                t_ao = median_seconds(lambda: torchao_mx(name)(x), args.repeat, sync)
+                versus_torchao = f"{t_ao / t_alloc:.1f}× faster"
             table.add_row(name, mode, f"{n / t_out / 1e9:.2f}", f"{copy / t_out:.2f}", f"{clone / t_alloc:.2f}",
-                          versus_qtorch)
+                          versus_qtorch, versus_torchao)
     Console(width=120).print(table)
 
 

@@ -1,23 +1,105 @@
-// cpu/block.cpp: one pass over memory for block formats: OpenMP over blocks, each block's maximum,
-// scale and element rounding done while it is in cache (qsim/block.h).
+// cpu/block.cpp: block formats in one pass over memory. Each block's maximum, scale and element
+// rounding happen while the block is in cache. Many blocks: OpenMP over blocks. Few large blocks (one
+// exponent per tensor or per slice): blocks in turn, each with a parallel maximum and a parallel
+// element loop. Elements go in chunks of kChunk whose random words are drawn first, so loops vectorise.
 #include "cpu/block.h"
+
+#include <omp.h>
 
 #include <stdexcept>
 
 namespace qsim {
 namespace {
 
+constexpr int64_t kChunk = 512;  // elements per chunk of random words (a multiple of 4)
+constexpr int64_t kLargeBlock = 1 << 16;
+
+// f(0), ..., f(count - 1), on all threads or on this one (a parallel region, even one switched off by
+// an if clause, costs more than a small block's work).
+template <typename F>
+void for_each(int64_t count, bool parallel, F f) {
+  if (parallel) {
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < count; ++c) f(c);
+  } else {
+    for (int64_t c = 0; c < count; ++c) f(c);
+  }
+}
+
+template <typename T>
+void block_maximum(const T* in, int64_t n, bool parallel, T& amax, bool& finite) {
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  T m = 0;
+  int bad = 0;
+  auto chunk_maximum = [&](int64_t c, T& chunk_max, int& chunk_bad) {
+    const int64_t start = c * kChunk, stop = n - start < kChunk ? n : start + kChunk;
+#pragma omp simd reduction(max : chunk_max) reduction(| : chunk_bad)
+    for (int64_t i = start; i < stop; ++i) {
+      const T a = in[i] < 0 ? -in[i] : in[i];
+      chunk_bad |= !is_finite(a);
+      chunk_max = a > chunk_max ? a : chunk_max;
+    }
+  };
+  if (parallel) {
+#pragma omp parallel for schedule(static) reduction(max : m) reduction(| : bad)
+    for (int64_t c = 0; c < chunks; ++c) chunk_maximum(c, m, bad);
+  } else {
+    for (int64_t c = 0; c < chunks; ++c) chunk_maximum(c, m, bad);
+  }
+  amax = m;
+  finite = !bad;
+}
+
+template <int MODE, typename T>
+void block_elements(const T* in, T* out, int64_t n, int64_t index0, const BlockScaling<T>& s, uint64_t seed,
+                    int rand_shift, bool parallel) {
+  for_each((n + kChunk - 1) / kChunk, parallel, [&](int64_t c) {
+    const int64_t start = c * kChunk, count = n - start < kChunk ? n - start : kChunk;
+    uint32_t words[kChunk + 4];
+    if (MODE == kStochastic) {
+      // Words of the groups of 4 (by global index) that this chunk touches, shifted so that word i
+      // belongs to element index0 + start + i.
+      const int64_t first = index0 + start, offset = first & 3;
+      for (int64_t g = 0; g < (count + offset + 3) / 4; ++g) random_words(seed, (uint64_t)(first / 4 + g), words + 4 * g);
+      for (int64_t i = 0; i < count; ++i) words[i] = words[i + offset];
+    }
+    const T* x = in + start;
+    T* y = out + start;
+    if (s.nan) {
+      for (int64_t i = 0; i < count; ++i) y[i] = quiet_nan<T>();
+    } else if (s.scale == (T)1) {  // a power-of-two scale, folded into the grid
+#pragma omp simd
+      for (int64_t i = 0; i < count; ++i)
+        y[i] = quantize_value<MODE, T>(x[i], s.grid, MODE == kStochastic ? words[i] : 0u, rand_shift);
+    } else {
+#pragma omp simd
+      for (int64_t i = 0; i < count; ++i)
+        y[i] = quantize_in_block<MODE, T>(x[i], s, MODE == kStochastic ? words[i] : 0u, rand_shift);
+    }
+  });
+}
+
+template <int MODE, typename T>
+void one_block(const T* in, T* out, int64_t n, int64_t index0, const BlockParams& b, uint64_t seed, int rand_shift,
+               bool parallel) {
+  T amax;
+  bool finite;
+  block_maximum(in, n, parallel, amax, finite);
+  block_elements<MODE, T>(in, out, n, index0, block_scaling(amax, finite, b), seed, rand_shift, parallel);
+}
+
 template <int MODE, typename T>
 void blocks_loop(const T* in, T* out, int64_t rows, int64_t row_length, int64_t block, const BlockParams& b,
                  uint64_t seed, int rand_bits) {
   const int64_t per_row = (row_length + block - 1) / block;
   const int64_t total = rows * per_row;
-#pragma omp parallel for schedule(static) if (rows * row_length > (1 << 15))
+  const bool few_large = block >= kLargeBlock && total < 4 * omp_get_max_threads();
+#pragma omp parallel for schedule(static) if (!few_large && rows * row_length > (1 << 15))
   for (int64_t k = 0; k < total; ++k) {
     const int64_t start = (k / per_row) * row_length + (k % per_row) * block;
     const int64_t remaining = row_length - (k % per_row) * block;
-    const int64_t n = remaining < block ? remaining : block;
-    quantize_block<MODE, T>(in + start, out + start, n, start, b, seed, 32 - rand_bits);
+    one_block<MODE, T>(in + start, out + start, remaining < block ? remaining : block, start, b, seed, 32 - rand_bits,
+                       few_large);
   }
 }
 

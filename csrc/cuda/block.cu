@@ -1,7 +1,32 @@
-// cuda/block.cu: the GPU kernels of the block formats: one thread per block of elements, running the
-// same quantize_block (qsim/block.h) as the CPU loop, so both devices give identical bits.
+// cuda/block.cu: the GPU kernels of the block formats: one thread per block of elements, with the
+// same block_scaling and quantize_in_block (qsim/block.h) as the CPU loop, so both devices give
+// identical bits.
 // Compiled at first use with NVRTC (qsim/cuda.py) and checked with nvcc in CI.
 #include "qsim/block.h"
+
+namespace qsim {
+
+// One block on one thread: its maximum, then its elements (random words by global element index).
+template <int MODE, typename T>
+__device__ void block_on_thread(const T* in, T* out, long long n, long long index0, const BlockParams& b,
+                                unsigned long long seed, int rand_shift) {
+  T amax = 0;
+  bool finite = true;
+  for (long long i = 0; i < n; ++i) {
+    const T a = in[i] < 0 ? -in[i] : in[i];
+    finite &= is_finite(a);
+    amax = a > amax ? a : amax;
+  }
+  const BlockScaling<T> s = block_scaling(amax, finite, b);
+  uint32_t words[4] = {0u, 0u, 0u, 0u};
+  for (long long i = 0; i < n; ++i) {
+    const long long index = index0 + i;
+    if (MODE == kStochastic && (i == 0 || (index & 3) == 0)) random_words(seed, (uint64_t)(index / 4), words);
+    out[i] = quantize_in_block<MODE, T>(in[i], s, words[index & 3], rand_shift);
+  }
+}
+
+}  // namespace qsim
 
 #define QSIM_GRID_ARGS(P)                                                                              \
   int P##man, int P##emin, int P##subnormals, int P##overflow, int P##has_inf, int P##neg_zero,           \
@@ -23,8 +48,8 @@
     for (long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x; k < rows * per_row; k += stride) { \
       const long long start = (k / per_row) * row_length + (k % per_row) * block;                           \
       const long long remaining = row_length - (k % per_row) * block;                                       \
-      qsim::quantize_block<MODE, T>(in + start, out + start, remaining < block ? remaining : block, start,  \
-                                    b, seed, rand_shift);                                                    \
+      qsim::block_on_thread<MODE, T>(in + start, out + start, remaining < block ? remaining : block, start, \
+                                     b, seed, rand_shift);                                                   \
     }                                                                                                        \
   }
 

@@ -1,6 +1,7 @@
 // qsim/block.h: formats whose elements share a scale per block (block floating point, OCP MX, NVFP4).
-// Per block: (1) the largest magnitude, (2) the shared scale from it, (3) every element rounded with
-// rounding.h onto the element grid scaled by that scale. Power-of-two scales shift the grid itself
+// Per block: (1) the largest magnitude, (2) the shared scale from it (block_scaling), (3) every element
+// rounded with rounding.h onto the element grid scaled by that scale (quantize_in_block). The loops over
+// blocks are the devices' own (cpu/block.cpp, cuda/block.cu); the arithmetic is here, once. Power-of-two scales shift the grid itself
 // (emin and the limits move by the scale's exponent), so no division happens and no extra rounding
 // either; other scales (an fp8 scale, as in NVFP4) divide, round and multiply back in T.
 #pragma once
@@ -57,42 +58,37 @@ QSIM_HD QuantParams shift_grid(QuantParams p, int E) {
   return p;
 }
 
-// Quantizes one block of n elements at in[0..n); `index0` is the first element's index for the
-// random bits. A block holding NaN or ±inf has no scale: all of it becomes NaN (OCP MX v1.0 §6.3).
-template <int MODE, typename T>
-QSIM_HD void quantize_block(const T* in, T* out, int64_t n, int64_t index0, const BlockParams& b, uint64_t seed,
-                            int rand_shift) {
-  T amax = 0;
-  bool finite = true;
-  for (int64_t i = 0; i < n; ++i) {
-    const T a = in[i] < 0 ? -in[i] : in[i];
-    finite &= is_finite(a);
-    amax = a > amax ? a : amax;
-  }
-  uint32_t words[4] = {0u, 0u, 0u, 0u};
-  int64_t group = -1;
-  if (!finite) {
-    for (int64_t i = 0; i < n; ++i) out[i] = quiet_nan<T>();
-    return;
-  }
+// What a block's elements are rounded with, once its largest magnitude is known.
+template <typename T>
+struct BlockScaling {
+  QuantParams grid;  // the element grid, shifted by a power-of-two scale
+  T scale;           // a scale to divide by and multiply back (kScaleFormat), else 1
+  bool nan;          // the block held NaN or ±inf: it has no scale, all of it becomes NaN (OCP MX v1.0 §6.3)
+};
+
+template <typename T>
+QSIM_HD BlockScaling<T> block_scaling(T amax, bool finite, const BlockParams& b) {
+  BlockScaling<T> s;
+  s.nan = !finite;
+  s.scale = (T)1;
+  s.grid = b.element;
   if (b.rule == kScaleFormat) {
-    // S = the scale format's rounding of amax / element_max / tensor_scale; elements x / (S·tensor_scale).
+    // S = the scale format's rounding of amax / element_max / tensor_scale, times tensor_scale.
     const T wanted = (T)((double)amax / b.element_max / b.tensor_scale);
-    const T scale = (T)((double)quantize_value<kNearest, T>(wanted, b.scale, 0u, 0) * b.tensor_scale);
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t index = index0 + i;
-      if (MODE == kStochastic && index / 4 != group) { group = index / 4; random_words(seed, (uint64_t)group, words); }
-      const T y = scale > (T)0 ? in[i] / scale : (T)0;
-      out[i] = quantize_element<MODE, T>(y, b.element, words[index & 3], rand_shift) * scale;
-    }
-    return;
+    s.scale = (T)((double)quantize_value<kNearest, T>(wanted, b.scale, 0u, 0) * b.tensor_scale);
+  } else {
+    s.grid = shift_grid(b.element, amax > (T)0 ? scale_exponent(amax, b) : b.scale_emin);
   }
-  const QuantParams p = shift_grid(b.element, amax > (T)0 ? scale_exponent(amax, b) : b.scale_emin);
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t index = index0 + i;
-    if (MODE == kStochastic && index / 4 != group) { group = index / 4; random_words(seed, (uint64_t)group, words); }
-    out[i] = quantize_element<MODE, T>(in[i], p, MODE == kStochastic ? words[index & 3] : 0u, rand_shift);
-  }
+  return s;
+}
+
+// One element of a block: rounded onto the shifted grid, or divided by the scale, rounded, multiplied back.
+template <int MODE, typename T>
+QSIM_HD T quantize_in_block(T x, const BlockScaling<T>& s, uint32_t rand, int rand_shift) {
+  if (s.nan) return quiet_nan<T>();
+  if (s.scale == (T)1) return quantize_value<MODE, T>(x, s.grid, rand, rand_shift);
+  const T y = s.scale > (T)0 ? x / s.scale : (T)0;
+  return quantize_value<MODE, T>(y, s.grid, rand, rand_shift) * s.scale;
 }
 
 }  // namespace qsim

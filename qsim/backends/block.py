@@ -33,20 +33,23 @@ def block_params(fmt) -> _C.BlockParams:
     return b
 
 
-def _rows(x: torch.Tensor, fmt) -> tuple[torch.Tensor, int, tuple]:
+def _rows(x: torch.Tensor, fmt) -> tuple[torch.Tensor, int, int | None, int]:
     """x as a contiguous (rows, row_length) tensor whose rows hold whole blocks, the block length, and
-    what `_restore` needs to undo the layout."""
+    the axis moved to make it so (None when x's own layout already is: no copy) and where it went."""
     shape = x.shape if x.dim() else (1,)
+    if fmt.block_size is None and fmt.dim is None:  # one exponent per tensor
+        return x.reshape(1, -1), max(1, x.numel()), None, 0
+    dim = _checked_dim(-1 if fmt.dim is None else fmt.dim, len(shape))
     x = x.reshape(shape)
-    if fmt.block_size is None:  # BFP per slice of `dim`, or per tensor
-        if fmt.dim is None:
-            return x.reshape(1, -1), x.numel(), (shape, None)
-        dim = _checked_dim(fmt.dim, x.dim())
+    if fmt.block_size is None:  # BFP: one exponent per index of `dim`
+        if dim == 0:
+            return x.reshape(shape[0], -1), max(1, x[0].numel()), None, 0
         moved = x.movedim(dim, 0).contiguous()
-        return moved.reshape(moved.shape[0], -1), max(1, moved[0].numel()), (moved.shape, dim, 0)
-    dim = _checked_dim(fmt.dim if fmt.dim is not None else -1, x.dim())
+        return moved.reshape(moved.shape[0], -1), max(1, moved[0].numel()), dim, 0
+    if dim == len(shape) - 1:
+        return x.reshape(-1, shape[-1]), fmt.block_size, None, -1
     moved = x.movedim(dim, -1).contiguous()
-    return moved.reshape(-1, moved.shape[-1]), fmt.block_size, (moved.shape, dim, -1)
+    return moved.reshape(-1, moved.shape[-1]), fmt.block_size, dim, -1
 
 
 def _checked_dim(dim: int, ndim: int) -> int:
@@ -55,21 +58,12 @@ def _checked_dim(dim: int, ndim: int) -> int:
     return dim % ndim
 
 
-def _restore(rows: torch.Tensor, layout: tuple) -> torch.Tensor:
-    shape, *move = layout
-    y = rows.reshape(shape)
-    if move and move[0] is not None:
-        dim, at = move
-        y = y.movedim(at, dim)
-    return y
-
-
 def quantize(x: torch.Tensor, out: torch.Tensor, fmt, rounding: int, seed: int, rand_bits: int) -> None:
-    rows, block, layout = _rows(x, fmt)
+    rows, block, moved_dim, moved_to = _rows(x, fmt)
     params = block_params(fmt)
     if isinstance(fmt, MX) and fmt.tensor_scale:
         params = _with_tensor_scale(params, fmt, rows)
-    result = torch.empty_like(rows)
+    result = out.view(rows.shape) if moved_dim is None else torch.empty_like(rows)
     n_rows, row_length = rows.shape
     if x.is_cuda:
         per_row = (row_length + block - 1) // block
@@ -79,7 +73,9 @@ def quantize(x: torch.Tensor, out: torch.Tensor, fmt, rounding: int, seed: int, 
     else:
         kernel = _C.quantize_blocks_f32 if x.dtype == torch.float32 else _C.quantize_blocks_f64
         kernel(rows.data_ptr(), result.data_ptr(), n_rows, row_length, block, params, rounding, seed, rand_bits)
-    out.copy_(_restore(result, layout).reshape(out.shape))
+    if moved_dim is not None:
+        moved_shape = x.movedim(moved_dim, moved_to).shape  # a view: no copy
+        out.copy_(result.reshape(moved_shape).movedim(moved_to, moved_dim))
 
 
 def _with_tensor_scale(params: _C.BlockParams, fmt: MX, rows: torch.Tensor) -> _C.BlockParams:

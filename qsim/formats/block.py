@@ -128,6 +128,8 @@ class MX(Format):
         if not isinstance(self.element, GridFormat):
             raise TypeError(f"element: expected an elementwise format (FloatingPoint or FixedPoint); "
                             f"got {type(self.element).__name__}")
+        if self.element.grid().overflow == "wrap":
+            raise ValueError(f"element: MX elements saturate (OCP MX v1.0 §6.3); got the wrapping {self.element.name}")
         if self.scale != _E8M0:
             object.__setattr__(self, "scale", get(self.scale))
             if not isinstance(self.scale, FloatingPoint):
