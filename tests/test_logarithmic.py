@@ -1,0 +1,259 @@
+"""Logarithmic (LNS) rounding against a reference built with mpmath at 256 bits (independent of the
+decimal arithmetic the kernels' tables come from): every value, the floats on both sides of every
+midpoint (log and linear rules), of the zero boundary, and points between, in every deterministic
+mode, for float32 and float64. For lns8 the midpoint straddling is also proven with exact integers
+(x^(2^(f+1)) against 2^(2k+1)). Then stochastic rounding: unbiased in the linear domain, probabilities
+in multiples of 2^-r, reproducible across thread counts; and hypothesis properties."""
+import functools
+import math
+from fractions import Fraction
+
+import mpmath
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import qsim
+from qsim.formats import Logarithmic
+
+DIRECTED = ["nearest", "nearest_away", "toward_zero", "up", "down", "odd"]
+BITS = {np.float32: 24, np.float64: 53}  # significand bits, the implicit one included
+N = 200_000  # stochastic draws per value
+Z = 5.0
+
+
+def round_to_bits(value: mpmath.mpf, p: int, direction: str) -> float:
+    """value (a 256-bit approximation) rounded to a p-bit significand: "nearest", "down" or "up"."""
+    man, exp = value.man_exp
+    e = int(man).bit_length() - 1 + int(exp)  # floor(log2 value)
+    scaled = Fraction(int(man)) * Fraction(2) ** (int(exp) + p - 1 - e)
+    integer = {"down": math.floor, "up": math.ceil, "nearest": round}[direction](scaled)
+    return math.ldexp(integer, e - p + 1)
+
+
+class LnsReference:
+    """The format's values and rounding boundaries for one dtype, from mpmath at 256 bits.
+
+    boundaries[i] lies between magnitude i-1 and magnitude i, where magnitude -1 is zero (so
+    boundaries[0] is the zero boundary): the log midpoint 2^((k - 1/2)/2^f) or the linear one."""
+
+    def __init__(self, fmt: Logarithmic, dtype):
+        self.fmt, self.dtype, p = fmt, dtype, BITS[dtype]
+        scale = 1 << fmt.frac_bits
+        self.codes = np.arange(fmt.code_min, fmt.code_max + 1)
+        with mpmath.workprec(256):
+            exact = [mpmath.mpf(2) ** (mpmath.mpf(int(k)) / scale) for k in self.codes]
+            if fmt.midpoint == "log":
+                middles = [mpmath.mpf(2) ** (mpmath.mpf(2 * int(k) - 1) / (2 * scale)) for k in self.codes]
+            else:
+                middles = [exact[0] / 2] + [(a + b) / 2 for a, b in zip(exact[:-1], exact[1:])]
+            self.values = np.array([round_to_bits(v, p, "nearest") for v in exact])
+            self.below = np.array([round_to_bits(m, p, "down") for m in middles])
+            self.above = np.array([round_to_bits(m, p, "up") for m in middles])
+            self.middles = middles
+        self.tie = self.below == self.above  # dyadic midpoints (frac_bits = 0, linear)
+
+    def round(self, x: np.ndarray, mode: str) -> np.ndarray:
+        a, negative = np.abs(x), x < 0
+        top = len(self.values) - 1
+        if mode in ("nearest", "nearest_away"):
+            i = np.searchsorted(self.above, a, side="right")  # boundaries at or below a
+            on_tie = (i > 0) & self.tie[np.maximum(i - 1, 0)] & (a == self.above[np.maximum(i - 1, 0)])
+            if mode == "nearest":  # the even code: zero (code_min - 1) or magnitude index i-1 / i-2
+                lower_code = np.where(i >= 2, self.codes[np.clip(i - 2, 0, top)], self.fmt.code_min - 1)
+                i = np.where(on_tie & (lower_code % 2 == 0), i - 1, i)
+            magnitude = np.where(i == 0, 0.0, self.values[np.clip(i - 1, 0, top)])
+        else:
+            j = np.searchsorted(self.values, a, side="right") - 1  # floor index; -1: below the smallest
+            floor = np.where(j < 0, 0.0, self.values[np.clip(j, 0, top)])
+            ceiling = self.values[np.clip(j + 1, 0, top)]
+            inexact = floor != a
+            away = {"toward_zero": np.zeros_like(inexact), "up": ~negative, "down": negative,
+                    "odd": np.where(j < 0, True, self.codes[np.clip(j, 0, top)] % 2 == 0)}[mode]
+            magnitude = np.where(inexact & away & (j < top), ceiling, floor)
+        magnitude = np.where(a == 0, 0.0, magnitude)
+        if not self.fmt.signed:
+            magnitude = np.where(negative, 0.0, magnitude)
+        return np.where(negative & (magnitude != 0), -magnitude, magnitude).astype(self.dtype)
+
+    def probes(self) -> np.ndarray:
+        v, lo, hi = self.values, self.below, self.above
+        gaps = np.diff(v)
+        points = [v, np.nextafter(v, 0), np.nextafter(v, np.inf), lo, hi, np.nextafter(lo, 0), np.nextafter(hi, np.inf),
+                  v[:-1] + gaps / 4, v[:-1] + gaps / 2, v[:-1] + 3 * gaps / 4,
+                  v[0] * np.array([0.0, 1e-3, 0.25, 0.5, 0.75]), v[-1] * np.array([1.001, 1.5, 4.0])]
+        x = np.concatenate(points).astype(self.dtype)
+        return np.concatenate([x, -x])
+
+
+FORMATS = ["lns8", "lns<4,3,linear>", "lns16", "lns<5,10,linear>", "lns<2,0>", "lns<2,0,linear>",
+           "lns<3,1,unsigned>", "lns<7,2,linear>", "lns<2,12>"]
+
+
+@functools.cache
+def reference(name: str, dtype) -> LnsReference:
+    return LnsReference(qsim.formats.get(name), dtype)
+
+
+@pytest.mark.parametrize("name", FORMATS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mode", DIRECTED)
+def test_every_value_and_both_sides_of_every_midpoint_round_as_exact_arithmetic_says(name, dtype, mode):
+    ref = reference(name, dtype)
+    x = ref.probes()
+    got = qsim.quantize(torch.from_numpy(x), name, rounding=mode).numpy()
+    expected = ref.round(x, mode)
+    bad = got != expected
+    assert not bad.any(), f"{name} {mode}: x={x[bad][:4]} got={got[bad][:4]} expected={expected[bad][:4]}"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lns8_threshold_floats_straddle_the_log_midpoints_exactly(dtype):
+    """The floats on either side of each log midpoint m_k = 2^((2k-1)/16) satisfy below^16 < 2^(2k-1) <
+    above^16 in exact integer arithmetic, and the kernel sends them to codes k-1 and k: every float
+    input is classified exactly."""
+    ref = reference("lns8", dtype)
+    fmt = ref.fmt
+    power = 1 << (fmt.frac_bits + 1)
+    for k, below, above in zip(ref.codes, ref.below, ref.above):
+        target = Fraction(2) ** int(2 * k - 1)
+        assert Fraction(float(below)) ** power < target < Fraction(float(above)) ** power
+    got_below = qsim.quantize(torch.from_numpy(ref.below.astype(dtype)), fmt).numpy()
+    got_above = qsim.quantize(torch.from_numpy(ref.above.astype(dtype)), fmt).numpy()
+    assert np.array_equal(got_below, np.concatenate([[0.0], ref.values[:-1]]).astype(dtype))
+    assert np.array_equal(got_above, ref.values.astype(dtype))
+
+
+def test_frac_bits_zero_with_linear_midpoints_breaks_ties_to_the_even_code():
+    """lns<2,0,linear> holds 0, 0.5, 1, 2 (codes -2 = zero, -1, 0, 1): 0.75 ties between codes -1 and 0
+    and goes to 1 (code 0); 1.5 goes to 1 as well (code 0 is even); 0.25 goes to 0."""
+    x = torch.tensor([0.25, 0.75, 1.5, -0.75])
+    assert qsim.quantize(x, "lns<2,0,linear>").tolist() == [0.0, 1.0, 1.0, -1.0]
+    assert qsim.quantize(x, "lns<2,0,linear>", rounding="nearest_away").tolist() == [0.5, 1.0, 2.0, -1.0]
+
+
+def test_log_and_linear_midpoints_differ_where_they_should():
+    """Between 1 and 2 (lns<3,0>): the log midpoint is sqrt(2) ≈ 1.414, the linear one 1.5."""
+    x = torch.tensor([1.45], dtype=torch.float64)
+    assert qsim.quantize(x, "lns<3,0>").item() == 2.0
+    assert qsim.quantize(x, "lns<3,0,linear>").item() == 1.0
+
+
+def test_overflow_saturates_and_nan_stays_nan():
+    largest = float(reference("lns8", np.float32).values[-1])  # the largest value rounded to float32
+    x = torch.tensor([math.inf, -math.inf, 1e30, -1e30, math.nan])
+    for mode in qsim.ROUNDING_MODES:
+        got = qsim.quantize(x, "lns8", rounding=mode, seed=0)
+        assert got[:4].abs().eq(largest).all() and got[4].isnan()
+        assert torch.equal(torch.sign(got[:4]), torch.tensor([1.0, -1.0, 1.0, -1.0]))
+
+
+def test_limits_and_decoding():
+    fmt = qsim.formats.get("lns8")
+    assert (fmt.bits_per_element, fmt.code_min, fmt.code_max) == (8.0, -63, 63)
+    with mpmath.workprec(256):
+        assert (fmt.max, fmt.min_positive) == (float(mpmath.mpf(2) ** (mpmath.mpf(63) / 8)),
+                                               float(mpmath.mpf(2) ** (mpmath.mpf(-63) / 8)))
+    assert fmt.decode(0b0_0000000) == 1.0 and fmt.decode(0b1_0001000) == -2.0 and fmt.decode(0b0_1000000) == 0.0
+    assert len(fmt.values()) == 2 * 127 + 1 and np.all(np.diff(fmt.values()) > 0)
+
+
+# Stochastic rounding: neighbours inside a binade, across a binade boundary, [0, min_positive], and
+# powers of two (frac_bits = 0).
+def draws(x: float, fmt, n=N, seed=0, **kwargs) -> torch.Tensor:
+    return qsim.quantize(torch.full((n,), x, dtype=torch.float64), fmt, rounding="stochastic", seed=seed, **kwargs)
+
+
+def neighbours(name: str, i: int) -> tuple[float, float]:
+    values = qsim.formats.get(name).values()
+    return float(values[i]), float(values[i + 1])
+
+
+LNS8_ZERO = int(np.flatnonzero(qsim.formats.get("lns8").values() == 0)[0])
+INTERVALS = [("lns8", *neighbours("lns8", LNS8_ZERO + 70)),  # inside a binade
+             ("lns8", *neighbours("lns8", LNS8_ZERO + 64 + 7)),  # from 2^(7/8) to 2: across a binade
+             ("lns8", *neighbours("lns8", LNS8_ZERO)),  # [0, min_positive]
+             ("lns8", *neighbours("lns8", LNS8_ZERO - 5)),  # negative
+             ("lns<3,0>", 4.0, 8.0), ("lns16", *neighbours("lns16", 40_000))]
+
+
+@pytest.mark.parametrize("name,lo,hi", INTERVALS)
+@pytest.mark.parametrize("fraction", [0.1, 0.5, 0.77])
+def test_stochastic_rounding_is_unbiased_in_the_linear_domain(name, lo, hi, fraction):
+    x = lo + fraction * (hi - lo)
+    q = draws(x, name)
+    assert set(q.unique().tolist()) <= {lo, hi}
+    p_hi = (q == hi).double().mean().item()
+    sigma = math.sqrt(fraction * (1 - fraction) / N)
+    assert abs(p_hi - fraction) < Z * sigma, "P(hi) must be (x - lo) / (hi - lo)"
+    assert abs(q.mean().item() - x) < Z * sigma * abs(hi - lo), "E[q(x)] = x"
+
+
+@pytest.mark.parametrize("rand_bits", [1, 2, 5])
+@pytest.mark.parametrize("name,lo,hi", [INTERVALS[0], INTERVALS[2], INTERVALS[4]])
+def test_limited_random_bits_give_probabilities_in_multiples_of_two_to_minus_r(rand_bits, name, lo, hi):
+    for fraction in (0.1, 0.37, 0.5, 0.9):
+        q = draws(lo + fraction * (hi - lo), name, rand_bits=rand_bits, seed=7)
+        p_up = (q == hi).double().mean().item()
+        expected = math.floor(fraction * 2**rand_bits) / 2**rand_bits
+        sigma = math.sqrt(max(expected * (1 - expected), 1e-12) / N)
+        assert abs(p_up - expected) < Z * sigma + 1e-12
+
+
+def test_stochastic_probability_jumps_exactly_at_multiples_of_two_to_minus_r():
+    """Between 4 and 8 with 2 random bits, x = 5 (f = 1/4 exactly) goes up with probability 1/4 and the
+    float just below it with probability 0."""
+    at = (draws(5.0, "lns<3,0>", rand_bits=2, n=20_000) == 8.0).double().mean().item()
+    below = (draws(float(np.nextafter(5.0, 0)), "lns<3,0>", rand_bits=2, n=20_000) == 8.0).double().mean().item()
+    assert abs(at - 0.25) < 0.02 and below == 0.0
+
+
+def test_same_seed_same_result_for_one_and_two_threads():
+    x = torch.randn(300_001, generator=torch.Generator().manual_seed(0)) * 10
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = qsim.quantize(x, "lns16", rounding="stochastic", seed=42)
+        torch.set_num_threads(2)
+        two = qsim.quantize(x, "lns16", rounding="stochastic", seed=42)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, two)
+
+
+finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+
+
+@settings(deadline=None, max_examples=200)
+@given(x=st.lists(finite, min_size=1, max_size=50), name=st.sampled_from(["lns8", "lns16", "lns<3,1,unsigned,linear>"]),
+       mode=st.sampled_from(qsim.ROUNDING_MODES))
+def test_results_are_values_and_rounding_is_idempotent(x, name, mode):
+    fmt = qsim.formats.get(name)
+    t = torch.tensor(x, dtype=torch.float64)
+    q = qsim.quantize(t, fmt, rounding=mode, seed=3)
+    assert np.isin(q.numpy(), fmt.values()).all()
+    assert torch.equal(qsim.quantize(q, fmt, rounding=mode, seed=4), q)
+
+
+@settings(deadline=None, max_examples=200)
+@given(x=st.lists(finite, min_size=2, max_size=50), name=st.sampled_from(["lns8", "lns<4,3,linear>", "lns16"]),
+       mode=st.sampled_from(DIRECTED))
+def test_deterministic_rounding_is_monotonic(x, name, mode):
+    t = torch.tensor(sorted(x), dtype=torch.float64)
+    q = qsim.quantize(t, name, rounding=mode)
+    assert (q[1:] >= q[:-1]).all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", ["lns8", "lns16", "lns<5,10,linear>", "lns<2,0,linear>", "lns<3,1,unsigned>"])
+@pytest.mark.parametrize("mode", qsim.ROUNDING_MODES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cuda_equals_cpu_bit_for_bit(name, mode, dtype):
+    rng = np.random.default_rng(0)
+    bits = rng.integers(0, 2**32, 1 << 18, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    x = torch.from_numpy(np.concatenate([bits, rng.standard_normal(1 << 18).astype(np.float32) * 10])).to(dtype)
+    cpu = qsim.quantize(x, name, rounding=mode, seed=1234)
+    gpu = qsim.quantize(x.cuda(), name, rounding=mode, seed=1234).cpu()
+    assert ((cpu == gpu) | (cpu.isnan() & gpu.isnan())).all()
