@@ -66,14 +66,14 @@ def assign_precision(layers, precision=None, rules=None, modules: Mapping | None
         raise ValueError("give precision= or rules=, not both")
     layers = tuple(layers)
     if rules is not None:
-        from qsim.nn.model import _matches, _normalise_rules  # quantize_model's own matching semantics
-        pairs = _normalise_rules(rules)
+        from qsim.nn.model import check_rules, matches_rule  # quantize_model's own matching semantics
+        pairs = check_rules(rules)
         out = []
         for layer in layers:
             module = (modules or {}).get(layer.name)
             spec = None
             for i, (matcher, candidate) in enumerate(pairs):
-                if (module is not None and _matches(matcher, layer.name, module)) or \
+                if (module is not None and matches_rule(matcher, layer.name, module)) or \
                         (module is None and isinstance(matcher, str) and fnmatchcase(layer.name, matcher)):
                     spec, where = candidate, f"rules[{i}]"
             if spec is None:  # quantize_model leaves an unmatched layer in float32

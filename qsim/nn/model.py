@@ -173,14 +173,16 @@ def _is_container(module: nn.Module) -> bool:
     return next(module.children(), None) is not None and not module._parameters
 
 
-def _matches(matcher, name: str, module: nn.Module) -> bool:
+def matches_rule(matcher, name: str, module: nn.Module) -> bool:
+    """Does a rule's matcher (a module type, a tuple of types, or a name glob) select this module?"""
     if isinstance(matcher, str):
         # A wildcard pattern means layers; a block (children, no own parameters) is matched by its exact name.
         return fnmatchcase(name, matcher) and (not _is_container(module) or not re.search(r"[*?\[]", matcher))
     return isinstance(module, matcher)
 
 
-def _normalise_rules(rules) -> list[tuple[object, QuantSpec]]:
+def check_rules(rules) -> list[tuple[object, QuantSpec]]:
+    """The rules as validated (matcher, QuantSpec) pairs; shared with qsim.hw so both read rules alike."""
     pairs = list(rules.items()) if isinstance(rules, dict) else list(rules)
     checked = []
     for i, pair in enumerate(pairs):
@@ -332,11 +334,11 @@ def quantize_model(model: nn.Module, rules) -> QuantHandle:
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected an nn.Module; got {type(model).__name__}")
-    rules = _normalise_rules(rules)
+    rules = check_rules(rules)
     named = list(model.named_modules())
     chosen: dict[str, QuantSpec] = {}
     for i, (matcher, spec) in enumerate(rules):
-        hits = [name for name, module in named if _matches(matcher, name, module)]
+        hits = [name for name, module in named if matches_rule(matcher, name, module)]
         if isinstance(matcher, str) and not hits:
             raise ValueError(f"rules[{i}]: the pattern {matcher!r} matches no module of the model")
         for name in hits:
