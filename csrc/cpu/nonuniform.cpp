@@ -59,9 +59,14 @@ void posit_cpu(const T* in, T* out, int64_t n, int nbits, int es, int rounding, 
 template <typename T>
 void lns_cpu(const T* in, T* out, int64_t n, const LnsParams& p, const typename FloatTraits<T>::Bits* table,
              int rounding, uint64_t seed, int rand_bits) {
-  dispatch_mode(rounding, in, out, n, seed, rand_bits, [p, table](auto mode, T x, uint32_t rand, int rand_shift) {
-    return lns_value<decltype(mode)::value, T>(x, p, table, rand, rand_shift);
-  });
+  // The fields are captured one by one: a captured struct is loaded whole in the loop, which GCC 12
+  // does not vectorise.
+  const int f = p.frac_bits, code_min = p.code_min, code_max = p.code_max, is_signed = p.is_signed, ties = p.exact_ties;
+  dispatch_mode(rounding, in, out, n, seed, rand_bits,
+                [f, code_min, code_max, is_signed, ties, table](auto mode, T x, uint32_t rand, int rand_shift) {
+                  const LnsParams params = {f, code_min, code_max, is_signed, ties};
+                  return lns_value<decltype(mode)::value, T>(x, params, table, rand, rand_shift);
+                });
 }
 
 }  // namespace

@@ -64,104 +64,96 @@ QSIM_HD Normalised<T> normalise(typename FloatTraits<T>::Bits mag_bits) {
 // The magnitude of the positive posit<nbits, es> pattern q (1 ≤ q < 2^(nbits-1)) as T. Its regime is a
 // run of equal bits: k = run - 1 for ones, -run for zeros; then es exponent bits and the fraction,
 // missing bits read as 0. The scale lies in T's normal range (Posit validates (nbits-2)·2^es ≤ 126).
-template <typename T>
-QSIM_HD T posit_magnitude(uint64_t q, int nbits, int es) {
-  typedef FloatTraits<T> F;
-  typedef typename F::Bits Bits;
-  const uint64_t v = q << (65 - nbits);  // the nbits-1 pattern bits, left-aligned in 64
-  const uint32_t ones = (uint32_t)(v >> 63);
-  // Padding below the pattern is 0, so a run of ones stops there; q ≥ 1 so a run of zeros stops too.
-  const int run = 64 - bit_length(ones ? ~v : v);
-  const int k = ones ? run - 1 : -run;
-  const uint64_t after = v << min_int(run + 1, 63);  // run + 1 ≤ nbits: exponent, then fraction bits
-  const int exponent = es == 0 ? 0 : (int)(after >> (64 - es));
-  const Bits fraction = (Bits)((after << es) >> (64 - F::kMant));
-  const int scale = k * (1 << es) + exponent;
-  return from_bits<T>(((Bits)(scale + F::kBias) << F::kMant) | fraction);
-}
-
 template <int MODE, typename T>
 QSIM_HD T posit_value(T x, int nbits, int es, uint32_t rand, int rand_shift) {
   typedef FloatTraits<T> F;
   typedef typename F::Bits Bits;
+  const int width = F::kWidth;
   const Bits bits = to_bits(x);
-  const uint32_t neg = (uint32_t)(bits >> (F::kWidth - 1));
-  const Bits mag_bits = bits & (((Bits)1 << (F::kWidth - 1)) - 1);
-  const uint32_t special = (uint32_t)((mag_bits >> F::kMant) == ((Bits)1 << (F::kWidth - 1 - F::kMant)) - 1);
-  const uint32_t zero = (uint32_t)(mag_bits == 0);
-  const Normalised<T> n = normalise<T>(mag_bits);
+  const uint32_t neg = (uint32_t)(bits >> (width - 1));
+  const Bits mag_bits = bits & (((Bits)1 << (width - 1)) - 1);
+  const uint32_t special = (uint32_t)((mag_bits >> F::kMant) == ((Bits)1 << (width - 1 - F::kMant)) - 1);
   const int kept = nbits - 1;
   const int top = (nbits - 2) << es;  // maxpos = 2^top, minpos = 2^-top
-  const uint64_t max_pattern = ((uint64_t)1 << kept) - 1;
+  // The scale of |x| as a normal float; subnormals and 0 read as -kBias, below any minpos (top ≤ 126).
+  const int e_raw = (int)(mag_bits >> F::kMant) - F::kBias;
 
-  // 1. The string of |x|, for minpos ≤ |x| < maxpos (other values take the branches of step 3; e is
-  // clamped so that the arithmetic stays in range for them). The regime then fits the kept bits
-  // (length ≤ nbits-1), so head = regime + exponent has L ≤ 31 + es bits.
-  const int e = min_int(max_int(n.e, -top), max_int(top - 1, -top));
-  const int k = e >> es;  // floor(e / 2^es)
-  const uint32_t exponent = (uint32_t)e & ((1u << es) - 1u);
-  const uint32_t positive = (uint32_t)(k >= 0);
-  const int regime_length = positive ? k + 2 : 1 - k;
-  const uint64_t regime = positive ? (((uint64_t)1 << max_int(k + 1, 0)) - 1) << 1 : (uint64_t)1;
-  const int head_length = regime_length + es;
-  const uint64_t head = (regime << es) | exponent;
-  // The fraction follows the head: shifted left while it fits in 64 bits (always for float), else right
-  // with the shifted-out bits kept as a sticky flag.
-  const int shift = 64 - head_length - F::kMant;
-  const uint64_t frac = (uint64_t)n.frac;
-  const uint64_t tail = shift >= 0 ? frac << min_int(shift, 63) : frac >> min_int(-shift, 63);
-  const uint32_t lost = (uint32_t)(shift < 0 && (frac & (((uint64_t)1 << min_int(-shift, 63)) - 1)) != 0);
-  const uint64_t string = (head << (64 - head_length)) | tail;
+  // 1. For minpos ≤ |x| < maxpos (e is clamped so that the arithmetic stays in range for the others,
+  // which step 3 replaces), regime k = floor(e / 2^es) takes R = k+2 (k ≥ 0) or 1-k bits, leaving
+  // F = nbits-1 - R - es fraction bits; F < 0 means -F exponent bits are cut off too.
+  const int e = max_int(min_int(e_raw, top - 1), -top);
+  const int k = e >> es;
+  const int regime_length = k >= 0 ? k + 2 : 1 - k;
+  const int fraction_bits = kept - regime_length - es;
+  // The string after the regime is [e mod 2^es][fraction of |x|]; so is the bottom of the integer
+  // V = (e + kOffset)·2^kMant + fraction, kOffset a multiple of 32 ≥ 2^es that makes it positive, and V
+  // is increasing in |x| with the carries of the pattern: rounding the string is rounding V to a
+  // multiple of 2^drop. (For float, V < 2^9·2^23 fits the 32-bit lanes.)
+  const int kOffset = 160;
+  const Bits v = ((Bits)(e + kOffset) << F::kMant) | (mag_bits & (((Bits)1 << F::kMant) - 1));
+  const int drop = max_int(F::kMant - fraction_bits, 0);  // ≤ kMant + es
+  const int last_regime_bit = (int)(drop == F::kMant + es);  // all exponent bits cut: the terminator is last
 
-  // 2. Keep nbits-1 bits; r32 = the 32 dropped bits below them, sticky = anything further down.
-  uint64_t q = string >> (64 - kept);
-  const uint64_t rest = string << kept;
-  const uint32_t r32 = (uint32_t)(rest >> 32);
-  const uint32_t sticky = (uint32_t)((uint32_t)rest != 0) | lost;
+  // 2. Keep V >> drop; r32 = the 32 dropped bits below it, sticky = anything further down. The last
+  // kept bit of the pattern is bit `drop` of V, or the regime's terminator (1 iff k < 0).
+  Bits q = v >> drop;
+  const Bits rest = drop == 0 ? (Bits)0 : v << (width - max_int(drop, 1));
+  const uint32_t r32 = (uint32_t)(rest >> (width - 32));
+  const uint32_t sticky = width > 32 ? (uint32_t)((uint32_t)rest != 0) : 0u;
+  const uint32_t q_odd = last_regime_bit ? (uint32_t)(k < 0) : (uint32_t)(q & 1);
   const uint32_t inexact = (uint32_t)((r32 | sticky) != 0);
-  const int dropped_exponent_bits = head_length - kept;  // d > 0: the neighbours are 2^a and 2^(a + 2^d)
+  uint32_t up;
   if (MODE == kOdd) {
-    q |= inexact;
+    up = inexact & (q_odd ^ 1u);
   } else if (MODE == kStochastic) {
-    // Linear neighbours (d ≤ 0): the dropped bits are the fraction of the way from lo to hi.
-    const uint32_t linear_up = round_away<kStochastic>((uint32_t)(q & 1), r32, sticky, neg, rand, rand_shift);
-    // d ≥ 1: lo = 2^a, hi = 2^(a+T), T = 2^d, and |x| = 2^(a+u)·(1+m) with u = e mod T, so
-    // f = (2^u·(1+m) - 1) / (2^T - 1). floor(f·(2^T-1)·2^32) = (1+m)·2^(u+32) - 2^32 floored, which is
-    // below 2^(T+32) ≤ 2^64 (T ≤ 32 as es ≤ 5); up iff (ρ+1)·2^(32-r)·(2^T-1) ≤ it (see scaled_le).
-    const int d = max_int(min_int(dropped_exponent_bits, 5), 1);
-    const int u = (int)(exponent & ((1u << d) - 1u));
-    const uint64_t significand = frac | ((uint64_t)1 << F::kMant);
-    const int up_shift = u + 32 - F::kMant;
-    const uint64_t scaled = up_shift >= 0 ? significand << min_int(up_shift, 63) : significand >> min_int(-up_shift, 63);
-    const uint64_t span = ((uint64_t)1 << (1 << d)) - 1;
-    const uint32_t power_up = scaled_le(stochastic_bound(rand, rand_shift), span, scaled - ((uint64_t)1 << 32), 0);
-    q += dropped_exponent_bits > 0 ? power_up : linear_up;
+    // Only fraction bits dropped (drop ≤ kMant): the dropped bits are the fraction of the way from lo
+    // to hi. Exponent bits dropped too (d = drop - kMant ≥ 1): lo = 2^a, hi = 2^(a+T), T = 2^d, and
+    // |x| = 2^(a+u)·(1+m), u = e mod T, so f = (2^u·(1+m) - 1) / (2^T - 1). Then
+    // floor(f·(2^T-1)·2^32) = floor((1+m)·2^(u+32)) - 2^32 < 2^(T+32) ≤ 2^64 (T ≤ 32 as es ≤ 5), and
+    // up iff (ρ+1)·2^(32-r)·(2^T-1) ≤ it (see scaled_le).
+    const uint32_t linear_up = round_away<kStochastic>(q_odd, r32, sticky, neg, rand, rand_shift);
+    // (Powers of two as 32-bit shifts of variables or masks: GCC 12 does not vectorise 1ull << n.)
+    const uint32_t t = 1u << max_int(min_int(drop - F::kMant, 5), 1);
+    const uint64_t u = (uint64_t)((uint32_t)e & (t - 1u));
+    const uint64_t significand = (uint64_t)(mag_bits & (((Bits)1 << F::kMant) - 1)) | ((uint64_t)1 << F::kMant);
+    // (1+m)·2^(u+32) as an integer: u + 32 - kMant ≥ 0 for float; for double shift right when negative.
+    const uint64_t scaled = F::kMant <= 32 ? significand << (u + (uint64_t)(32 - F::kMant))
+                                           : (u + 32 >= (uint64_t)F::kMant ? significand << (u + 32 - (uint64_t)F::kMant)
+                                                                          : significand >> ((uint64_t)F::kMant - 32 - u));
+    const uint64_t span = (uint64_t)(0xFFFFFFFFu >> (32 - t));  // 2^T - 1 < 2^32: the product below is < 2^64
+    const uint32_t power_up = (uint32_t)(stochastic_bound(rand, rand_shift) * span <= scaled - ((uint64_t)1 << 32));
+    up = drop > F::kMant ? power_up : linear_up;
   } else {
-    q += round_away<MODE>((uint32_t)(q & 1), r32, sticky, neg, rand, rand_shift);
+    up = round_away<MODE>(q_odd, r32, sticky, neg, rand, rand_shift);
   }
+  // Back to the float's bits: V's exponent offset becomes the bias.
+  const Bits in_range = ((q + (Bits)up) << drop) - ((Bits)(kOffset - F::kBias) << F::kMant);
 
   // 3. Out of range. Above maxpos: maxpos. Below minpos: the interval [0, minpos], where nearest,
   // nearest_away and odd give minpos, the directed modes 0 or minpos, and stochastic rounding picks
-  // minpos with probability |x| / minpos = |x|·2^top (exact: floor(|x|·2^(top+32)) < 2^32).
-  uint64_t under;
+  // minpos with probability |x| / minpos = |x|·2^top (exact: floor(|x|·2^top·2^32) < 2^32).
+  uint32_t under;
   if (MODE == kStochastic) {
-    const double scaled = (double)from_bits<T>(mag_bits) * pow2<double>(top + 32);
-    const uint32_t fraction = (uint32_t)(scaled < 4294967295.0 ? scaled : 4294967295.0);
-    under = (uint64_t)((rand >> rand_shift) < (fraction >> rand_shift));
+    const T scaled = from_bits<T>(mag_bits) * pow2<T>(top) * pow2<T>(32);
+    const uint32_t fraction = (uint32_t)(scaled < (T)4294967040.0 ? scaled : (T)4294967040.0);  // 2^32 - 2^8: exact in float
+    under = (uint32_t)((rand >> rand_shift) < (fraction >> rand_shift));
   } else if (MODE == kTowardZero) {
-    under = 0;
+    under = 0u;
   } else if (MODE == kUp) {
-    under = (uint64_t)(neg ^ 1u);
+    under = neg ^ 1u;
   } else if (MODE == kDown) {
-    under = (uint64_t)neg;
+    under = neg;
   } else {
-    under = 1;
+    under = 1u;
   }
-  q = n.e >= top ? max_pattern : (n.e < -top ? under : q);
+  const Bits maxpos = (Bits)(top + F::kBias) << F::kMant;
+  const Bits minpos = (Bits)(F::kBias - top) << F::kMant;
+  const uint32_t is_zero = (uint32_t)(mag_bits == 0) | ((uint32_t)(e_raw < -top) & (under ^ 1u));
+  const Bits magnitude = e_raw >= top ? maxpos : (e_raw < -top ? minpos : in_range);
 
-  // 4. Back to a value: NaN and ±inf give NaR, zero and a zero pattern give +0.
-  const T magnitude = select((uint32_t)(q == 0) | zero, (T)0, posit_magnitude<T>(q | (uint64_t)(q == 0), nbits, es));
-  return select(special, quiet_nan<T>(), select(neg & (uint32_t)(magnitude != (T)0), -magnitude, magnitude));
+  // 4. NaN and ±inf give NaR (NaN); a zero result is +0.
+  const T value = select(is_zero, (T)0, from_bits<T>(magnitude));
+  return select(special, quiet_nan<T>(), select(neg & (is_zero ^ 1u), -value, value));
 }
 
 }  // namespace qsim
