@@ -10,7 +10,8 @@ import qsim
 from reference import GridReference
 
 DIRECTED = ["nearest", "nearest_away", "toward_zero", "up", "down", "odd"]
-SMALL_FORMATS = [name for name in qsim.formats.list() if qsim.formats.get(name).bits_per_element <= 16] + [
+SMALL_FORMATS = [name for name in qsim.formats.list() if isinstance(qsim.formats.get(name), qsim.formats.GridFormat)
+                 and qsim.formats.get(name).bits_per_element <= 16] + [
     "fixed<8,4,unsigned>", "fixed<6,-2>", "fixed<8,8,unsigned>", "float<e3m2,nosub>", "float<e4m3,fnuz,nosub>",
     "float<e5m0>", "float<e1m3,finite>", "float<e8m0,fn>", "float<e2m0,finite>",
 ]
