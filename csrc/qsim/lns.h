@@ -33,6 +33,13 @@ struct LnsParams {
   int32_t exact_ties;   // 1 when midpoints are dyadic (f = 0, linear midpoints): x equal to one is a tie
 };
 
+// scaled_le for operands d, a of T's significand width: float's (below 2^25) keep r·d and a·2^c under
+// 2^57, so one 64-bit comparison does (and vectorises); double's need the limbs.
+template <typename T>
+QSIM_HD uint32_t scaled_le_small(uint64_t r, uint64_t d, uint64_t a, int c) {
+  return FloatTraits<T>::kMant <= 24 ? (uint32_t)(r * d <= (a << c)) : scaled_le(r, d, a, c);
+}
+
 template <typename T>
 QSIM_HD T lns_from_code(int code, int frac_bits, const typename FloatTraits<T>::Bits* values) {
   typedef FloatTraits<T> F;
@@ -80,7 +87,7 @@ QSIM_HD T lns_value(T x, const LnsParams& p, const typename FloatTraits<T>::Bits
     if (MODE == kStochastic) {
       // P(up) = (|x| - w_lo) / (w_hi - w_lo), in units of 2^(e-p); w_hi may open the next binade (2^p).
       const Bits hi = j + 1 < (1 << f) ? values[j + 1] : (Bits)1 << F::kMant;
-      away = scaled_le(stochastic_bound(rand, rand_shift), (uint64_t)(hi - values[j]), (uint64_t)(n.frac - values[j]), 32);
+      away = scaled_le_small<T>(stochastic_bound(rand, rand_shift), (uint64_t)(hi - values[j]), (uint64_t)(n.frac - values[j]), 32);
     } else if (MODE == kOdd) {
       away = inexact & (((uint32_t)code & 1u) ^ 1u);  // to the odd neighbour
     } else {
@@ -95,7 +102,7 @@ QSIM_HD T lns_value(T x, const LnsParams& p, const typename FloatTraits<T>::Bits
       const int delta = e_min - n.e;
       const uint64_t w_min = (uint64_t)values[p.code_min & ((1 << f) - 1)] | ((uint64_t)1 << F::kMant);
       const uint64_t s = (uint64_t)n.frac | ((uint64_t)1 << F::kMant);
-      under = (uint32_t)(delta <= 32) & scaled_le(stochastic_bound(rand, rand_shift), w_min, s, max_int(32 - delta, 0));
+      under = (uint32_t)(delta <= 32) & scaled_le_small<T>(stochastic_bound(rand, rand_shift), w_min, s, max_int(32 - delta, 0));
     } else if (MODE == kOdd) {
       under = 1u;  // w_min's code is odd (zero's, code_min - 1 = -2^(N-1), is even)
     } else {
