@@ -18,7 +18,7 @@ from rich.table import Table
 import qsim
 
 FORMATS = ["bf16", "fp16", "fp8_e4m3", "fp8_e5m2", "fp6_e2m3", "fp4_e2m1", "int8", "fixed8_4",
-           "bfp8", "bfp8_dim0", "bfp8_32", "mxfp8_e4m3", "mxfp6_e2m3", "mxfp4", "mxint8", "nvfp4"]
+           "bfp8", "bfp8_dim0", "bfp8_32", "mxfp8_e4m3", "mxfp6_e2m3", "mxfp4", "mxint8", "nvfp4", "posit8", "posit16", "lns8"]
 # QPyTorch equivalents: (function name, arguments) for the formats it can express.
 QTORCH = {
     "bf16": ("float_quantize", dict(exp=8, man=7)),
