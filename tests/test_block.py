@@ -176,15 +176,18 @@ def test_stochastic_rounding_of_block_formats_is_unbiased(name):
 
 
 def test_nvfp4_uses_e4m3_block_scales_under_a_tensor_scale():
-    """NVFP4: 16-element blocks; each block's scale is the e4m3 rounding of amax / 6 / s with the
-    tensor factor s = amax_tensor / (6 · 448); elements are e2m1 of x / (scale · s)."""
-    x = torch.from_numpy(RNG.standard_normal((4, 64)).astype(np.float32)) * 3
-    q = qsim.quantize(x, "nvfp4")
-    s = x.abs().max().item() / (6 * 448)
+    """NVFP4: 16-element blocks; the tensor factor is s = amax_tensor / (6 · 448); each block's scale is
+    S = e4m3(amax_block / 6 / s) · s (computed in float64, stored in float32); elements are
+    e2m1(x / S) · S in float32 arithmetic."""
+    x = (np.random.default_rng(11).standard_normal((4, 64)) * 3).astype(np.float32)
+    q = qsim.quantize(torch.from_numpy(x), "nvfp4").numpy()
+    s = float(np.abs(x).max()) / (6 * 448)
     blocks = x.reshape(-1, 16)
-    scale = qsim.quantize(blocks.abs().amax(1, keepdim=True) / 6 / s, "fp8_e4m3") * s
-    expected = qsim.quantize(blocks / scale, "fp4_e2m1") * scale
-    assert torch.allclose(q.reshape(-1, 16), expected, rtol=0, atol=0)
+    wanted = (np.abs(blocks).max(1, keepdims=True).astype(np.float64) / 6 / s).astype(np.float32)
+    e4m3 = qsim.quantize(torch.from_numpy(wanted), "fp8_e4m3").numpy()
+    scale = (e4m3.astype(np.float64) * s).astype(np.float32)
+    elements = qsim.quantize(torch.from_numpy(blocks / scale), "fp4_e2m1").numpy()
+    assert np.array_equal(q.reshape(-1, 16), elements * scale)
 
 
 @pytest.mark.parametrize("spec,error", [
