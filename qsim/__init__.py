@@ -9,12 +9,13 @@ Subpackages: formats (number formats), nn (hooks, accumulation, recipes), optim 
 optimizers), sweep (precision sweeps and Pareto frontiers), hw (accelerator models).
 """
 from qsim import formats
-from qsim.formats import MX, BlockFloatingPoint, FixedPoint, FloatingPoint, Format
+from qsim.formats import MX, BlockFloatingPoint, FixedPoint, FloatingPoint, Format, Logarithmic, Posit
 from qsim.quant import quantize, quantize_
 from qsim.rounding import ROUNDING_MODES
 from qsim.nn import QuantSpec, Quantizer, quantize_model  # noqa: E402 - builds on quantize
 from qsim.optim import HALP, LowPrecision  # noqa: E402
 
-__all__ = ["formats", "Format", "FixedPoint", "FloatingPoint", "BlockFloatingPoint", "MX", "quantize", "quantize_",
+__all__ = ["formats", "Format", "FixedPoint", "FloatingPoint", "BlockFloatingPoint", "MX", "Posit", "Logarithmic",
+           "quantize", "quantize_",
            "ROUNDING_MODES", "QuantSpec", "Quantizer", "quantize_model", "LowPrecision", "HALP"]
 __version__ = "0.1.0"

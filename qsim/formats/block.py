@@ -41,8 +41,32 @@ def _block_options(args: list[str], spec: str) -> tuple[int | None, int | None, 
     return block, dim, rest
 
 
+class BlockFormat(Format):
+    """Shared by the block formats: the element grid at scale 1 (element_grid), floor(log2) of the largest
+    element (element_emax), and the exponents a power-of-two scale may take (scale_range)."""
+
+    def element_grid(self) -> Grid:
+        raise NotImplementedError
+
+    def _scale_extremes(self) -> tuple[float, float]:
+        """The smallest and largest scale."""
+        low, high = self.scale_range
+        return math.ldexp(1.0, low), math.ldexp(1.0, high)
+
+    @property
+    def max(self) -> float:
+        """The largest value any block can hold (the largest element at the largest scale)."""
+        return float(self.element_grid().max_pos) * self._scale_extremes()[1]
+
+    @property
+    def min_positive(self) -> float:
+        """The smallest positive value any block can hold (the smallest element at the smallest scale)."""
+        g = self.element_grid()
+        return math.ldexp(1.0, g.emin - g.man if g.subnormals else g.emin) * self._scale_extremes()[0]
+
+
 @dataclass(frozen=True)
-class BlockFloatingPoint(Format):
+class BlockFloatingPoint(BlockFormat):
     """Block floating point: each block shares the exponent E = floor(log2(max |x|)) of its largest
     magnitude, and each element is a `wl`-bit sign-magnitude fixed-point number relative to it, with
     wl - 2 fraction bits: values k · 2^(E - wl + 2), |k| ≤ 2^(wl-1) - 1 (QPyTorch's block_quantize and
@@ -99,7 +123,7 @@ class BlockFloatingPoint(Format):
 
 
 @dataclass(frozen=True)
-class MX(Format):
+class MX(BlockFormat):
     """OCP Microscaling (MX v1.0): blocks of `block_size` elements along `dim` share a scale X, and
     each element is element(x / X) with saturation.
 
@@ -188,3 +212,8 @@ class MX(Format):
     @property
     def scale_range(self) -> tuple[int, int]:
         return _E8M0_RANGE
+
+    def _scale_extremes(self) -> tuple[float, float]:
+        if self.scale == _E8M0:
+            return super()._scale_extremes()
+        return self.scale.min_positive, self.scale.max  # times the tensor factor, when there is one
