@@ -1,26 +1,11 @@
 // cuda/nonuniform.cu: GPU kernels for posits (qsim/posit.h) and logarithmic numbers (qsim/lns.h), the
-// headers the CPU loops include. One thread per group of four consecutive elements, grid-stride, with
-// one Philox call per group keyed by the group index exactly as on the CPU (element i takes word i % 4
-// of random_words(seed, i / 4)), so both devices give identical bits for the same seed. Compiled at
-// first use with NVRTC (qsim/cuda.py) and checked with nvcc in CI.
+// headers the CPU loops include, in the loop of cuda/loops.cuh. Compiled at first use with NVRTC
+// (qsim/cuda.py) and checked with nvcc in CI.
+#include "cuda/loops.cuh"
 #include "qsim/lns.h"
 #include "qsim/posit.h"
 
 namespace qsim {
-
-// out[i] = element(in[i], random word of i) for the n elements; `element` is a device functor.
-template <int MODE, typename T, typename Element>
-__device__ __forceinline__ void round_groups(const T* __restrict__ in, T* __restrict__ out, long long n,
-                                             unsigned long long seed, const Element& element) {
-  const long long groups = (n + 3) / 4;
-  const long long stride = (long long)gridDim.x * blockDim.x;
-  for (long long g = (long long)blockIdx.x * blockDim.x + threadIdx.x; g < groups; g += stride) {
-    uint32_t words[4] = {0u, 0u, 0u, 0u};
-    if (MODE == kStochastic) random_words(seed, (uint64_t)g, words);
-    const long long base = 4 * g;
-    for (int j = 0; j < 4 && base + j < n; ++j) out[base + j] = element(in[base + j], words[j]);
-  }
-}
 
 template <int MODE, typename T>
 struct PositElement {

@@ -1,35 +1,17 @@
-// cuda/quantize.cu: the GPU kernels. The rounding arithmetic is rounding.h, the same header the CPU
-// kernels include; this file only maps elements to threads. Each thread takes groups of four
-// consecutive elements (one Philox call serves the four, keyed by the group index exactly as on the
-// CPU, so both devices give identical bits for the same seed), loads them as a float4 when aligned,
-// and strides over the grid. Compiled at first use with NVRTC (qsim/cuda.py) and checked with nvcc in CI.
+// cuda/quantize.cu: the GPU kernels of fixed and floating point: the rounding arithmetic of rounding.h
+// (the header the CPU kernels include) in the loop of cuda/loops.cuh. Compiled at first use with NVRTC
+// (qsim/cuda.py) and checked with nvcc in CI.
+#include "cuda/loops.cuh"
 #include "qsim/rounding.h"
 
 namespace qsim {
 
 template <int MODE, typename T>
-__device__ __forceinline__ void quantize_groups(const T* __restrict__ in, T* __restrict__ out, long long n,
-                                                const QuantParams& p, unsigned long long seed, int rand_shift) {
-  const long long groups = (n + 3) / 4;
-  const long long stride = (long long)gridDim.x * blockDim.x;
-  for (long long g = (long long)blockIdx.x * blockDim.x + threadIdx.x; g < groups; g += stride) {
-    uint32_t words[4] = {0u, 0u, 0u, 0u};
-    if (MODE == kStochastic) random_words(seed, (uint64_t)g, words);
-    const long long base = 4 * g;
-    const bool whole = base + 3 < n;
-    if (sizeof(T) == 4 && whole && ((reinterpret_cast<uintptr_t>(in) | reinterpret_cast<uintptr_t>(out)) & 15) == 0) {
-      const float4 v = reinterpret_cast<const float4*>(in)[g];
-      float4 r;
-      r.x = quantize_element<MODE, float>(v.x, p, words[0], rand_shift);
-      r.y = quantize_element<MODE, float>(v.y, p, words[1], rand_shift);
-      r.z = quantize_element<MODE, float>(v.z, p, words[2], rand_shift);
-      r.w = quantize_element<MODE, float>(v.w, p, words[3], rand_shift);
-      reinterpret_cast<float4*>(out)[g] = r;
-    } else {
-      for (int j = 0; j < 4 && base + j < n; ++j) out[base + j] = quantize_element<MODE, T>(in[base + j], p, words[j], rand_shift);
-    }
-  }
-}
+struct GridElement {
+  QuantParams p;
+  int rand_shift;
+  __device__ T operator()(T x, uint32_t rand) const { return quantize_element<MODE, T>(x, p, rand, rand_shift); }
+};
 
 }  // namespace qsim
 
@@ -43,7 +25,7 @@ __device__ __forceinline__ void quantize_groups(const T* __restrict__ in, T* __r
                                   unsigned long long seed, int rand_shift) {                              \
     const qsim::QuantParams p = {man, emin, subnormals, overflow, has_inf, neg_zero, wrap_bits,           \
                                  wrap_signed, max_pos_f, max_neg_f, max_pos_d, max_neg_d};                \
-    qsim::quantize_groups<MODE, T>(in, out, n, p, seed, rand_shift);                                      \
+    qsim::round_groups<MODE, T>(in, out, n, seed, qsim::GridElement<MODE, T>{p, rand_shift});             \
   }
 
 #define QSIM_CUDA_KERNELS(SUFFIX, T)                                  \
