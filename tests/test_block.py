@@ -153,6 +153,14 @@ def test_bfp_per_tensor_per_slice_and_per_block_match_exact_arithmetic(wl):
     assert np.array_equal(blocks, expected)
 
 
+def test_bfp_slices_of_a_one_dim_tensor_share_one_exponent():
+    """SWALP: a tensor with at most one dim shares one exponent, whatever `dim` says."""
+    x = np.array([100.0, 0.3, -0.02, 7.0])
+    got = qsim.quantize(torch.from_numpy(x), BlockFloatingPoint(8, dim=0)).numpy()
+    assert np.array_equal(got, exact_bfp(x, 8))
+    assert qsim.quantize(torch.tensor(0.3, dtype=torch.float64), BlockFloatingPoint(8, dim=0)).item() == 0.30078125
+
+
 def test_bfp_matches_qpytorch_block_quantize_away_from_ties():
     """QPyTorch rounds after adding 6·2^E in float32 and sends ties up; on inputs that are multiples of
     2^(E-20) with no ties the two agree exactly."""

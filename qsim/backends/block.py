@@ -37,7 +37,7 @@ def _rows(x: torch.Tensor, fmt) -> tuple[torch.Tensor, int, int | None, int]:
     """x as a contiguous (rows, row_length) tensor whose rows hold whole blocks, the block length, and
     the axis moved to make it so (None when x's own layout already is: no copy) and where it went."""
     shape = x.shape if x.dim() else (1,)
-    if fmt.block_size is None and fmt.dim is None:  # one exponent per tensor
+    if fmt.block_size is None and (fmt.dim is None or len(shape) < 2):  # one exponent per tensor
         return x.reshape(1, -1), max(1, x.numel()), None, 0
     dim = _checked_dim(-1 if fmt.dim is None else fmt.dim, len(shape))
     x = x.reshape(shape)

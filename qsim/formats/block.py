@@ -74,6 +74,7 @@ class BlockFloatingPoint(BlockFormat):
 
     Blocks: `block_size` consecutive elements along `dim` (default: the last dim), or with
     block_size=None one exponent per index of `dim` (a slice), or per tensor when dim is None too.
+    Slices need two dims: a tensor of fewer shares one exponent (SWALP's rule for biases and norms).
     bits_per_element counts the 8-bit shared exponent amortised over block_size (not counted for
     slices or whole tensors, whose length the format does not know)."""
 
