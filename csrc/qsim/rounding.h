@@ -89,13 +89,15 @@ template <typename T> QSIM_HD T select(uint32_t c, T a, T b) {
 QSIM_HD int min_int(int a, int b) { return a < b ? a : b; }
 QSIM_HD int max_int(int a, int b) { return a > b ? a : b; }
 
-// 2^e as T, built from bits; e must lie in T's normal or subnormal range.
+// 2^e as T for e in T's normal or subnormal range: 2^max(e, emin) · 2^min(e - emin, 0), both factors
+// normal and built from bits, the product exact. (No variable shift: GCC narrows its count to 32 bits,
+// and then cannot vectorise a shift of 64-bit lanes.)
 template <typename T> QSIM_HD T pow2(int e) {
   typedef FloatTraits<T> F;
   typedef typename F::Bits Bits;
   const int emin = 1 - F::kBias;
-  Bits b = e >= emin ? (Bits)(e + F::kBias) << F::kMant : (Bits)1 << (e - (emin - F::kMant));
-  return from_bits<T>(b);
+  return from_bits<T>((Bits)(max_int(e, emin) + F::kBias) << F::kMant) *
+         from_bits<T>((Bits)(min_int(e - emin, 0) + F::kBias) << F::kMant);
 }
 
 template <typename T> QSIM_HD T infinity() { return from_bits<T>((typename FloatTraits<T>::Bits)((1ull << (FloatTraits<T>::kWidth - 1)) - 1) >> FloatTraits<T>::kMant << FloatTraits<T>::kMant); }
