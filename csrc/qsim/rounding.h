@@ -85,6 +85,14 @@ template <typename T> QSIM_HD T select(uint32_t c, T a, T b) {
   return from_bits<T>((to_bits(a) & mask) | (to_bits(b) & ~mask));
 #endif
 }
+template <> QSIM_HD uint32_t select(uint32_t c, uint32_t a, uint32_t b) {
+  const uint32_t mask = 0u - c;
+  return (a & mask) | (b & ~mask);
+}
+template <> QSIM_HD uint64_t select(uint32_t c, uint64_t a, uint64_t b) {
+  const uint64_t mask = (uint64_t)0 - c;
+  return (a & mask) | (b & ~mask);
+}
 
 QSIM_HD int min_int(int a, int b) { return a < b ? a : b; }
 QSIM_HD int max_int(int a, int b) { return a > b ? a : b; }
@@ -180,37 +188,84 @@ QSIM_HD Decomposed<typename FloatTraits<T>::Bits> decompose(typename FloatTraits
   return d;
 }
 
-// Rounds x onto the grid of `p` with rounding MODE; `rand` is this element's random word (stochastic only)
-// and rand_shift = 32 - (number of random bits used). For grids whose overflow is not kWrap.
+// The top 32 bits of the fraction s·2^-k mod 1 (of a quantum, scaled by 2^32) and a sticky flag for any
+// set bit below them, for 0 ≤ k ≤ kc_max; both shifts of each pair stay within U's width.
+// Non-stochastic modes only compare that fraction with 1/2 and 0, so callers clamp k to kMant + 2, past
+// which every fraction is below 1/2 and nonzero iff s is: one shift pair suffices. Stochastic rounding
+// compares the 32 bits themselves: k beyond U's width shifts s right instead.
+template <int MODE, typename U>
+QSIM_HD void fraction_bits(U s, int kc, uint32_t& r32, uint32_t& sticky) {
+  const int width = (int)sizeof(U) * 8;
+  U r = (U)(s << 1) << (width - 1 - min_int(kc, width - 1));  // s·2^(width-kc) mod 2^width (0 when kc = 0)
+  if (MODE == kStochastic) r = kc < width ? r : s >> min_int(kc - width, width - 1);
+  r32 = (uint32_t)(r >> (width - 32));
+  sticky = width > 32 && MODE != kStochastic ? (uint32_t)((uint32_t)r != 0) : 0u;  // (stochastic ignores it)
+}
+
+// Rounds x onto the grid of `p` with its smallest normal exponent moved to `emin` and largest finite
+// magnitudes limit_pos and limit_neg (p's own, or those of a block's shifted grid), with rounding MODE;
+// `rand` is this element's random word (stochastic only) and rand_shift = 32 - (number of random bits
+// used). For grids whose overflow is not kWrap. All arithmetic is on the bit patterns, with 0/1 flags,
+// clamped shifts and bit-blend selects, so that the loop around it vectorises. Step by step:
 template <int MODE, typename T>
-QSIM_HD T quantize_value(T x, const QuantParams& p, uint32_t rand, int rand_shift) {
+QSIM_HD T quantize_on_grid(T x, const QuantParams& p, int emin, T limit_pos, T limit_neg, uint32_t rand,
+                           int rand_shift) {
   typedef FloatTraits<T> F;
   typedef typename F::Bits Bits;
   const Bits bits = to_bits(x);
   const uint32_t neg = (uint32_t)(bits >> (F::kWidth - 1));
-  const Bits mag_bits = bits & (((Bits)1 << (F::kWidth - 1)) - 1);
-  const uint32_t special = (uint32_t)((mag_bits >> F::kMant) == ((Bits)1 << (F::kWidth - 1 - F::kMant)) - 1);  // inf, NaN
-  const uint32_t is_nan = special & (uint32_t)((mag_bits & (((Bits)1 << F::kMant) - 1)) != 0);
+  const Bits mag = bits & (((Bits)1 << (F::kWidth - 1)) - 1);
+  const Bits exp_field = mag >> F::kMant;
+  const uint32_t special = (uint32_t)(exp_field == ((Bits)1 << (F::kWidth - 1 - F::kMant)) - 1);  // inf, NaN
+  const uint32_t is_nan = special & (uint32_t)((mag & (((Bits)1 << F::kMant) - 1)) != 0);
 
-  // 1. Round the magnitude: q quanta of 2^qe (exact: q has at most kMant + 2 bits).
-  const Decomposed<Bits> d = decompose<T>(mag_bits, p);
-  const Bits q = round_shift<MODE>(d.s, max_int(d.k, 1), neg, rand, rand_shift);
-  T magnitude = select((uint32_t)(d.k <= 0), from_bits<T>(mag_bits), (T)q * pow2<T>(d.qe));
+  // 1. |x| = s·2^e0 with e = floor(log2|x|); the quantum of its binade is 2^qe, and k = qe - e0 low bits
+  // of s are dropped (none if k ≤ 0: x is on the grid). Below 2^emin the quantum is 2^(emin - man) with
+  // subnormals, 2^emin without.
+  const Bits s = (mag & (((Bits)1 << F::kMant) - 1)) | ((Bits)(exp_field != 0) << F::kMant);
+  const int e0 = max_int((int)exp_field, 1) - F::kBias - F::kMant;
+  const int e = e0 + bit_length(s | (Bits)1) - 1;
+  const int qe = max_int(e, emin) - ((p.subnormals != 0) | (e >= emin) ? p.man : 0);
+  const int k = qe - e0;
 
-  // 2. Out of range: finite overflow, or inf in a format without inf. IEEE 754 §7.4: modes that round
-  // this sign toward zero give the largest finite value instead of inf.
-  const T limit = select(neg, max_neg<T>(p), max_pos<T>(p));
-  const uint32_t has_inf = (uint32_t)(p.has_inf != 0);
-  const uint32_t overflow = (special & (has_inf ^ 1u)) | ((special ^ 1u) & (uint32_t)(magnitude > limit));
-  const uint32_t saturate = (uint32_t)(p.overflow == kSaturate) | ((special ^ 1u) & rounds_toward_zero(MODE, neg));
-  const T beyond = select((uint32_t)(p.overflow == kInf), infinity<T>(), quiet_nan<T>());
-  magnitude = select(overflow, select(saturate, limit, beyond), magnitude);
+  // 2. q = s·2^-k rounded with MODE (q = s when k ≤ 0).
+  const int kc = min_int(max_int(k, 0), MODE == kStochastic ? 2 * F::kWidth : F::kMant + 2);
+  const Bits q0 = s >> min_int(kc, F::kWidth - 1);
+  uint32_t r32, sticky;
+  fraction_bits<MODE>(s, kc, r32, sticky);
+  const Bits q = MODE == kOdd ? q0 | (Bits)(uint32_t)((r32 | sticky) != 0)
+                              : q0 + (Bits)round_away<MODE>((uint32_t)(q0 & 1), r32, sticky, neg, rand, rand_shift);
 
-  // 3. Sign: a zero result is -0 only where the format has -0. NaN, and inf where the format has inf,
-  // pass through unchanged.
-  const uint32_t negative = neg & ((uint32_t)(magnitude != (T)0) | (uint32_t)(p.neg_zero != 0));
-  const T result = select(negative, -magnitude, magnitude);
-  return select(is_nan | (special & has_inf), x, result);
+  // 3. q·2^qe as bits. For k ≤ kMant, q·2^k ≥ 2^kMant when x is normal, and x's exponent field with q·2^k
+  // in place of s is the result: a carry out of the significand steps the exponent up, as it should,
+  // and subnormal x (no implicit bit) carries into the normals the same way. For k > kMant, q is 0 or 1
+  // and 2^qe is normal (qe ≥ e0 + kMant + 1 ≥ emin(T) + 1).
+  const Bits kept = (mag - s) + (q << min_int(kc, F::kMant));
+  const Bits quantum = ((Bits)(qe + F::kBias) << F::kMant) & ((Bits)0 - q);
+  const Bits rounded = select((uint32_t)(k > F::kMant), quantum, kept);
+
+  // 4. Out of range. A finite value beyond the limit of its sign overflows: IEEE 754 §7.4: modes that
+  // round this sign toward zero give the largest finite value instead of inf (kInf) or NaN (kNaN). An inf
+  // in a format without inf overflows too (saturating only when the format saturates); NaN, and inf
+  // where the format has inf, pass through. Magnitudes compare as integers of their bit patterns.
+  const Bits limit = to_bits(select(neg, limit_neg, limit_pos));
+  const Bits beyond = to_bits(select((uint32_t)(p.overflow == kInf), infinity<T>(), quiet_nan<T>()));
+  const uint32_t saturates = (uint32_t)(p.overflow == kSaturate);
+  const Bits finite_over = select(saturates | rounds_toward_zero(MODE, neg), limit, beyond);
+  const Bits special_over = select(saturates, limit, beyond);
+  const Bits finite = select((uint32_t)(rounded > limit), finite_over, rounded);
+  const Bits special_mag = select(is_nan | (uint32_t)(p.has_inf != 0), mag, special_over);
+  const Bits magnitude = select(special, special_mag, finite);
+
+  // 5. Sign: a zero result is -0 only where the format has -0.
+  const uint32_t negative = neg & ((uint32_t)(magnitude != 0) | (uint32_t)(p.neg_zero != 0));
+  return from_bits<T>(magnitude | ((Bits)negative << (F::kWidth - 1)));
+}
+
+// Rounds x onto the grid of `p` (see quantize_on_grid).
+template <int MODE, typename T>
+QSIM_HD T quantize_value(T x, const QuantParams& p, uint32_t rand, int rand_shift) {
+  return quantize_on_grid<MODE, T>(x, p, p.emin, max_pos<T>(p), max_neg<T>(p), rand, rand_shift);
 }
 
 // The same for kWrap grids (fixed point with wrap-around): round as if unbounded, then keep the integer
