@@ -71,10 +71,13 @@ void block_elements(const T* in, T* out, int64_t n, int64_t index0, const BlockS
 #pragma omp simd
       for (int64_t i = 0; i < count; ++i)
         y[i] = quantize_value<MODE, T>(x[i], s.grid, MODE == kStochastic ? words[i] : 0u, rand_shift);
-    } else {
+    } else {  // quantize_in_block's division by a scale, with its branches hoisted so the loop vectorises
+      const T scale = s.scale, divisor = s.scale > (T)0 ? s.scale : (T)1;
+      const uint32_t positive = (uint32_t)(s.scale > (T)0);
+      const QuantParams grid = s.grid;
 #pragma omp simd
       for (int64_t i = 0; i < count; ++i)
-        y[i] = quantize_in_block<MODE, T>(x[i], s, MODE == kStochastic ? words[i] : 0u, rand_shift);
+        y[i] = quantize_value<MODE, T>(select(positive, x[i] / divisor, (T)0), grid, MODE == kStochastic ? words[i] : 0u, rand_shift) * scale;
     }
   });
 }
