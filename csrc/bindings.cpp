@@ -5,7 +5,10 @@
 #include <pybind11/stl.h>
 
 #include <array>
+#include <stdexcept>
+#include <vector>
 
+#include "cpu/accumulate.h"
 #include "cpu/block.h"
 #include "cpu/nonuniform.h"
 #include "cpu/quantize.h"
@@ -97,6 +100,25 @@ PYBIND11_MODULE(_C, m) {
     py::gil_scoped_release release;
     qsim::lns_cpu_f64(reinterpret_cast<const double*>(in), reinterpret_cast<double*>(out), n, p, reinterpret_cast<const uint64_t*>(table), rounding, seed, rand_bits);
   });
+  // Simulated low-precision accumulator (cpu/accumulate.h), used by qsim.nn.functional. out holds the
+  // initial running sum and is updated in place; seeds has one entry per chunk (read for stochastic only).
+  m.def(
+      "accumulate_f32",
+      [](uintptr_t a, int64_t a_sb, int64_t a_sn, int64_t a_sk, uintptr_t b, int64_t b_sb, int64_t b_sk, uintptr_t out,
+         int64_t batch, int64_t n, int64_t k, int64_t m, const QuantParams& p, int rounding, int64_t chunk,
+         const std::vector<uint64_t>& seeds, int rand_bits, int threads) {
+        if (chunk < 1) throw std::invalid_argument("chunk: expected a positive number of products per rounding");
+        if (rounding == qsim::kStochastic && (int64_t)seeds.size() < (k + chunk - 1) / chunk)
+          throw std::invalid_argument("seeds: expected one seed per chunk for stochastic rounding");
+        py::gil_scoped_release release;
+        qsim::accumulate_cpu_f32(reinterpret_cast<const float*>(a), a_sb, a_sn, a_sk, reinterpret_cast<const float*>(b),
+                                 b_sb, b_sk, reinterpret_cast<double*>(out), batch, n, k, m, p, rounding, chunk,
+                                 seeds.data(), rand_bits, threads);
+      },
+      py::arg("a_ptr"), py::arg("a_sb"), py::arg("a_sn"), py::arg("a_sk"), py::arg("b_ptr"), py::arg("b_sb"),
+      py::arg("b_sk"), py::arg("out_ptr"), py::arg("batch"), py::arg("n"), py::arg("k"), py::arg("m"),
+      py::arg("params"), py::arg("rounding"), py::arg("chunk"), py::arg("seeds"), py::arg("rand_bits"), py::arg("threads"));
+
   m.def(
       "philox4x32_10",
       [](std::array<uint32_t, 4> counter, std::array<uint32_t, 2> key) {

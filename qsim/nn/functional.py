@@ -13,8 +13,16 @@ float64 addition and round_acc (the same double rounding a float64 reference loo
 whenever s + product fits 53 bits). Conv products are taken in the order of the weight's
 (in-channel, kernel positions...) layout.
 
-Vectorised: the loop runs over the K/chunk chunks only; each step is one add and one in-place
-quantize over all outputs at once, and the chunk sums come from batched matmuls of a group of chunks.
+Two implementations of the same model. CPU tensors whose operands float32 holds exactly (float32,
+float16, bfloat16) with a fixed- or floating-point `acc` run one fused C++ loop (qsim._C.accumulate_f32,
+csrc/cpu/accumulate.cpp): OpenMP over output tiles, each chunk summed left to right in float64 and the
+rounding vectorised along the output row. Everything else (CUDA, float64 operands, block, posit and
+logarithmic accumulators) runs the vectorised torch path: a loop over the K/chunk chunks, each step one
+add and one in-place quantize over all outputs, the chunk sums from batched matmuls. Both give the
+same bits whenever the chunk sums are exact in float64 (always for chunk=1). Stochastic rounding draws
+one seed per rounding step from torch's generator, in the same order in both, and rounds output
+element i (row-major over the (batch, N, M) result) with Philox word i % 4 of (seed, i / 4), exactly as
+one qsim.quantize call of the whole running sum would.
 The backward pass is that of the exact op (a straight-through estimate of the accumulator's rounding).
 """
 from __future__ import annotations
@@ -24,9 +32,12 @@ import math
 import torch
 import torch.nn.functional as F
 
-from qsim.quant import quantize_
+from qsim import _C
+from qsim.backends import elementwise
+from qsim.quant import _draw_seed, quantize_
 from qsim.nn.quantizer import quantize_fb
 from qsim.nn.spec import check_rounding, resolve_format
+from qsim.rounding import rounding_code
 
 __all__ = ["matmul", "linear", "conv1d", "conv2d", "conv3d", "quantize_fb"]
 
@@ -34,19 +45,53 @@ __all__ = ["matmul", "linear", "conv1d", "conv2d", "conv3d", "quantize_fb"]
 _GROUP_ELEMENTS = 1 << 22
 
 
-def _accumulate(a: torch.Tensor, b: torch.Tensor, init: torch.Tensor | None, acc, chunk: int,
-                rounding: str) -> torch.Tensor:
-    """The accumulator model on a (B, N, K) @ b (B, K, M), in float64; init broadcasts to (B, N, M)."""
+# Operand dtypes that float32 holds exactly: the fused kernel reads them as float32.
+_FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def _fused(a: torch.Tensor, b: torch.Tensor, acc) -> bool:
+    """Whether the fused CPU kernel covers this product."""
+    return (a.device.type == "cpu" and b.device.type == "cpu" and a.dtype in _FUSED_DTYPES
+            and b.dtype in _FUSED_DTYPES and type(acc) in elementwise.FORMATS)
+
+
+def _running_sum(init: torch.Tensor | None, shape, acc, rounding: str, device) -> torch.Tensor:
+    """The running sum before the first product: zeros, or init rounded to `acc` (float64, contiguous)."""
+    s = torch.zeros(shape, dtype=torch.float64, device=device)
+    if init is not None:
+        s += init.double()
+        quantize_(s, acc, rounding)
+    return s
+
+
+def _accumulate_fused(a: torch.Tensor, b: torch.Tensor, init: torch.Tensor | None, acc, chunk: int,
+                      rounding: str) -> torch.Tensor:
+    """_accumulate's model in one C++ loop (CPU, float32-exact operands, fixed/floating-point acc)."""
+    batch, n, k = a.shape
+    m = b.shape[-1]
+    s = _running_sum(init, (batch, n, m), acc, rounding, a.device)
+    a = a.float()
+    b = b.float()
+    if b.stride(-1) != 1:
+        b = b.contiguous()
+    code = rounding_code(rounding)
+    seeds = [_draw_seed(None) for _ in range(math.ceil(k / chunk))] if rounding == "stochastic" else []
+    _C.accumulate_f32(a.data_ptr(), *a.stride(), b.data_ptr(), b.stride(0), b.stride(1), s.data_ptr(),
+                      batch, n, k, m, elementwise.kernel_params(acc.grid()), code, chunk, seeds, 32,
+                      torch.get_num_threads())
+    return s
+
+
+def _accumulate_torch(a: torch.Tensor, b: torch.Tensor, init: torch.Tensor | None, acc, chunk: int,
+                      rounding: str) -> torch.Tensor:
+    """_accumulate's model as a loop over chunks of whole-output torch operations (any device and format)."""
     batch, n, k = a.shape
     m = b.shape[-1]
     chunks = math.ceil(k / chunk)
     pad = chunks * chunk - k  # zero products leave a rounded running sum unchanged
     a = F.pad(a.double(), (0, pad)).reshape(batch, n, chunks, chunk)                    # (B, N, C, k)
     b = F.pad(b.double(), (0, 0, 0, pad)).reshape(batch, chunks, chunk, m)              # (B, C, k, M)
-    s = torch.zeros(batch, n, m, dtype=torch.float64, device=a.device)                   # (B, N, M)
-    if init is not None:
-        s += init.double()
-        quantize_(s, acc, rounding)
+    s = _running_sum(init, (batch, n, m), acc, rounding, a.device)                      # (B, N, M)
     group = max(1, _GROUP_ELEMENTS // max(1, batch * n * m))
     for start in range(0, chunks, group):
         stop = min(start + group, chunks)
@@ -55,6 +100,12 @@ def _accumulate(a: torch.Tensor, b: torch.Tensor, init: torch.Tensor | None, acc
             s += p
             quantize_(s, acc, rounding)
     return s
+
+
+def _accumulate(a: torch.Tensor, b: torch.Tensor, init: torch.Tensor | None, acc, chunk: int,
+                rounding: str) -> torch.Tensor:
+    """The accumulator model on a (B, N, K) @ b (B, K, M), in float64; init broadcasts to (B, N, M)."""
+    return (_accumulate_fused if _fused(a, b, acc) else _accumulate_torch)(a, b, init, acc, chunk, rounding)
 
 
 class _AccMatmul(torch.autograd.Function):

@@ -1,0 +1,163 @@
+// cpu/accumulate.cpp: the fused accumulator loop of cpu/accumulate.h. Work is split into tiles of
+// kRows output rows × kCols output columns (one OpenMP task each); inside a tile the chunks run in
+// order, and for every chunk each row's chunk sums and roundings are vectorised along m. The rows of
+// b that a chunk reads are shared by the tile's rows while they sit in L1.
+#include "cpu/accumulate.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "cpu/loops.h"
+#include "qsim/rounding.h"
+
+namespace qsim {
+namespace {
+
+constexpr int64_t kRows = 4;    // output rows per tile
+constexpr int64_t kCols = 256;  // output columns per tile (a multiple of 4)
+constexpr int kOddMargin = 21;  // round_via_float needs grid quanta ≥ 2^(e - kOddMargin) in binade e
+
+struct Problem {
+  const float* a;
+  int64_t a_sb, a_sn, a_sk;
+  const float* b;
+  int64_t b_sb, b_sk;
+  double* out;
+  int64_t batch, n, k, m, chunk;
+  const uint64_t* seeds;
+  int rand_shift;
+  int threads;
+};
+
+// words[j] = the random word of output index first + j, for j < count (count ≤ kCols).
+inline void output_words(uint64_t seed, int64_t first, int64_t count, uint32_t* words) {
+  uint32_t groups[kCols + 8];
+  const int64_t g0 = first / 4, g1 = (first + count - 1) / 4;
+  for (int64_t g = g0; g <= g1; ++g) random_words(seed, (uint64_t)g, groups + 4 * (g - g0));
+  std::copy(groups + first % 4, groups + first % 4 + count, words);
+}
+
+// The float64 path: s[j] <- quantize_element(x[j]) with this element's random word (every mode and grid).
+template <int MODE>
+void round_exact(double* __restrict s, const double* __restrict x, const uint32_t* __restrict words, int64_t width,
+                 const QuantParams p, int rand_shift) {
+  for (int64_t j = 0; j < width; ++j) s[j] = quantize_element<MODE, double>(x[j], p, words[j], rand_shift);
+}
+
+// Whether round_via_float can serve a grid and mode: deterministic, no wrap-around, and the limits exact in
+// float32 (so the float32 overflow test is the float64 one).
+bool via_float_applies(const QuantParams& p, int rounding) {
+  return rounding != kStochastic && p.overflow != kWrap && (double)p.max_pos_f == p.max_pos_d &&
+         (double)p.max_neg_f == p.max_neg_d && !(p.man > kOddMargin && p.emin < 128);
+}
+
+// The same result as round_exact, vectorised: quantize_value<float> of x rounded to odd at float32's 24
+// bits. Why it is exact: let x lie in the binade [2^e, 2^(e+1)) of float32's normal range, where the grid's
+// quantum is 2^qe with qe ≥ e - 21. Every grid point and every midpoint between two is a multiple of
+// 2^(e-22), an even multiple of float32's quantum u = 2^(e-23) there. Rounding to odd maps x to itself if x
+// is a multiple of u, and otherwise to the odd multiple of u between the two even multiples around x: a
+// value of the same open interval between grid points and midpoints, in the same binade. Every
+// deterministic mode (nearest either way, toward zero, up, down, odd) decides on that interval alone, so
+// it rounds both alike (Boldo & Melquiond, IEEE TC 2008). Elements outside that case (zero excepted: it
+// converts exactly) are redone on the float64 path.
+template <int MODE>
+void round_via_float(double* __restrict s, const double* __restrict x, int64_t width, const QuantParams p) {
+  alignas(64) float y[kCols];
+  alignas(64) uint32_t redo[kCols];
+  uint32_t any = 0;
+#pragma omp simd reduction(| : any)
+  for (int64_t j = 0; j < width; ++j) {
+    const uint64_t bits = to_bits(x[j]);
+    const uint64_t dropped = bits & ((1ull << 29) - 1);  // the 52 - 23 bits float32 has not
+    y[j] = (float)from_bits<double>((bits & ~((1ull << 29) - 1)) | ((uint64_t)(dropped != 0) << 29));
+    const int e = (int)((bits >> 52) & 0x7FF) - 1023;
+    const int qe = max_int(e, p.emin) - ((p.subnormals != 0) | (e >= p.emin) ? p.man : 0);
+    const uint32_t outside = (uint32_t)(e < -126) | (uint32_t)(e > 127) | (uint32_t)(qe < e - kOddMargin);
+    redo[j] = outside & (uint32_t)(x[j] != 0.0);
+    any |= redo[j];
+  }
+#pragma omp simd
+  for (int64_t j = 0; j < width; ++j) s[j] = (double)quantize_value<MODE, float>(y[j], p, 0u, 0);
+  if (any)
+    for (int64_t j = 0; j < width; ++j)
+      if (redo[j]) s[j] = quantize_value<MODE, double>(x[j], p, 0u, 0);
+}
+
+// One rounding step of a row segment: s[j] <- round_acc(x[j]).
+template <int MODE>
+void round_row(double* s, const double* x, const uint32_t* words, int64_t width, const QuantParams& p,
+               int rand_shift, bool via_float) {
+  if (MODE != kStochastic && via_float) round_via_float<MODE>(s, x, width, p);
+  else round_exact<MODE>(s, x, words, width, p, rand_shift);
+}
+
+template <int MODE>
+void accumulate(const Problem& pr, const QuantParams& params) {
+  const int rand_shift = pr.rand_shift;
+  const bool via_float = via_float_applies(params, MODE);
+  const int64_t row_tiles = (pr.n + kRows - 1) / kRows, col_tiles = (pr.m + kCols - 1) / kCols;
+  const int64_t tiles = pr.batch * row_tiles * col_tiles;
+  const int64_t chunks = (pr.k + pr.chunk - 1) / pr.chunk;
+  const bool parallel = pr.batch * pr.n * pr.m * std::max<int64_t>(pr.k, 1) > kParallelThreshold;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(pr.threads) if (parallel)
+  for (int64_t t = 0; t < tiles; ++t) {
+    const QuantParams p = params;  // private to the task, so the vectoriser sees loop invariants
+    const int64_t bb = t / (row_tiles * col_tiles), rt = t / col_tiles % row_tiles, ct = t % col_tiles;
+    const int64_t r0 = rt * kRows, r1 = std::min(r0 + kRows, pr.n);
+    const int64_t m0 = ct * kCols, width = std::min(kCols, pr.m - m0);
+    const float* a_tile = pr.a + bb * pr.a_sb;
+    const float* b_tile = pr.b + bb * pr.b_sb + m0;
+    alignas(64) double x[kCols];
+    alignas(64) uint32_t words[kCols];
+    for (int64_t j = 0; j < width; ++j) words[j] = 0u;
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t k0 = c * pr.chunk, k1 = std::min(k0 + pr.chunk, pr.k);
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t first = (bb * pr.n + r) * pr.m + m0;  // row-major output index of column m0
+        double* s = pr.out + first;
+        const float* a_row = a_tile + r * pr.a_sn;
+        // x = s + (0.0 + chunk sum), the chunk summed left to right from +0 as the reference loop does.
+        // Products of float32 values are exact in float64, so a fused multiply-add changes nothing.
+        for (int64_t j = 0; j < width; ++j) x[j] = 0.0;
+        for (int64_t kk = k0; kk < k1; ++kk) {
+          const double av = a_row[kk * pr.a_sk];
+          const float* b_row = b_tile + kk * pr.b_sk;
+#pragma omp simd
+          for (int64_t j = 0; j < width; ++j) x[j] += av * (double)b_row[j];
+        }
+#pragma omp simd
+        for (int64_t j = 0; j < width; ++j) x[j] += s[j];
+        if (MODE == kStochastic) output_words(pr.seeds[c], first, width, words);
+        round_row<MODE>(s, x, words, width, p, rand_shift, via_float);
+      }
+    }
+  }
+}
+
+void dispatch(const Problem& pr, const QuantParams& p, int rounding) {
+  switch (rounding) {
+    case kNearest: return accumulate<kNearest>(pr, p);
+    case kNearestAway: return accumulate<kNearestAway>(pr, p);
+    case kTowardZero: return accumulate<kTowardZero>(pr, p);
+    case kUp: return accumulate<kUp>(pr, p);
+    case kDown: return accumulate<kDown>(pr, p);
+    case kOdd: return accumulate<kOdd>(pr, p);
+    case kStochastic: return accumulate<kStochastic>(pr, p);
+    default: throw std::invalid_argument("rounding: unknown mode code");
+  }
+}
+
+}  // namespace
+
+void accumulate_cpu_f32(const float* a, int64_t a_sb, int64_t a_sn, int64_t a_sk, const float* b, int64_t b_sb,
+                        int64_t b_sk, double* out, int64_t batch, int64_t n, int64_t k, int64_t m,
+                        const QuantParams& p, int rounding, int64_t chunk, const uint64_t* seeds, int rand_bits,
+                        int threads) {
+  if (chunk < 1) throw std::invalid_argument("chunk: expected a positive number of products per rounding");
+  if (batch <= 0 || n <= 0 || m <= 0) return;
+  const Problem pr{a, a_sb, a_sn, a_sk, b, b_sb, b_sk, out, batch, n, k, m, chunk, seeds, 32 - rand_bits,
+                   std::max(threads, 1)};
+  dispatch(pr, p, rounding);
+}
+
+}  // namespace qsim
