@@ -91,9 +91,81 @@ void one_block(const T* in, T* out, int64_t n, int64_t index0, const BlockParams
   block_elements<MODE, T>(in, out, n, index0, block_scaling(amax, finite, b), seed, rand_shift, parallel);
 }
 
+// Blocks of at most kSmallBlock elements, kChunk / block consecutive blocks at a time (consecutive blocks
+// are contiguous in memory, across rows too): (1) each block's maximum and scaling, (2) those spread to
+// per-element arrays (grid exponent, limits, scale), (3) one flat vectorised loop over the chunk's
+// elements, with no per-block loop overhead.
+constexpr int64_t kSmallBlock = 64;
+
+template <int MODE, typename T>
+void small_blocks(const T* in, T* out, int64_t rows, int64_t row_length, int64_t block, const BlockParams& b,
+                  uint64_t seed, int rand_shift) {
+  const int64_t per_row = (row_length + block - 1) / block;
+  const int64_t total = rows * per_row, per_chunk = kChunk / block;
+  const int64_t chunks = (total + per_chunk - 1) / per_chunk;
+  const QuantParams grid = b.element;
+  const bool divides = b.rule == kScaleFormat;
+#pragma omp parallel for schedule(static) if (rows * row_length > (1 << 15))
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t k0 = c * per_chunk, k1 = total - k0 < per_chunk ? total : k0 + per_chunk;
+    const int64_t first = (k0 / per_row) * row_length + (k0 % per_row) * block;
+    int32_t emin[kChunk];
+    uint32_t nan[kChunk], positive[kChunk];
+    T limit_pos[kChunk], limit_neg[kChunk], divisor[kChunk], scale[kChunk];
+    int64_t count = 0;
+    for (int64_t k = k0; k < k1; ++k) {
+      const int64_t remaining = row_length - (k % per_row) * block, n = remaining < block ? remaining : block;
+      const T* x = in + first + count;
+      T amax = 0;
+      int bad = 0;
+#pragma omp simd reduction(max : amax) reduction(| : bad)
+      for (int64_t i = 0; i < n; ++i) {
+        const T a = x[i] < 0 ? -x[i] : x[i];
+        bad |= !is_finite(a);
+        amax = a > amax ? a : amax;
+      }
+      const BlockScaling<T> s = block_scaling(amax, !bad, b);
+      const int32_t e = s.grid.emin;
+      const T lp = max_pos<T>(s.grid), ln = max_neg<T>(s.grid), sc = s.scale;
+      const T dv = s.scale > (T)0 ? s.scale : (T)1;
+      const uint32_t is_nan = (uint32_t)s.nan, pos = (uint32_t)(s.scale > (T)0);
+      for (int64_t i = count; i < count + n; ++i) {
+        emin[i] = e; limit_pos[i] = lp; limit_neg[i] = ln; nan[i] = is_nan;
+        scale[i] = sc; divisor[i] = dv; positive[i] = pos;
+      }
+      count += n;
+    }
+    uint32_t words[kChunk + 4];
+    if (MODE == kStochastic) {  // words of the groups of 4 (by global index) this chunk touches
+      const int64_t offset = first & 3;
+      for (int64_t g = 0; g < (count + offset + 3) / 4; ++g) random_words(seed, (uint64_t)(first / 4 + g), words + 4 * g);
+      for (int64_t i = 0; i < count; ++i) words[i] = words[i + offset];
+    }
+    const T* x = in + first;
+    T* y = out + first;
+    if (divides) {
+#pragma omp simd
+      for (int64_t i = 0; i < count; ++i) {
+        const T v = select(positive[i], x[i] / divisor[i], (T)0);
+        const T r = quantize_on_grid<MODE, T>(v, grid, grid.emin, limit_pos[i], limit_neg[i],
+                                              MODE == kStochastic ? words[i] : 0u, rand_shift) * scale[i];
+        y[i] = select(nan[i], quiet_nan<T>(), r);
+      }
+    } else {
+#pragma omp simd
+      for (int64_t i = 0; i < count; ++i) {
+        const T r = quantize_on_grid<MODE, T>(x[i], grid, emin[i], limit_pos[i], limit_neg[i],
+                                              MODE == kStochastic ? words[i] : 0u, rand_shift);
+        y[i] = select(nan[i], quiet_nan<T>(), r);
+      }
+    }
+  }
+}
+
 template <int MODE, typename T>
 void blocks_loop(const T* in, T* out, int64_t rows, int64_t row_length, int64_t block, const BlockParams& b,
                  uint64_t seed, int rand_bits) {
+  if (block <= kSmallBlock) return small_blocks<MODE, T>(in, out, rows, row_length, block, b, seed, 32 - rand_bits);
   const int64_t per_row = (row_length + block - 1) / block;
   const int64_t total = rows * per_row;
   const bool few_large = block >= kLargeBlock && total < 4 * omp_get_max_threads();

@@ -73,7 +73,10 @@ QSIM_HD BlockScaling<T> block_scaling(T amax, bool finite, const BlockParams& b)
   s.scale = (T)1;
   s.grid = b.element;
   if (b.rule == kScaleFormat) {
-    // S = the scale format's rounding of amax / element_max / tensor_scale, times tensor_scale.
+    // S = the scale format's rounding of amax / element_max / tensor_scale, times tensor_scale. An
+    // all-zero block's maximum is +0 whatever order a vectorised reduction met -0 and +0 in (the GPU
+    // scans in order from +0), so its scale is +0 on every device.
+    amax = amax > (T)0 ? amax : (T)0;
     const T wanted = (T)((double)amax / b.element_max / b.tensor_scale);
     s.scale = (T)((double)quantize_value<kNearest, T>(wanted, b.scale, 0u, 0) * b.tensor_scale);
   } else {

@@ -225,7 +225,7 @@ QSIM_HD T quantize_on_grid(T x, const QuantParams& p, int emin, T limit_pos, T l
   const Bits s = (mag & (((Bits)1 << F::kMant) - 1)) | ((Bits)(exp_field != 0) << F::kMant);
   const int e0 = max_int((int)exp_field, 1) - F::kBias - F::kMant;
   const int e = e0 + bit_length(s | (Bits)1) - 1;
-  const int qe = max_int(e, emin) - ((p.subnormals != 0) | (e >= emin) ? p.man : 0);
+  const int qe = max_int(e, emin) - (int)select((uint32_t)(p.subnormals != 0) | (uint32_t)(e >= emin), (uint32_t)p.man, 0u);
   const int k = qe - e0;
 
   // 2. q = s·2^-k rounded with MODE (q = s when k ≤ 0).
