@@ -13,7 +13,8 @@
 namespace qsim {
 namespace {
 
-constexpr int64_t kRows = 4;    // output rows per tile
+constexpr int kRows = 4;        // output rows per tile
+constexpr int kLanes = 16;      // columns whose sums chunk_sums keeps in registers
 constexpr int64_t kCols = 256;  // output columns per tile (a multiple of 4)
 constexpr int kOddMargin = 21;  // round_via_float needs grid quanta ≥ 2^(e - kOddMargin) in binade e
 
@@ -41,7 +42,12 @@ inline void output_words(uint64_t seed, int64_t first, int64_t count, uint32_t* 
 template <int MODE>
 void round_exact(double* __restrict s, const double* __restrict x, const uint32_t* __restrict words, int64_t width,
                  const QuantParams p, int rand_shift) {
-  for (int64_t j = 0; j < width; ++j) s[j] = quantize_element<MODE, double>(x[j], p, words[j], rand_shift);
+  if (p.overflow == kWrap) {
+    for (int64_t j = 0; j < width; ++j) s[j] = quantize_wrap<MODE, double>(x[j], p, words[j], rand_shift);
+  } else {
+#pragma omp simd
+    for (int64_t j = 0; j < width; ++j) s[j] = quantize_value<MODE, double>(x[j], p, words[j], rand_shift);
+  }
 }
 
 // Whether round_via_float can serve a grid and mode: deterministic, no wrap-around, and the limits exact in
@@ -91,6 +97,41 @@ void round_row(double* s, const double* x, const uint32_t* words, int64_t width,
   else round_exact<MODE>(s, x, words, width, p, rand_shift);
 }
 
+// x[j] = s[j] + (0.0 + a[k0]·b[k0][j] + ... + a[k1-1]·b[k1-1][j]) for `rows` rows (a_sn apart in a, m
+// apart in s): each row's chunk summed left to right from +0, as the reference loop does, then added to
+// the running sum. Products of float32 values are exact in float64, so whether the compiler fuses
+// multiply and add changes nothing. Blocks of kLanes columns keep kRows × kLanes sums in registers and
+// share each load of b between the rows; the columns past the last whole block go row by row.
+template <int ROWS>
+void chunk_sums(const float* a, int64_t a_sn, int64_t a_sk, const float* b, int64_t b_sk, int64_t k0, int64_t k1,
+                const double* s, int64_t m, int64_t width, double (*__restrict x)[kCols]) {
+  const int64_t blocked = width / kLanes * kLanes;
+  for (int64_t j0 = 0; j0 < blocked; j0 += kLanes) {
+    double acc[ROWS][kLanes] = {};
+    for (int64_t kk = k0; kk < k1; ++kk) {
+      const float* __restrict b_row = b + kk * b_sk + j0;
+      double av[ROWS];
+      for (int r = 0; r < ROWS; ++r) av[r] = a[r * a_sn + kk * a_sk];
+      for (int r = 0; r < ROWS; ++r)
+#pragma omp simd
+        for (int l = 0; l < kLanes; ++l) acc[r][l] += av[r] * (double)b_row[l];
+    }
+    for (int r = 0; r < ROWS; ++r)
+#pragma omp simd
+      for (int l = 0; l < kLanes; ++l) x[r][j0 + l] = s[r * m + j0 + l] + acc[r][l];
+  }
+  for (int r = 0; r < ROWS; ++r) {
+    double* __restrict xr = x[r];
+    for (int64_t j = blocked; j < width; ++j) xr[j] = 0.0;
+    for (int64_t kk = k0; kk < k1; ++kk) {
+      const double av = a[r * a_sn + kk * a_sk];
+      const float* __restrict b_row = b + kk * b_sk;
+      for (int64_t j = blocked; j < width; ++j) xr[j] += av * (double)b_row[j];
+    }
+    for (int64_t j = blocked; j < width; ++j) xr[j] += s[r * m + j];
+  }
+}
+
 template <int MODE>
 void accumulate(const Problem& pr, const QuantParams& params) {
   const int rand_shift = pr.rand_shift;
@@ -107,28 +148,23 @@ void accumulate(const Problem& pr, const QuantParams& params) {
     const int64_t m0 = ct * kCols, width = std::min(kCols, pr.m - m0);
     const float* a_tile = pr.a + bb * pr.a_sb;
     const float* b_tile = pr.b + bb * pr.b_sb + m0;
-    alignas(64) double x[kCols];
+    alignas(64) double x[kRows][kCols];
     alignas(64) uint32_t words[kCols];
     for (int64_t j = 0; j < width; ++j) words[j] = 0u;
     for (int64_t c = 0; c < chunks; ++c) {
       const int64_t k0 = c * pr.chunk, k1 = std::min(k0 + pr.chunk, pr.k);
+      double* s = pr.out + (bb * pr.n + r0) * pr.m + m0;  // the tile's first row of running sums
+      const float* a_rows = a_tile + r0 * pr.a_sn;
+      if (r1 - r0 == kRows) {
+        chunk_sums<kRows>(a_rows, pr.a_sn, pr.a_sk, b_tile, pr.b_sk, k0, k1, s, pr.m, width, x);
+      } else {
+        for (int64_t r = 0; r < r1 - r0; ++r)
+          chunk_sums<1>(a_rows + r * pr.a_sn, pr.a_sn, pr.a_sk, b_tile, pr.b_sk, k0, k1, s + r * pr.m, pr.m, width, x + r);
+      }
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t first = (bb * pr.n + r) * pr.m + m0;  // row-major output index of column m0
-        double* s = pr.out + first;
-        const float* a_row = a_tile + r * pr.a_sn;
-        // x = s + (0.0 + chunk sum), the chunk summed left to right from +0 as the reference loop does.
-        // Products of float32 values are exact in float64, so a fused multiply-add changes nothing.
-        for (int64_t j = 0; j < width; ++j) x[j] = 0.0;
-        for (int64_t kk = k0; kk < k1; ++kk) {
-          const double av = a_row[kk * pr.a_sk];
-          const float* b_row = b_tile + kk * pr.b_sk;
-#pragma omp simd
-          for (int64_t j = 0; j < width; ++j) x[j] += av * (double)b_row[j];
-        }
-#pragma omp simd
-        for (int64_t j = 0; j < width; ++j) x[j] += s[j];
         if (MODE == kStochastic) output_words(pr.seeds[c], first, width, words);
-        round_row<MODE>(s, x, words, width, p, rand_shift, via_float);
+        round_row<MODE>(pr.out + first, x[r - r0], words, width, p, rand_shift, via_float);
       }
     }
   }
