@@ -8,6 +8,8 @@
 
 #include <stdexcept>
 
+#include "cpu/random.h"
+
 namespace qsim {
 namespace {
 
@@ -60,7 +62,7 @@ void block_elements(const T* in, T* out, int64_t n, int64_t index0, const BlockS
       // Words of the groups of 4 (by global index) that this chunk touches, shifted so that word i
       // belongs to element index0 + start + i.
       const int64_t first = index0 + start, offset = first & 3;
-      for (int64_t g = 0; g < (count + offset + 3) / 4; ++g) random_words(seed, (uint64_t)(first / 4 + g), words + 4 * g);
+      random_words_run(seed, (uint64_t)(first / 4), (int)((count + offset + 3) / 4), words);
       for (int64_t i = 0; i < count; ++i) words[i] = words[i + offset];
     }
     const T* x = in + start;
@@ -138,7 +140,7 @@ void small_blocks(const T* in, T* out, int64_t rows, int64_t row_length, int64_t
     uint32_t words[kChunk + 4];
     if (MODE == kStochastic) {  // words of the groups of 4 (by global index) this chunk touches
       const int64_t offset = first & 3;
-      for (int64_t g = 0; g < (count + offset + 3) / 4; ++g) random_words(seed, (uint64_t)(first / 4 + g), words + 4 * g);
+      random_words_run(seed, (uint64_t)(first / 4), (int)((count + offset + 3) / 4), words);
       for (int64_t i = 0; i < count; ++i) words[i] = words[i + offset];
     }
     const T* x = in + first;

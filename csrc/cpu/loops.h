@@ -6,7 +6,7 @@
 #include <stdexcept>
 #include <type_traits>
 
-#include "qsim/philox.h"
+#include "cpu/random.h"
 
 namespace qsim {
 
@@ -25,7 +25,7 @@ void round_loop(const T* in, T* out, int64_t n, uint64_t seed, int rand_bits, co
     for (int64_t b = 0; b < blocks; ++b) {
       uint32_t words[kBlock];
       const int64_t first_group = b * (kBlock / 4);
-      for (int g = 0; g < kBlock / 4; ++g) random_words(seed, (uint64_t)(first_group + g), words + 4 * g);
+      random_words_run(seed, (uint64_t)first_group, kBlock / 4, words);
       const int64_t start = b * kBlock, count = n - start < kBlock ? n - start : kBlock;
       for (int64_t i = 0; i < count; ++i) out[start + i] = element(mode, in[start + i], words[i], rand_shift);
     }
