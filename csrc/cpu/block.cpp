@@ -114,28 +114,46 @@ void small_blocks(const T* in, T* out, int64_t rows, int64_t row_length, int64_t
     int32_t emin[kChunk];
     uint32_t nan[kChunk], positive[kChunk];
     T limit_pos[kChunk], limit_neg[kChunk], divisor[kChunk], scale[kChunk];
+    // The passes are apart so that the blocks' independent reductions and scalings overlap in the core.
+    const int64_t blocks = k1 - k0;
+    int64_t length[kChunk];
+    T amax[kChunk];
+    int bad[kChunk];
     int64_t count = 0;
-    for (int64_t k = k0; k < k1; ++k) {
-      const int64_t remaining = row_length - (k % per_row) * block, n = remaining < block ? remaining : block;
+    for (int64_t j = 0; j < blocks; ++j) {
+      const int64_t remaining = row_length - ((k0 + j) % per_row) * block;
+      length[j] = remaining < block ? remaining : block;
       const T* x = in + first + count;
-      T amax = 0;
-      int bad = 0;
-#pragma omp simd reduction(max : amax) reduction(| : bad)
-      for (int64_t i = 0; i < n; ++i) {
+      T m = 0;
+      int f = 0;
+#pragma omp simd reduction(max : m) reduction(| : f)
+      for (int64_t i = 0; i < length[j]; ++i) {
         const T a = x[i] < 0 ? -x[i] : x[i];
-        bad |= !is_finite(a);
-        amax = a > amax ? a : amax;
+        f |= !is_finite(a);
+        m = a > m ? a : m;
       }
-      const BlockScaling<T> s = block_scaling(amax, !bad, b);
-      const int32_t e = s.grid.emin;
-      const T lp = max_pos<T>(s.grid), ln = max_neg<T>(s.grid), sc = s.scale;
-      const T dv = s.scale > (T)0 ? s.scale : (T)1;
-      const uint32_t is_nan = (uint32_t)s.nan, pos = (uint32_t)(s.scale > (T)0);
-      for (int64_t i = count; i < count + n; ++i) {
-        emin[i] = e; limit_pos[i] = lp; limit_neg[i] = ln; nan[i] = is_nan;
-        scale[i] = sc; divisor[i] = dv; positive[i] = pos;
+      amax[j] = m;
+      bad[j] = f;
+      count += length[j];
+    }
+    for (int64_t j = 0, i0 = 0; j < blocks; i0 += length[j], ++j) {
+      const BlockScaling<T> s = block_scaling(amax[j], !bad[j], b);
+      const int64_t i1 = i0 + length[j];
+      const T lp = max_pos<T>(s.grid), ln = max_neg<T>(s.grid);
+      const uint32_t is_nan = (uint32_t)s.nan;
+      for (int64_t i = i0; i < i1; ++i) {
+        limit_pos[i] = lp; limit_neg[i] = ln; nan[i] = is_nan;
       }
-      count += n;
+      if (divides) {
+        const T sc = s.scale, dv = s.scale > (T)0 ? s.scale : (T)1;
+        const uint32_t pos = (uint32_t)(s.scale > (T)0);
+        for (int64_t i = i0; i < i1; ++i) {
+          scale[i] = sc; divisor[i] = dv; positive[i] = pos;
+        }
+      } else {
+        const int32_t e = s.grid.emin;
+        for (int64_t i = i0; i < i1; ++i) emin[i] = e;
+      }
     }
     uint32_t words[kChunk + 4];
     if (MODE == kStochastic) {  // words of the groups of 4 (by global index) this chunk touches
