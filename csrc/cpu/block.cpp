@@ -136,23 +136,30 @@ void small_blocks(const T* in, T* out, int64_t rows, int64_t row_length, int64_t
       bad[j] = f;
       count += length[j];
     }
-    for (int64_t j = 0, i0 = 0; j < blocks; i0 += length[j], ++j) {
-      const BlockScaling<T> s = block_scaling(amax[j], !bad[j], b);
-      const int64_t i1 = i0 + length[j];
-      const T lp = max_pos<T>(s.grid), ln = max_neg<T>(s.grid);
-      const uint32_t is_nan = (uint32_t)s.nan;
-      for (int64_t i = i0; i < i1; ++i) {
-        limit_pos[i] = lp; limit_neg[i] = ln; nan[i] = is_nan;
-      }
-      if (divides) {
-        const T sc = s.scale, dv = s.scale > (T)0 ? s.scale : (T)1;
-        const uint32_t pos = (uint32_t)(s.scale > (T)0);
-        for (int64_t i = i0; i < i1; ++i) {
+    if (divides) {  // the scales of all the chunk's blocks in one vectorised loop (block_scaling's arithmetic)
+      T block_scale[kChunk];
+      const QuantParams scale_grid = b.scale;
+      const double element_max = b.element_max, tensor_scale = b.tensor_scale;
+#pragma omp simd
+      for (int64_t j = 0; j < blocks; ++j) block_scale[j] = format_scale(amax[j], scale_grid, element_max, tensor_scale);
+      const T lp = max_pos<T>(grid), ln = max_neg<T>(grid);
+      for (int64_t j = 0, i0 = 0; j < blocks; i0 += length[j], ++j) {
+        const T sc = block_scale[j], dv = sc > (T)0 ? sc : (T)1;
+        const uint32_t pos = (uint32_t)(sc > (T)0), is_nan = (uint32_t)(bad[j] != 0);
+        for (int64_t i = i0; i < i0 + length[j]; ++i) {
+          limit_pos[i] = lp; limit_neg[i] = ln; nan[i] = is_nan;
           scale[i] = sc; divisor[i] = dv; positive[i] = pos;
         }
-      } else {
+      }
+    } else {
+      for (int64_t j = 0, i0 = 0; j < blocks; i0 += length[j], ++j) {
+        const BlockScaling<T> s = block_scaling(amax[j], !bad[j], b);
+        const T lp = max_pos<T>(s.grid), ln = max_neg<T>(s.grid);
+        const uint32_t is_nan = (uint32_t)s.nan;
         const int32_t e = s.grid.emin;
-        for (int64_t i = i0; i < i1; ++i) emin[i] = e;
+        for (int64_t i = i0; i < i0 + length[j]; ++i) {
+          limit_pos[i] = lp; limit_neg[i] = ln; nan[i] = is_nan; emin[i] = e;
+        }
       }
     }
     uint32_t words[kChunk + 4];

@@ -66,6 +66,16 @@ struct BlockScaling {
   bool nan;          // the block held NaN or ±inf: it has no scale, all of it becomes NaN (OCP MX v1.0 §6.3)
 };
 
+// A scale in its own format (kScaleFormat): S = the scale format's rounding of amax / element_max /
+// tensor_scale, times tensor_scale. An all-zero block's maximum is +0 whatever order a vectorised
+// reduction met -0 and +0 in (the GPU scans in order from +0), so its scale is +0 on every device.
+// Branch-free, so that a CPU loop over many blocks' maxima vectorises.
+template <typename T>
+QSIM_HD T format_scale(T amax, const QuantParams& scale_grid, double element_max, double tensor_scale) {
+  const T wanted = (T)((double)select((uint32_t)(amax > (T)0), amax, (T)0) / element_max / tensor_scale);
+  return (T)((double)quantize_value<kNearest, T>(wanted, scale_grid, 0u, 0) * tensor_scale);
+}
+
 template <typename T>
 QSIM_HD BlockScaling<T> block_scaling(T amax, bool finite, const BlockParams& b) {
   BlockScaling<T> s;
@@ -73,12 +83,7 @@ QSIM_HD BlockScaling<T> block_scaling(T amax, bool finite, const BlockParams& b)
   s.scale = (T)1;
   s.grid = b.element;
   if (b.rule == kScaleFormat) {
-    // S = the scale format's rounding of amax / element_max / tensor_scale, times tensor_scale. An
-    // all-zero block's maximum is +0 whatever order a vectorised reduction met -0 and +0 in (the GPU
-    // scans in order from +0), so its scale is +0 on every device.
-    amax = amax > (T)0 ? amax : (T)0;
-    const T wanted = (T)((double)amax / b.element_max / b.tensor_scale);
-    s.scale = (T)((double)quantize_value<kNearest, T>(wanted, b.scale, 0u, 0) * b.tensor_scale);
+    s.scale = format_scale(amax, b.scale, b.element_max, b.tensor_scale);
   } else {
     s.grid = shift_grid(b.element, amax > (T)0 ? scale_exponent(amax, b) : b.scale_emin);
   }
