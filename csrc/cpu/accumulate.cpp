@@ -50,11 +50,28 @@ void round_exact(double* __restrict s, const double* __restrict x, const uint32_
   }
 }
 
-// Whether round_via_float can serve a grid and mode: deterministic, no wrap-around, and the limits exact in
-// float32 (so the float32 overflow test is the float64 one).
-bool via_float_applies(const QuantParams& p, int rounding) {
-  return rounding != kStochastic && p.overflow != kWrap && (double)p.max_pos_f == p.max_pos_d &&
-         (double)p.max_neg_f == p.max_neg_d && !(p.man > kOddMargin && p.emin < 128);
+// The float64 binades (biased exponent fields lo .. lo + span) where round_via_float is exact; span < 0 if
+// it cannot serve the grid or mode at all.
+struct FloatRange {
+  uint64_t lo;
+  int64_t span;
+};
+
+// Deterministic modes without wrap-around whose limits are exact in float32 (so the float32 overflow test
+// is the float64 one), in float32's normal binades e = -126 .. e_hi where the grid's quantum 2^qe(e) is at
+// least 2^(e - kOddMargin). qe(e) - e does not grow with e, so those binades are a range.
+FloatRange via_float_range(const QuantParams& p, int rounding) {
+  const FloatRange none{0, -1};
+  if (rounding == kStochastic || p.overflow == kWrap || (double)p.max_pos_f != p.max_pos_d ||
+      (double)p.max_neg_f != p.max_neg_d)
+    return none;
+  int e_hi = -127;
+  for (int e = -126; e <= 127; ++e) {
+    const int qe = max_int(e, p.emin) - ((p.subnormals != 0) | (e >= p.emin) ? p.man : 0);
+    if (qe < e - kOddMargin) break;
+    e_hi = e;
+  }
+  return FloatRange{(uint64_t)(1023 - 126), (int64_t)e_hi + 126};
 }
 
 // The same result as round_exact, vectorised: quantize_value<float> of x rounded to odd at float32's 24
@@ -64,22 +81,22 @@ bool via_float_applies(const QuantParams& p, int rounding) {
 // is a multiple of u, and otherwise to the odd multiple of u between the two even multiples around x: a
 // value of the same open interval between grid points and midpoints, in the same binade. Every
 // deterministic mode (nearest either way, toward zero, up, down, odd) decides on that interval alone, so
-// it rounds both alike (Boldo & Melquiond, IEEE TC 2008). Elements outside that case (zero excepted: it
+// it rounds both alike (Boldo & Melquiond, IEEE TC 2008). Elements outside `range` (zero excepted: it
 // converts exactly) are redone on the float64 path.
 template <int MODE>
-void round_via_float(double* __restrict s, const double* __restrict x, int64_t width, const QuantParams p) {
+void round_via_float(double* __restrict s, const double* __restrict x, int64_t width, const QuantParams p,
+                     const FloatRange range) {
   alignas(64) float y[kCols];
-  alignas(64) uint32_t redo[kCols];
-  uint32_t any = 0;
+  alignas(64) uint64_t redo[kCols];
+  uint64_t any = 0;
+  const uint64_t lo = range.lo, span = (uint64_t)range.span;
 #pragma omp simd reduction(| : any)
   for (int64_t j = 0; j < width; ++j) {
     const uint64_t bits = to_bits(x[j]);
     const uint64_t dropped = bits & ((1ull << 29) - 1);  // the 52 - 23 bits float32 has not
     y[j] = (float)from_bits<double>((bits & ~((1ull << 29) - 1)) | ((uint64_t)(dropped != 0) << 29));
-    const int e = (int)((bits >> 52) & 0x7FF) - 1023;
-    const int qe = max_int(e, p.emin) - ((p.subnormals != 0) | (e >= p.emin) ? p.man : 0);
-    const uint32_t outside = (uint32_t)(e < -126) | (uint32_t)(e > 127) | (uint32_t)(qe < e - kOddMargin);
-    redo[j] = outside & (uint32_t)(x[j] != 0.0);
+    const uint64_t outside = (uint64_t)((((bits >> 52) & 0x7FF) - lo) > span);  // unsigned: below lo wraps
+    redo[j] = outside & (uint64_t)((bits << 1) != 0);
     any |= redo[j];
   }
 #pragma omp simd
@@ -92,8 +109,8 @@ void round_via_float(double* __restrict s, const double* __restrict x, int64_t w
 // One rounding step of a row segment: s[j] <- round_acc(x[j]).
 template <int MODE>
 void round_row(double* s, const double* x, const uint32_t* words, int64_t width, const QuantParams& p,
-               int rand_shift, bool via_float) {
-  if (MODE != kStochastic && via_float) round_via_float<MODE>(s, x, width, p);
+               int rand_shift, const FloatRange& range) {
+  if (MODE != kStochastic && range.span >= 0) round_via_float<MODE>(s, x, width, p, range);
   else round_exact<MODE>(s, x, words, width, p, rand_shift);
 }
 
@@ -135,7 +152,7 @@ void chunk_sums(const float* a, int64_t a_sn, int64_t a_sk, const float* b, int6
 template <int MODE>
 void accumulate(const Problem& pr, const QuantParams& params) {
   const int rand_shift = pr.rand_shift;
-  const bool via_float = via_float_applies(params, MODE);
+  const FloatRange range = via_float_range(params, MODE);
   const int64_t row_tiles = (pr.n + kRows - 1) / kRows, col_tiles = (pr.m + kCols - 1) / kCols;
   const int64_t tiles = pr.batch * row_tiles * col_tiles;
   const int64_t chunks = (pr.k + pr.chunk - 1) / pr.chunk;
@@ -164,7 +181,7 @@ void accumulate(const Problem& pr, const QuantParams& params) {
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t first = (bb * pr.n + r) * pr.m + m0;  // row-major output index of column m0
         if (MODE == kStochastic) output_words(pr.seeds[c], first, width, words);
-        round_row<MODE>(pr.out + first, x[r - r0], words, width, p, rand_shift, via_float);
+        round_row<MODE>(pr.out + first, x[r - r0], words, width, p, rand_shift, range);
       }
     }
   }
