@@ -126,3 +126,21 @@ def test_stochastic_accumulator_is_reproducible_and_unbiased():
     stochastic_bias = ((first.double() - exact) / exact).mean().item()
     truncated_bias = ((qF.linear(x, w, acc="bf16", rounding="toward_zero").double() - exact) / exact).mean().item()
     assert abs(stochastic_bias) < 0.1 * abs(truncated_bias)
+
+
+@pytest.mark.parametrize("rounding", ["nearest", "stochastic"])
+def test_fused_result_does_not_depend_on_the_thread_count(rounding):
+    """The kernel runs on torch's intra-op thread count; tiles own their outputs and the random words are
+    keyed by output index, so 1 and 2 threads give the same bits."""
+    torch.manual_seed(9)
+    x, w = torch.randn(40, 300), torch.randn(70, 300)
+    previous = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            torch.manual_seed(10)
+            results.append(qF.linear(x, w, acc="fp8_e5m2", chunk=4, rounding=rounding))
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.equal(results[0], results[1])
