@@ -1,7 +1,8 @@
 // cpu/accumulate.cpp: the fused accumulator loop of cpu/accumulate.h. Work is split into tiles of
-// kRows output rows × kCols output columns (one OpenMP task each); inside a tile the chunks run in
-// order, and for every chunk each row's chunk sums and roundings are vectorised along m. The rows of
-// b that a chunk reads are shared by the tile's rows while they sit in L1.
+// kRows output rows × kCols output columns (one OpenMP task each, owning its outputs, so results do not
+// depend on the thread count); inside a tile the chunks run in order. For every chunk, chunk_sums forms
+// the tile's new sums (vectorised along m, each load of b shared by the tile's rows) and round_row
+// rounds each row: through float32 where that is provably exact (round_via_float), else in float64.
 #include "cpu/accumulate.h"
 
 #include <algorithm>
@@ -38,7 +39,7 @@ inline void output_words(uint64_t seed, int64_t first, int64_t count, uint32_t* 
   std::copy(groups + first % 4, groups + first % 4 + count, words);
 }
 
-// The float64 path: s[j] <- quantize_element(x[j]) with this element's random word (every mode and grid).
+// The float64 path: s[j] <- x[j] rounded with this element's random word (every mode and grid).
 template <int MODE>
 void round_exact(double* __restrict s, const double* __restrict x, const uint32_t* __restrict words, int64_t width,
                  const QuantParams p, int rand_shift) {
