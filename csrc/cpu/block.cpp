@@ -151,12 +151,21 @@ void small_blocks(const T* in, T* out, int64_t rows, int64_t row_length, int64_t
           scale[i] = sc; divisor[i] = dv; positive[i] = pos;
         }
       }
-    } else {
+    } else {  // the shifted grids of all the chunk's blocks in one vectorised loop (block_scaling's arithmetic)
+      int32_t block_emin[kChunk];
+      T block_pos[kChunk], block_neg[kChunk];
+      const BlockParams params = b;
+#pragma omp simd
+      for (int64_t j = 0; j < blocks; ++j) {
+        const QuantParams shifted = shift_grid(grid, scale_exponent(amax[j], params));
+        block_emin[j] = shifted.emin;
+        block_pos[j] = max_pos<T>(shifted);
+        block_neg[j] = max_neg<T>(shifted);
+      }
       for (int64_t j = 0, i0 = 0; j < blocks; i0 += length[j], ++j) {
-        const BlockScaling<T> s = block_scaling(amax[j], !bad[j], b);
-        const T lp = max_pos<T>(s.grid), ln = max_neg<T>(s.grid);
-        const uint32_t is_nan = (uint32_t)s.nan;
-        const int32_t e = s.grid.emin;
+        const T lp = block_pos[j], ln = block_neg[j];
+        const uint32_t is_nan = (uint32_t)(bad[j] != 0);
+        const int32_t e = block_emin[j];
         for (int64_t i = i0; i < i0 + length[j]; ++i) {
           limit_pos[i] = lp; limit_neg[i] = ln; nan[i] = is_nan; emin[i] = e;
         }

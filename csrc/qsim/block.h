@@ -34,17 +34,20 @@ template <typename T> QSIM_HD int floor_log2(T v) {
   typedef typename F::Bits Bits;
   const Bits bits = to_bits(v);
   const Bits exp_field = bits >> F::kMant;
-  if (exp_field) return (int)exp_field - F::kBias;
-  return bit_length((Bits)(bits & (((Bits)1 << F::kMant) - 1))) - 1 + 1 - F::kBias - F::kMant;
+  const int subnormal = bit_length((Bits)(bits & (((Bits)1 << F::kMant) - 1)) | (Bits)1) - F::kBias - F::kMant;
+  return (int)select((uint32_t)(exp_field != 0), (uint32_t)((int)exp_field - F::kBias), (uint32_t)subnormal);
 }
 
-// The exponent of the power-of-two scale of a block with largest magnitude amax (> 0).
+// The exponent of the power-of-two scale of a block with largest magnitude amax (an all-zero block
+// takes the smallest). Branch-free (the rule's terms are 0/1 flags), so that a CPU loop over many
+// blocks' maxima vectorises.
 template <typename T> QSIM_HD int scale_exponent(T amax, const BlockParams& b) {
   const int e = floor_log2(amax);
   int E = e - b.element_emax;
-  if (b.rule == kScaleCeil) E += amax != pow2<T>(e);
-  if (b.rule == kScaleRceil) E += (double)amax > b.element_max * (double)pow2<double>(E);
-  return E < b.scale_emin ? b.scale_emin : (E > b.scale_emax ? b.scale_emax : E);
+  E += (int)((uint32_t)(b.rule == kScaleCeil) & (uint32_t)(amax != pow2<T>(e)));
+  E += (int)((uint32_t)(b.rule == kScaleRceil) & (uint32_t)((double)amax > b.element_max * (double)pow2<double>(E)));
+  E = min_int(max_int(E, b.scale_emin), b.scale_emax);
+  return (int)select((uint32_t)(amax > (T)0), (uint32_t)E, (uint32_t)b.scale_emin);
 }
 
 // The element grid scaled by 2^E.
@@ -85,7 +88,7 @@ QSIM_HD BlockScaling<T> block_scaling(T amax, bool finite, const BlockParams& b)
   if (b.rule == kScaleFormat) {
     s.scale = format_scale(amax, b.scale, b.element_max, b.tensor_scale);
   } else {
-    s.grid = shift_grid(b.element, amax > (T)0 ? scale_exponent(amax, b) : b.scale_emin);
+    s.grid = shift_grid(b.element, scale_exponent(amax, b));
   }
   return s;
 }
