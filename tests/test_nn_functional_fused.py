@@ -144,3 +144,12 @@ def test_fused_result_does_not_depend_on_the_thread_count(rounding):
     finally:
         torch.set_num_threads(previous)
     assert torch.equal(results[0], results[1])
+
+
+def test_empty_products_leave_the_rounded_bias():
+    """K = 0: no products, the output is the bias rounded to the accumulator; N = 0 or M = 0: empty outputs."""
+    b = torch.tensor([0.1, -3.3])
+    want = qsim.quantize(b, "fp8_e4m3").expand(3, 2)
+    assert torch.equal(qF.linear(torch.randn(3, 0), torch.randn(2, 0), b, acc="fp8_e4m3"), want)
+    assert qF.linear(torch.randn(0, 4), torch.randn(2, 4), b, acc="fp8_e4m3").shape == (0, 2)
+    assert qF.matmul(torch.randn(3, 4), torch.randn(4, 0), acc="fp16").shape == (3, 0)

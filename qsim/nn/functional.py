@@ -117,9 +117,10 @@ class _AccMatmul(torch.autograd.Function):
         ctx.init_shape = None if init is None else init.shape
         batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
         n, m = a.shape[-2], b.shape[-1]
-        a3 = a.expand(*batch, *a.shape[-2:]).reshape(-1, *a.shape[-2:])
-        b3 = b.expand(*batch, *b.shape[-2:]).reshape(-1, *b.shape[-2:])
-        init3 = None if init is None else init.expand(*batch, n, m).reshape(-1, n, m)
+        flat = math.prod(batch)  # not -1: empty operands (K = 0) leave -1 ambiguous
+        a3 = a.expand(*batch, *a.shape[-2:]).reshape(flat, *a.shape[-2:])
+        b3 = b.expand(*batch, *b.shape[-2:]).reshape(flat, *b.shape[-2:])
+        init3 = None if init is None else init.expand(*batch, n, m).reshape(flat, n, m)
         out = _accumulate(a3, b3, init3, acc, chunk, rounding)
         return out.reshape(*batch, n, m).to(torch.result_type(a, b))
 
@@ -159,7 +160,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     if acc is None:
         return F.linear(x, weight, bias)
     acc, chunk, rounding = _checked(acc, chunk, rounding)
-    x2 = x.reshape(-1, x.shape[-1])                                                     # (N, K)
+    x2 = x.reshape(math.prod(x.shape[:-1]), x.shape[-1])                               # (N, K)
     out = _AccMatmul.apply(x2, weight.t(), bias, acc, chunk, rounding)                  # (N, M)
     return out.reshape(*x.shape[:-1], weight.shape[0])
 
