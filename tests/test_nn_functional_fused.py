@@ -153,3 +153,13 @@ def test_empty_products_leave_the_rounded_bias():
     assert torch.equal(qF.linear(torch.randn(3, 0), torch.randn(2, 0), b, acc="fp8_e4m3"), want)
     assert qF.linear(torch.randn(0, 4), torch.randn(2, 4), b, acc="fp8_e4m3").shape == (0, 2)
     assert qF.matmul(torch.randn(3, 4), torch.randn(4, 0), acc="fp16").shape == (3, 0)
+
+
+@pytest.mark.parametrize("chunk", [3, 8])
+def test_fused_chunks_of_float32_data_match_the_left_to_right_reference(chunk):
+    """The kernel sums each chunk left to right in float64 like the scalar reference, so it matches it bit
+    for bit even where float32 chunk sums are inexact in float64 (the torch path's matmul order may not)."""
+    torch.manual_seed(11)
+    x, w, b = torch.randn(5, 29) * 2.0 ** torch.randint(-20, 20, (5, 29)), torch.randn(6, 29), torch.randn(6)
+    got = qF.linear(x, w, b, acc="bf16", chunk=chunk, rounding="nearest")
+    assert torch.equal(got, reference_linear(x, w, b, "bf16", chunk, "nearest"))
