@@ -68,7 +68,7 @@ def _quantize_out_op(x: torch.Tensor, out: torch.Tensor, spec: str, rounding: in
     _quantize_into(x, out, spec, rounding, seed, rand_bits)
 
 
-def _draw_seed(seed) -> int:
+def draw_seed(seed) -> int:
     """A 63-bit seed: the one given, or one drawn from a torch.Generator / torch's default generator,
     so that torch.manual_seed makes runs reproducible."""
     if seed is None or isinstance(seed, torch.Generator):
@@ -103,7 +103,7 @@ def _validate(x, fmt, rounding, seed, rand_bits) -> tuple[str, int, int, int]:
             rand_bits = _FULL_RAND_BITS
         elif isinstance(rand_bits, bool) or not isinstance(rand_bits, int) or not 1 <= rand_bits <= _FULL_RAND_BITS:
             raise ValueError(f"rand_bits: expected None or an int in [1, {_FULL_RAND_BITS}]; got {rand_bits!r}")
-        seed = _draw_seed(seed)
+        seed = draw_seed(seed)
     else:
         if rand_bits is not None:
             raise ValueError(f"rand_bits: only applies to rounding='stochastic'; got rounding={rounding!r}")

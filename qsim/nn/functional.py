@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from qsim import _C
 from qsim.backends import elementwise
-from qsim.quant import _draw_seed, quantize_
+from qsim.quant import draw_seed, quantize_
 from qsim.nn.quantizer import quantize_fb
 from qsim.nn.spec import check_rounding, resolve_format
 from qsim.rounding import rounding_code
@@ -75,7 +75,7 @@ def _accumulate_fused(a: torch.Tensor, b: torch.Tensor, init: torch.Tensor | Non
     if b.stride(-1) != 1:
         b = b.contiguous()
     code = rounding_code(rounding)
-    seeds = [_draw_seed(None) for _ in range(math.ceil(k / chunk))] if rounding == "stochastic" else []
+    seeds = [draw_seed(None) for _ in range(math.ceil(k / chunk))] if rounding == "stochastic" else []
     _C.accumulate_f32(a.data_ptr(), *a.stride(), b.data_ptr(), b.stride(0), b.stride(1), s.data_ptr(),
                       batch, n, k, m, elementwise.kernel_params(acc.grid()), code, chunk, seeds, 32,
                       torch.get_num_threads())
