@@ -56,7 +56,10 @@ QSIM_HD QuantParams shift_grid(QuantParams p, int E) {
   p.emin += E;
   p.max_pos_d *= factor;
   p.max_neg_d *= factor;
-  p.max_pos_f = (float)p.max_pos_d;  // exact unless beyond float's range, where nothing can exceed it
+  // The float limits round to nearest. That is safe: a limit not representable in float32 has more
+  // significant bits than float32, so the element grid is finer than the input's and a float32 input
+  // lies on it already (no rounding, nothing goes past the limit); beyond float's range nothing can.
+  p.max_pos_f = (float)p.max_pos_d;
   p.max_neg_f = (float)p.max_neg_d;
   return p;
 }
