@@ -78,19 +78,22 @@ def main() -> None:
 
     copy = median_seconds(lambda: y.copy_(x), args.repeat, sync)
     clone = median_seconds(lambda: x.clone(), args.repeat, sync)
+    print(f"copy_ {n / copy / 1e9:.2f} Gelem/s, clone {n / clone / 1e9:.2f} Gelem/s at the start; "
+          "each row's ratios use references re-measured next to it", flush=True)
     try:
         import qtorch.quant as qtorch_quant
     except ImportError:
         qtorch_quant = None
 
-    title = (f"qsim.quantize, 2^{args.size} float32 on {args.device} ({args.threads} threads): copy_ "
-             f"{n / copy / 1e9:.2f} Gelem/s, clone {n / clone / 1e9:.2f} Gelem/s")
-    table = Table(title=title)
+    table = Table(title=f"qsim.quantize, 2^{args.size} float32 on {args.device} ({args.threads} threads)")
     for column in ("format", "rounding", "out= Gelem/s", "÷ copy_", "alloc ÷ clone", "vs QPyTorch", "vs torchao"):
         table.add_column(column, justify="left" if column in ("format", "rounding") else "right")
     for name in FORMATS:
         for mode in args.modes.split(","):
             seed = 0 if mode == "stochastic" else None
+            # References measured right beside each row, so load that comes and goes cancels out.
+            copy = median_seconds(lambda: y.copy_(x), args.repeat, sync)
+            clone = median_seconds(lambda: x.clone(), args.repeat, sync)
             t_out = median_seconds(lambda: qsim.quantize(x, name, rounding=mode, seed=seed, out=y), args.repeat, sync)
             t_alloc = median_seconds(lambda: qsim.quantize(x, name, rounding=mode, seed=seed), args.repeat, sync)
             versus_qtorch = "-"
