@@ -1,5 +1,5 @@
-"""CUDA results equal CPU results bit for bit, stochastic rounding included (same seed). Skipped
-without a GPU; the CUDA source is compile-checked by nvcc in CI (.ci/run)."""
+"""CUDA results equal CPU results bit for bit for every format family, stochastic rounding included
+(same seed). Skipped without a GPU; the CUDA sources are compile-checked by nvcc in CI (.ci/run)."""
 import numpy as np
 import pytest
 import torch
@@ -9,15 +9,19 @@ import qsim
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 FORMATS = ["fp8_e4m3", "fp8_e4m3_nan", "fp8_e5m2", "fp8_e4m3fnuz", "bf16", "fp16", "tf32", "fp6_e2m3", "fp4_e2m1",
-           "fixed<8,4>", "fixed<8,4,wrap>", "fixed<12,6,unsigned>", "float<e3m2,nosub>", "float<e5m0>"]
+           "fixed<8,4>", "fixed<8,4,wrap>", "fixed<12,6,unsigned>", "float<e3m2,nosub>", "float<e5m0>",
+           "posit8", "posit16", "posit32", "posit8_es0", "posit<5,5>",
+           "lns8", "lns16", "lns<5,10,linear>", "lns<2,0,linear>", "lns<3,1,unsigned>",
+           "bfp8", "bfp8_dim0", "bfp<8,32>", "mxfp8_e4m3", "mxfp4", "mxint8", "mx<fp6_e2m3,32,rceil>", "nvfp4"]
 
 
 def inputs(dtype):
     rng = np.random.default_rng(0)
     bits = rng.integers(0, 2**32, 1 << 20, dtype=np.uint64).astype(np.uint32).view(np.float32)
     normal = rng.standard_normal(1 << 20).astype(np.float32) * 10
-    x = torch.from_numpy(np.concatenate([bits, normal, [0.0, -0.0, np.inf, -np.inf, np.nan]]).astype(np.float32))
-    return x.to(dtype)
+    x = np.concatenate([[0.0, -0.0, np.inf, -np.inf, np.nan], bits, normal]).astype(np.float32)
+    x = x[: len(x) - len(x) % 40]
+    return torch.from_numpy(x).to(dtype).reshape(-1, 40)  # 2-D, rows holding whole and partial blocks
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

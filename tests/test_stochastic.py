@@ -55,14 +55,15 @@ def test_values_on_the_grid_never_move():
     assert torch.equal(qsim.quantize(grid, "fp8_e4m3", rounding="stochastic", seed=3), grid)
 
 
-def test_same_seed_same_result_for_one_and_two_threads():
-    x = torch.randn(1_000_003, generator=torch.Generator().manual_seed(0))
+@pytest.mark.parametrize("name", ["fp8_e5m2", "fixed<8,4,wrap>", "posit16", "lns16", "mxfp4", "bfp8", "nvfp4"])
+def test_same_seed_same_result_for_one_and_two_threads(name):
+    x = torch.randn(1000, 1003, generator=torch.Generator().manual_seed(0)) * 10
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = qsim.quantize(x, "fp8_e5m2", rounding="stochastic", seed=42)
+        one = qsim.quantize(x, name, rounding="stochastic", seed=42)
         torch.set_num_threads(2)
-        two = qsim.quantize(x, "fp8_e5m2", rounding="stochastic", seed=42)
+        two = qsim.quantize(x, name, rounding="stochastic", seed=42)
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(one, two)
