@@ -3,7 +3,8 @@ decimal arithmetic the kernels' tables come from): every value, the floats on bo
 midpoint (log and linear rules), of the zero boundary, and points between, in every deterministic
 mode, for float32 and float64. For lns8 the midpoint straddling is also proven with exact integers
 (x^(2^(f+1)) against 2^(2k+1)). Then stochastic rounding: unbiased in the linear domain, probabilities
-in multiples of 2^-r, reproducible across thread counts; and hypothesis properties."""
+in multiples of 2^-r. Thread invariance is in test_stochastic.py, hypothesis properties in
+test_properties.py, CUDA equality in test_cuda.py, each shared by every format family."""
 import functools
 import math
 from fractions import Fraction
@@ -12,8 +13,6 @@ import mpmath
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import qsim
 from qsim.formats import Logarithmic
@@ -208,26 +207,3 @@ def test_stochastic_probability_jumps_exactly_at_multiples_of_two_to_minus_r():
     at = (draws(5.0, "lns<3,0>", rand_bits=2, n=20_000) == 8.0).double().mean().item()
     below = (draws(float(np.nextafter(5.0, 0)), "lns<3,0>", rand_bits=2, n=20_000) == 8.0).double().mean().item()
     assert abs(at - 0.25) < 0.02 and below == 0.0
-
-
-finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
-
-
-@settings(deadline=None, max_examples=200)
-@given(x=st.lists(finite, min_size=1, max_size=50), name=st.sampled_from(["lns8", "lns16", "lns<3,1,unsigned,linear>"]),
-       mode=st.sampled_from(qsim.ROUNDING_MODES))
-def test_results_are_values_and_rounding_is_idempotent(x, name, mode):
-    fmt = qsim.formats.get(name)
-    t = torch.tensor(x, dtype=torch.float64)
-    q = qsim.quantize(t, fmt, rounding=mode, seed=3)
-    assert np.isin(q.numpy(), fmt.values()).all()
-    assert torch.equal(qsim.quantize(q, fmt, rounding=mode, seed=4), q)
-
-
-@settings(deadline=None, max_examples=200)
-@given(x=st.lists(finite, min_size=2, max_size=50), name=st.sampled_from(["lns8", "lns<4,3,linear>", "lns16"]),
-       mode=st.sampled_from(DIRECTED))
-def test_deterministic_rounding_is_monotonic(x, name, mode):
-    t = torch.tensor(sorted(x), dtype=torch.float64)
-    q = qsim.quantize(t, name, rounding=mode)
-    assert (q[1:] >= q[:-1]).all()

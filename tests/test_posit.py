@@ -9,8 +9,6 @@ import numpy as np
 import pytest
 import softposit
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import qsim
 from qsim.formats import Posit
@@ -243,26 +241,3 @@ def test_stochastic_fraction_between_powers_of_two_is_exact_at_the_probability_b
         at = (draws(x, POSIT8, rand_bits=2, n=4000) == hi).double().mean().item()
         below = (draws(float(np.nextafter(x, 0)), POSIT8, rand_bits=2, n=4000) == hi).double().mean().item()
         assert abs(below - (j - 1) / 4) < 0.05 and abs(at - j / 4) < 0.05
-
-
-finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
-
-
-@settings(deadline=None, max_examples=200)
-@given(x=st.lists(finite, min_size=1, max_size=50), name=st.sampled_from(["posit8", "posit16_es1", "posit<10,3>"]),
-       mode=st.sampled_from(qsim.ROUNDING_MODES))
-def test_results_are_values_and_rounding_is_idempotent(x, name, mode):
-    fmt = qsim.formats.get(name)
-    t = torch.tensor(x, dtype=torch.float64)
-    q = qsim.quantize(t, fmt, rounding=mode, seed=3)
-    assert np.isin(q.numpy(), fmt.values()).all()
-    assert torch.equal(qsim.quantize(q, fmt, rounding=mode, seed=4), q)
-
-
-@settings(deadline=None, max_examples=200)
-@given(x=st.lists(finite, min_size=2, max_size=50), name=st.sampled_from(["posit8", "posit16", "posit32"]),
-       mode=st.sampled_from(DIRECTED))
-def test_deterministic_rounding_is_monotonic(x, name, mode):
-    t = torch.tensor(sorted(x), dtype=torch.float64)
-    q = qsim.quantize(t, name, rounding=mode)
-    assert (q[1:] >= q[:-1]).all()

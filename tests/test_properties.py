@@ -106,3 +106,29 @@ def test_wide_fixed_point_matches_exact_rational_rounding(wl, fl, values, mode):
             n = lo if lo % 2 else lo + 1
         n = max(min(n, 2 ** (wl - 1) - 1), -(2 ** (wl - 1)))
         assert Fraction(float(g)) == Fraction(n, 2**fl), (xv, mode)
+
+
+# Posits and logarithmic numbers: their grids are not Grid descriptions, so they are checked by name.
+finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+ENUMERABLE_NONUNIFORM = ["posit8", "posit16_es1", "posit<10,3>", "lns8", "lns16", "lns<3,1,unsigned,linear>"]
+NONUNIFORM = ["posit8", "posit16", "posit32", "lns8", "lns<4,3,linear>", "lns16"]
+
+
+@settings(deadline=None, max_examples=400)
+@given(x=st.lists(finite, min_size=1, max_size=50), name=st.sampled_from(ENUMERABLE_NONUNIFORM),
+       mode=st.sampled_from(qsim.ROUNDING_MODES))
+def test_posit_and_lns_results_are_values_and_rounding_is_idempotent(x, name, mode):
+    fmt = qsim.formats.get(name)
+    t = torch.tensor(x, dtype=torch.float64)
+    q = qsim.quantize(t, fmt, rounding=mode, seed=3)
+    assert np.isin(q.numpy(), fmt.values()).all()
+    assert torch.equal(qsim.quantize(q, fmt, rounding=mode, seed=4), q)
+
+
+@settings(deadline=None, max_examples=400)
+@given(x=st.lists(finite, min_size=2, max_size=50), name=st.sampled_from(NONUNIFORM),
+       mode=st.sampled_from(DETERMINISTIC))
+def test_posit_and_lns_deterministic_rounding_is_monotonic(x, name, mode):
+    t = torch.tensor(sorted(x), dtype=torch.float64)
+    q = qsim.quantize(t, name, rounding=mode)
+    assert (q[1:] >= q[:-1]).all()
