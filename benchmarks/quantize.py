@@ -3,7 +3,7 @@ same run: `y.copy_(x)` for the `out=` form (the memory-bandwidth limit of an ele
 `x.clone()` for the allocating form; and against QPyTorch (qtorch) and torchao's MX emulation on the
 formats they have (each is skipped when not installed).
 
-    python benchmarks/quantize.py [--size 24] [--repeat 15] [--threads N] [--device cpu|cuda]
+    python benchmarks/quantize.py [--size 24] [--repeat 15] [--threads N] [--device cpu|cuda] [--formats a,b]
 """
 from __future__ import annotations
 
@@ -69,6 +69,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--modes", default=",".join(qsim.ROUNDING_MODES))
+    parser.add_argument("--formats", default=",".join(FORMATS), help="comma-separated format names")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
@@ -88,7 +89,7 @@ def main() -> None:
     table = Table(title=f"qsim.quantize, 2^{args.size} float32 on {args.device} ({args.threads} threads)")
     for column in ("format", "rounding", "out= Gelem/s", "÷ copy_", "alloc ÷ clone", "vs QPyTorch", "vs torchao"):
         table.add_column(column, justify="left" if column in ("format", "rounding") else "right")
-    for name in FORMATS:
+    for name in args.formats.split(","):
         for mode in args.modes.split(","):
             seed = 0 if mode == "stochastic" else None
             # References measured right beside each row, so load that comes and goes cancels out.
