@@ -60,6 +60,18 @@ def test_works_under_torch_compile():
 
     x = torch.randn(256)
     assert torch.equal(torch.compile(f, backend="eager", fullgraph=True)(x), f(x))
+    w = torch.randn(256, requires_grad=True)
+    torch.compile(f, backend="eager", fullgraph=True)(w).sum().backward()
+    assert torch.equal(w.grad, torch.full((256,), 2.0))
+
+
+def test_in_place_rounding_of_a_tensor_saved_for_backward_is_caught_by_autograd():
+    """The eager in-place path writes memory directly, so it must bump the version counter as torch ops do."""
+    w, a = torch.randn(8, requires_grad=True), torch.randn(8)
+    loss = (w * a).sum()  # saves a for the gradient of w
+    qsim.quantize_(a, "fp8_e4m3")
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
 
 
 def test_format_values_and_names_are_interchangeable():
