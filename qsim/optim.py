@@ -73,7 +73,6 @@ class LowPrecision(torch.optim.Optimizer):
     def _state_format(self, key: str):
         return self.momentum_formats.get(key, self.formats["momentum"])
 
-    @torch.no_grad()
     def _round(self, tensor: torch.Tensor, role: str, fmt=None, source: torch.Tensor | None = None) -> None:
         """tensor <- round(source, the role's format); source defaults to tensor itself (in place)."""
         fmt = fmt if fmt is not None else self.formats[role]

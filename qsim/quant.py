@@ -13,6 +13,7 @@ optimizers make thousands): a small autograd Function gives the same straight-th
 from __future__ import annotations
 
 import functools
+
 import torch
 
 from qsim import backends, formats
@@ -22,6 +23,7 @@ from qsim.rounding import ROUNDING_MODES, rounding_code
 _DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 _STOCHASTIC = ROUNDING_MODES.index("stochastic")
 _FULL_RAND_BITS = 32
+_PLAIN = (torch.Tensor, torch.nn.Parameter)  # tensor types whose memory quantize may write directly
 
 
 @functools.lru_cache(maxsize=1024)
@@ -165,7 +167,7 @@ def quantize(x: torch.Tensor, fmt: Format | str, rounding: str = "nearest", seed
 def _traced(x: torch.Tensor, out: torch.Tensor) -> bool:
     """Whether a call must go through the registered ops: while torch.compile traces, and for tensor
     subclasses (fake and wrapper tensors), which have no memory of their own to write."""
-    return torch.compiler.is_compiling() or type(x) is not torch.Tensor or type(out) is not torch.Tensor
+    return torch.compiler.is_compiling() or type(x) not in _PLAIN or type(out) not in _PLAIN
 
 
 def quantize_(x: torch.Tensor, fmt: Format | str, rounding: str = "nearest", seed=None,
