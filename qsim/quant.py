@@ -41,8 +41,8 @@ def _quantize_into(x: torch.Tensor, out: torch.Tensor, spec: str, rounding: int,
     if x.numel() == 0:
         return
     work_dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
-    source = x.contiguous().to(work_dtype)
-    direct = out.is_contiguous() and out.dtype == work_dtype
+    source = x if x.dtype == work_dtype and x.is_contiguous() else x.contiguous().to(work_dtype)
+    direct = out.dtype == work_dtype and out.is_contiguous()
     target = out if direct else torch.empty_like(source)
     _run_kernel(source, target, spec, rounding, seed, rand_bits)
     if not direct:
