@@ -36,6 +36,12 @@ def kernel_params(grid: Grid) -> _C.QuantParams:
     return p
 
 
+@functools.lru_cache(maxsize=1024)
+def format_params(fmt) -> _C.QuantParams:
+    """kernel_params of a format's grid, cached by the format (cheaper to hash than its grid)."""
+    return kernel_params(fmt.grid())
+
+
 def params_as_args(p: _C.QuantParams) -> list:
     """QuantParams field by field, as csrc/cuda/quantize.cu's kernels take them."""
     return [("i32", p.man), ("i32", p.emin), ("i32", p.subnormals), ("i32", p.overflow), ("i32", p.has_inf),
@@ -44,7 +50,7 @@ def params_as_args(p: _C.QuantParams) -> list:
 
 
 def quantize(x: torch.Tensor, out: torch.Tensor, fmt, rounding: int, seed: int, rand_bits: int) -> None:
-    params = kernel_params(fmt.grid())
+    params = format_params(fmt)
     if x.is_cuda:
         cuda.launch("cuda/quantize.cu", cuda.kernel_name("quantize", rounding, x.dtype), x, out,
                     params_as_args(params) + [("u64", seed), ("i32", 32 - rand_bits)])

@@ -77,7 +77,7 @@ def _accumulate_fused(a: torch.Tensor, b: torch.Tensor, init: torch.Tensor | Non
     code = rounding_code(rounding)
     seeds = [draw_seed(None) for _ in range(math.ceil(k / chunk))] if rounding == "stochastic" else []
     _C.accumulate_f32(a.data_ptr(), *a.stride(), b.data_ptr(), b.stride(0), b.stride(1), s.data_ptr(),
-                      batch, n, k, m, elementwise.kernel_params(acc.grid()), code, chunk, seeds, 32,
+                      batch, n, k, m, elementwise.format_params(acc), code, chunk, seeds, 32,
                       torch.get_num_threads())
     return s
 
