@@ -279,13 +279,15 @@ QSIM_HD T quantize_value(T x, const QuantParams& p, uint32_t rand, int rand_shif
 // the T values in [M, 2M] are M + j·2^ql (ulp(M) = 2^ql), so a + M rounds to the j nearest a/2^ql, and a
 // tie goes to the even significand 2^kMant + j, i.e. to even j (j = 2^kMant gives 2M, after the odd
 // 2^kMant - 1). M ≤ a + M ≤ 2M, so subtracting M is exact (Sterbenz), and j·2^ql is a T value (j ≤ 2^kMant,
-// 2^ql at least T's smallest subnormal): the result is exactly the grid value quantize_on_grid computes.
+// and 2^ql is at least T's smallest subnormal as M is normal): exactly the value quantize_on_grid computes.
+// (low_end is 2^emin, or T's smallest normal 2^emin(T) when that is above it: then emin = emin(T) - 1 and
+// a in [2^emin, 2^emin(T)) has quantum 2^(emin - man) = 2^ql as well.)
 // Worked example (fp8_e4m3, ql = -9, M = 2^14, float32): a = 0.005 = 2.56·2^-9 → a + M = 16384.005 rounds
 // to 16384 + 3·2^-9, and subtracting M leaves 3·2^-9 = 0.005859375.
 //
 // From low_end up, a is a normal T with exponent e ≥ emin, so its quantum is 2^(e - man) and the number of
-// significand bits to drop is the constant k = kMant - man (clamped to [0, kMant]; fixed point has
-// k = 0: there low_end = M and every a ≥ M is a multiple of 2^ql already). Adding 2^(k-1) - 1 plus the
+// significand bits to drop is the constant k = kMant - man (clamped to [0, kMant]); or a is on the grid
+// already and k = 0 (fixed point: low_end = M, and every a ≥ M is a multiple of 2^ql). Adding 2^(k-1) - 1 plus the
 // last kept bit to the bit pattern carries into bit k exactly when the dropped part is above half a
 // quantum, or exactly half with an odd kept significand; clearing the low k bits then leaves the rounded
 // value, a carry out of the significand stepping the exponent up (to the inf pattern past T's largest),
@@ -295,17 +297,17 @@ QSIM_HD T quantize_value(T x, const QuantParams& p, uint32_t rand, int rand_shif
 // Overflow, inf/NaN and the sign then follow steps 4-5 of quantize_on_grid for kNearest, where the
 // finite and the special overflow give the same value; NaN and, where the format has inf, ±inf keep
 // their bit patterns, which is what `passes` selects. Preconditions (nearest_even_applies): a non-wrap
-// grid, M a normal T, and subnormals or emin ≥ T's emin (else float32 subnormals 2^-127 ≤ a < 2^-126 on an
-// exp-8 fnuz grid without subnormals would need a third quantum); and an FPU rounding to nearest-even
-// without flushing subnormals (CPU callers check it; GPU arithmetic always is). Never compile with
-// -ffast-math, which would fold (a + M) - M into a.
+// grid, M a normal T, and emin ≥ emin(T) - 1 with subnormals, emin ≥ emin(T) without (else float32
+// subnormals 2^-127 ≤ a < 2^-126 on an exp-8 fnuz grid without subnormals would need a third quantum);
+// and an FPU rounding to nearest-even, not flushing subnormals and not trapping (CPU callers check it;
+// GPU arithmetic always is so). Never compile with -ffast-math, which would fold (a + M) - M into a.
 QSIM_HD int nearest_low_quantum(const QuantParams& p) { return p.emin - (p.subnormals != 0 ? p.man : 0); }
 
 template <typename T>
 QSIM_HD bool nearest_even_applies(const QuantParams& p) {
   typedef FloatTraits<T> F;
   const int magic_exp = nearest_low_quantum(p) + F::kMant;
-  return p.overflow != kWrap && p.man >= 0 && (p.subnormals != 0 || p.emin >= 1 - F::kBias) &&
+  return p.overflow != kWrap && p.man >= 0 && p.emin >= (p.subnormals != 0 ? -F::kBias : 1 - F::kBias) &&
          magic_exp >= 1 - F::kBias && magic_exp <= F::kBias;
 }
 
