@@ -1,10 +1,19 @@
 """Every format of at most 16 bits, every rounding mode except stochastic: every value, every midpoint
 and the quarter points between neighbours, against an exact neighbour-search reference (tests/reference.py),
-for float32 and float64 inputs. Then overflow, in every mode, against the rules of IEEE 754 §7.4."""
+for float32 and float64 inputs. Then overflow, in every mode, against the rules of IEEE 754 §7.4.
+Nearest rounding (which has a path of its own in the CPU kernel) is also checked on the whole input range:
+random bit patterns, subnormals, ±0, ±inf, NaN, the ties just past the largest values, and random formats;
+and it must not depend on the FPU's rounding mode or flush-to-zero setting."""
+import ctypes
+import ctypes.util
 import math
+import platform
+
 import numpy as np
 import pytest
 import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 import qsim
 from reference import GridReference
@@ -14,6 +23,8 @@ SMALL_FORMATS = [name for name in qsim.formats.list() if isinstance(qsim.formats
                  and qsim.formats.get(name).bits_per_element <= 16] + [
     "fixed<8,4,unsigned>", "fixed<6,-2>", "fixed<8,8,unsigned>", "float<e3m2,nosub>", "float<e4m3,fnuz,nosub>",
     "float<e5m0>", "float<e1m3,finite>", "float<e8m0,fn>", "float<e2m0,finite>",
+    # Grids reaching into float32's subnormals (exp-8 fnuz: emin = -127), and overflow variants.
+    "float<e8m7,fnuz>", "float<e8m7,fnuz,nosub>", "float<e8m3,nosub>", "float<e4m3,nan>", "float<e5m2,saturate>",
 ]
 
 
@@ -96,3 +107,154 @@ def test_fixed_point_wraps_modulo_two_to_the_wl(name, mode):
     if fmt.signed:
         codes = torch.where(codes >= 1 << (fmt.wl - 1), codes - (1 << fmt.wl), codes)
     assert torch.equal(qsim.quantize(x, fmt, rounding=mode), codes.double() * 2.0**-fmt.fl)
+
+
+def step_past(fmt, limit: float) -> float:
+    """The grid step just past a largest value `limit`: the quantum of its binade (of the subnormals
+    when it is one, as in float<e1m1>); fixed point: the constant quantum."""
+    grid = fmt.grid()
+    if grid.emin >= 4096 or limit == 0:
+        return fmt.eps
+    return math.ldexp(1.0, max(math.floor(math.log2(abs(limit))), grid.emin) - grid.man)
+
+
+def nearest_everywhere(fmt, ref: GridReference, x: np.ndarray, dtype) -> np.ndarray:
+    """Exact nearest-even rounding of any x (exact in float64), overflow and specials included, as `dtype`:
+    in range by neighbour search; past the largest value of a sign, x rounds back to it below the midpoint
+    to the next step of the unbounded grid (and at the midpoint when that value's significand is even),
+    else overflows: to the limit (saturate), ±inf or NaN. NaN stays NaN; ±inf stays where the format has
+    inf, else overflows. A zero result is -0 only for a negative x in a format with -0. A result beyond
+    dtype's range (e8 "finite" grids reach 2^128) overflows too, with dtype's largest value as the limit."""
+    grid = fmt.grid()
+    inside = (x >= ref.bottom) & (x <= ref.top)
+    result = np.full_like(x, np.nan)
+    result[inside] = ref.round(x[inside], "nearest")
+    for sign, limit, lsb in ((1.0, ref.top, ref.lsb[-1]), (-1.0, ref.bottom, ref.lsb[0])):
+        beyond = ~np.isnan(x) & (sign * x > sign * limit)
+        if grid.overflow == "saturate":
+            over = limit
+        else:
+            over = sign * math.inf if grid.overflow == "inf" else math.nan
+        tie = limit + sign * step_past(fmt, limit) / 2
+        back = (sign * x < sign * tie) | ((x == tie) & (lsb == 0))
+        result[beyond] = np.where(back[beyond], limit, over)
+        if grid.has_inf:
+            result[x == sign * math.inf] = sign * math.inf
+    past_dtype = np.isfinite(result) & (np.abs(result) > np.finfo(dtype).max)
+    if past_dtype.any():
+        over = {"saturate": float(np.finfo(dtype).max), "inf": math.inf, "nan": math.nan}[grid.overflow]
+        result[past_dtype] = np.sign(result[past_dtype]) * over
+    zero_sign = grid.neg_zero & np.signbit(x) & (result == 0)
+    return np.where(zero_sign, -0.0, np.where(result == 0, 0.0, result)).astype(dtype)
+
+
+def whole_range_probes(fmt, ref: GridReference, dtype, rng) -> np.ndarray:
+    """Random bit patterns (every exponent: subnormals, inf, NaN), log-uniform magnitudes around the
+    format's range, ±0, ±inf, NaN, and the ties just past the largest values with their neighbours."""
+    width = np.uint32 if dtype == np.float32 else np.uint64
+    patterns = rng.integers(0, np.iinfo(width).max, size=20_000, dtype=width, endpoint=True).view(dtype)
+    subnormals = (rng.integers(1, 1 << 23, size=2_000) * 2.0**-149).astype(dtype)
+    widest = max(ref.top, -ref.bottom)
+    low, high = math.log2(fmt.min_positive) - 3, math.log2(min(widest * 4, 3e38))
+    spread = np.exp2(rng.uniform(low, high, size=20_000)) * rng.choice([-1.0, 1.0], size=20_000)
+    edges = []
+    for limit, direction in ((ref.top, 1.0), (ref.bottom, -1.0)):
+        step = step_past(fmt, limit)
+        for offset in (step / 4, step / 2, 3 * step / 4, step):
+            with np.errstate(over="ignore"):  # past float32's range: inf, a probe as good as any
+                edge = dtype(limit + direction * offset)
+            edges += [edge, np.nextafter(edge, dtype(np.inf)), np.nextafter(edge, dtype(-np.inf))]
+    special = [0.0, -0.0, np.inf, -np.inf, np.nan, 2.0**-149, -(2.0**-149)]
+    return np.concatenate([patterns, subnormals, -subnormals, spread.astype(dtype), np.array(edges + special, dtype=dtype)])
+
+
+def assert_same_bits(got: np.ndarray, expected: np.ndarray, x: np.ndarray, what: str):
+    nan = np.isnan(expected)
+    assert np.array_equal(np.isnan(got), nan), f"{what}: NaN mismatch at x={x[np.isnan(got) != nan][:4]}"
+    width = np.uint32 if got.dtype == np.float32 else np.uint64
+    bad = got[~nan].view(width) != expected[~nan].view(width)
+    assert not bad.any(), f"{what}: x={x[~nan][bad][:4]} got={got[~nan][bad][:4]} expected={expected[~nan][bad][:4]}"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nearest_over_the_whole_input_range_matches_exact_rounding(case, dtype):
+    """Nearest-even on random bit patterns, subnormal inputs, specials and the ties past the largest
+    values, bit for bit (signed zeros included) against exact arithmetic."""
+    fmt, ref = case
+    if fmt.grid().overflow == "wrap":
+        pytest.skip("wrap-around is tested in test_fixed_point_wraps_modulo_two_to_the_wl")
+    x = whole_range_probes(fmt, ref, dtype, np.random.default_rng(7))
+    with np.errstate(invalid="ignore", over="ignore"):
+        expected = nearest_everywhere(fmt, ref, x.astype(np.float64), dtype)
+    got = qsim.quantize(torch.from_numpy(x), fmt).numpy()
+    assert_same_bits(got, expected, x, f"{fmt.name} {np.dtype(dtype).name}")
+
+
+@st.composite
+def random_grid_formats(draw):
+    """Floating point of up to 12 bits with every special/overflow/subnormal variant, or saturating
+    fixed point, as long as the combination is a valid format."""
+    if draw(st.booleans()):
+        exp = draw(st.integers(1, 8))
+        kwargs = dict(exp=exp, man=draw(st.integers(0, 11 - exp)), subnormals=draw(st.booleans()),
+                      special=draw(st.sampled_from(["ieee", "fn", "fnuz", "finite"])),
+                      overflow=draw(st.sampled_from([None, "saturate", "inf", "nan"])))
+        make = qsim.FloatingPoint
+    else:
+        wl = draw(st.integers(1, 12))
+        signed = draw(st.booleans())
+        kwargs = dict(wl=wl, fl=draw(st.integers(-20, wl - 1 if signed else wl)), signed=signed)
+        make = qsim.FixedPoint
+    try:
+        return make(**kwargs)
+    except ValueError:
+        assume(False)
+
+
+@settings(max_examples=40, deadline=None)
+@given(fmt=random_grid_formats(), seed=st.integers(0, 2**32 - 1))
+def test_nearest_on_random_formats_matches_exact_rounding(fmt, seed):
+    """Random FloatingPoint(exp, man, subnormals, special, overflow) and FixedPoint grids: nearest-even of
+    float32 and float64 inputs over the whole range, bit for bit against exact arithmetic."""
+    ref = GridReference(fmt)
+    rng = np.random.default_rng(seed)
+    for dtype in (np.float32, np.float64):
+        with np.errstate(invalid="ignore", over="ignore"):
+            x = np.concatenate([whole_range_probes(fmt, ref, dtype, rng)[::8], ref.probes(dtype)])
+            expected = nearest_everywhere(fmt, ref, x.astype(np.float64), dtype)
+        got = qsim.quantize(torch.from_numpy(x), fmt).numpy()
+        assert_same_bits(got, expected, x, f"{fmt.name} {np.dtype(dtype).name}")
+
+
+@pytest.mark.parametrize("environment", ["flush_denormal", "round_down"])
+@pytest.mark.parametrize("name", ["bf16", "fp8_e4m3", "fixed8_4", "float<e8m7,fnuz>"])
+def test_nearest_does_not_depend_on_the_fpu_environment(environment, name):
+    """With subnormals flushed (torch.set_flush_denormal) or the FPU rounding downward, nearest still
+    rounds to nearest-even and keeps subnormal inputs: the same bits as in the default environment."""
+    fmt = qsim.formats.get(name)
+    ref = GridReference(fmt)
+    rng = np.random.default_rng(3)
+    probes = ref.probes(np.float32)
+    probes = rng.choice(probes, size=min(len(probes), 12_000), replace=False)
+    x = np.concatenate([probes, (rng.integers(1, 1 << 23, size=4096) * 2.0**-149).astype(np.float32)])
+    x = torch.from_numpy(np.concatenate([x, -x]))  # below the parallel threshold: rounded on this thread
+    expected = qsim.quantize(x, fmt)
+    if environment == "flush_denormal":
+        if not torch.set_flush_denormal(True):
+            pytest.skip("no flush-to-zero control on this CPU")
+        try:
+            got = qsim.quantize(x, fmt)
+        finally:
+            torch.set_flush_denormal(False)
+    else:
+        if platform.machine() not in ("x86_64", "AMD64") or not ctypes.util.find_library("m"):
+            pytest.skip("FE_DOWNWARD's value is known here for x86-64 glibc only")
+        libm = ctypes.CDLL(ctypes.util.find_library("m"))
+        assert libm.fesetround(0x400) == 0  # FE_DOWNWARD
+        try:
+            got = qsim.quantize(x, fmt)
+        finally:
+            libm.fesetround(0)  # FE_TONEAREST
+    assert torch.equal(got.view(torch.int32), expected.view(torch.int32))
+    if name in ("bf16", "float<e8m7,fnuz>"):
+        assert (expected[x.abs() < 2.0**-126] != 0).any()  # the subnormal inputs did matter

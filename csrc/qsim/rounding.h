@@ -268,6 +268,84 @@ QSIM_HD T quantize_value(T x, const QuantParams& p, uint32_t rand, int rand_shif
   return quantize_on_grid<MODE, T>(x, p, p.emin, max_pos<T>(p), max_neg<T>(p), rand, rand_shift);
 }
 
+// ---- Round to nearest, ties to even: a short path for the most used mode -------------------------------
+// quantize_value<kNearest> decides every element with the mode-generic bit arithmetic above (about 50
+// vector operations). quantize_nearest_even gives the same bits with about 20, by splitting the
+// magnitudes a = |x| at a constant low_end of the grid:
+//
+// Below low_end, the quantum is the constant 2^ql, ql = emin - man with subnormals, emin without
+// (fixed point: everywhere, since its emin lies above every finite exponent), and a < M = 2^(ql + kMant).
+// Then (a + M) - M, in the FPU's round-to-nearest-even, is a rounded to a multiple of 2^ql, ties to even:
+// the T values in [M, 2M] are M + j·2^ql (ulp(M) = 2^ql), so a + M rounds to the j nearest a/2^ql, and a
+// tie goes to the even significand 2^kMant + j, i.e. to even j (j = 2^kMant gives 2M, after the odd
+// 2^kMant - 1). M ≤ a + M ≤ 2M, so subtracting M is exact (Sterbenz), and j·2^ql is a T value (j ≤ 2^kMant,
+// and 2^ql is at least T's smallest subnormal as M is normal): exactly the value quantize_on_grid computes.
+// (low_end is 2^emin, or T's smallest normal 2^emin(T) when that is above it: then emin = emin(T) - 1 and
+// a in [2^emin, 2^emin(T)) has quantum 2^(emin - man) = 2^ql as well.)
+// Worked example (fp8_e4m3, ql = -9, M = 2^14, float32): a = 0.005 = 2.56·2^-9 → a + M = 16384.005 rounds
+// to 16384 + 3·2^-9, and subtracting M leaves 3·2^-9 = 0.005859375.
+//
+// From low_end up, a is a normal T with exponent e ≥ emin, so its quantum is 2^(e - man) and the number of
+// significand bits to drop is the constant k = kMant - man (clamped to [0, kMant]); or a is on the grid
+// already and k = 0 (fixed point: low_end = M, and every a ≥ M is a multiple of 2^ql). Adding 2^(k-1) - 1 plus the
+// last kept bit to the bit pattern carries into bit k exactly when the dropped part is above half a
+// quantum, or exactly half with an odd kept significand; clearing the low k bits then leaves the rounded
+// value, a carry out of the significand stepping the exponent up (to the inf pattern past T's largest),
+// as step 3 of quantize_on_grid does. The kept significand's last bit is bit k of the pattern with the
+// implicit bit set (for k = kMant it is that implicit bit).
+//
+// Overflow, inf/NaN and the sign then follow steps 4-5 of quantize_on_grid for kNearest, where the
+// finite and the special overflow give the same value; NaN and, where the format has inf, ±inf keep
+// their bit patterns, which is what `passes` selects. Preconditions (nearest_even_applies): a non-wrap
+// grid, M a normal T, and emin ≥ emin(T) - 1 with subnormals, emin ≥ emin(T) without (else float32
+// subnormals 2^-127 ≤ a < 2^-126 on an exp-8 fnuz grid without subnormals would need a third quantum);
+// and an FPU rounding to nearest-even, not flushing subnormals and not trapping (CPU callers check it;
+// GPU arithmetic always is so). Never compile with -ffast-math, which would fold (a + M) - M into a.
+QSIM_HD int nearest_low_quantum(const QuantParams& p) { return p.emin - (p.subnormals != 0 ? p.man : 0); }
+
+template <typename T>
+QSIM_HD bool nearest_even_applies(const QuantParams& p) {
+  typedef FloatTraits<T> F;
+  const int magic_exp = nearest_low_quantum(p) + F::kMant;
+  return p.overflow != kWrap && p.man >= 0 && p.emin >= (p.subnormals != 0 ? -F::kBias : 1 - F::kBias) &&
+         magic_exp >= 1 - F::kBias && magic_exp <= F::kBias;
+}
+
+template <typename T>
+QSIM_HD T quantize_nearest_even(T x, const QuantParams& p) {
+  typedef FloatTraits<T> F;
+  typedef typename F::Bits Bits;
+  // The grid's constants (the same for every element, so hoisted out of the loop).
+  const Bits sign_mask = (Bits)1 << (F::kWidth - 1);
+  const Bits inf_bits = to_bits(infinity<T>());
+  const T magic = pow2<T>(nearest_low_quantum(p) + F::kMant);
+  const Bits normal_floor = (Bits)min_int(max_int(p.emin + F::kBias, 1), (int)(inf_bits >> F::kMant)) << F::kMant;
+  const Bits low_end = to_bits(magic) < normal_floor ? to_bits(magic) : normal_floor;
+  const int k = min_int(max_int(F::kMant - p.man, 0), F::kMant);
+  const Bits dropped = ((Bits)1 << k) - 1;
+  const Bits kept_lsb = (Bits)(k > 0);  // no rounding bit to look at when nothing is dropped
+  const Bits limit_pos = to_bits(max_pos<T>(p)), limit_neg = to_bits(max_neg<T>(p));
+  const Bits beyond = p.overflow == kInf ? inf_bits : to_bits(quiet_nan<T>());
+  const Bits over_pos = p.overflow == kSaturate ? limit_pos : beyond;
+  const Bits over_neg = p.overflow == kSaturate ? limit_neg : beyond;
+  const Bits passes = inf_bits + (Bits)(p.has_inf == 0);  // NaN, and inf where the format has it
+  const Bits zero_sign = p.neg_zero != 0 ? sign_mask : 0;
+
+  const Bits bits = to_bits(x);
+  const Bits sign = bits & sign_mask, mag = bits & ~sign_mask;
+  const T a = from_bits<T>(mag);
+  const Bits below = to_bits((a + magic) - magic);
+  const Bits odd = ((mag | ((Bits)1 << F::kMant)) >> k) & kept_lsb;
+  const Bits above = (mag + (dropped >> 1) + odd) & ~dropped;
+  const Bits rounded = mag < low_end ? below : above;
+  // One integer ternary per statement: GCC turns each into a masked blend (nested, into branchy mask code).
+  const Bits limit = sign != 0 ? limit_neg : limit_pos;
+  const Bits over = sign != 0 ? over_neg : over_pos;
+  const Bits finite = rounded > limit ? over : rounded;
+  const Bits magnitude = mag >= passes ? mag : finite;
+  return from_bits<T>(magnitude | (sign & (magnitude != 0 ? sign_mask : zero_sign)));
+}
+
 // The same for kWrap grids (fixed point with wrap-around): round as if unbounded, then keep the integer
 // code modulo 2^wrap_bits, two's complement if wrap_signed. NaN stays NaN; ±inf has no code and gives NaN.
 template <int MODE, typename T>
