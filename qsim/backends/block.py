@@ -79,11 +79,17 @@ def quantize(x: torch.Tensor, out: torch.Tensor, fmt, rounding: int, seed: int, 
 
 
 def _with_tensor_scale(params: _C.BlockParams, fmt: MX, rows: torch.Tensor) -> _C.BlockParams:
-    """NVFP4's per-tensor factor amax / (max(element) · max(scale)), so block scales fit the scale format."""
+    """NVFP4's per-tensor factor amax / (max(element) · max(scale)), so block scales fit the scale format.
+    amax is NaN where the tensor holds a NaN (then the factor is 1) and inf where it holds an inf, on
+    both devices: the CPU's one-read maximum (csrc/cpu/block.cpp) and torch's reduction on the GPU."""
     scaled = _C.BlockParams()
     for field in ("element", "scale", "rule", "element_emax", "scale_emin", "scale_emax", "element_max"):
         setattr(scaled, field, getattr(params, field))
-    amax = rows.abs().max().item() if rows.numel() else 0.0
+    if rows.is_cuda:
+        amax = rows.abs().max().item() if rows.numel() else 0.0
+    else:
+        max_magnitude = _C.max_magnitude_f32 if rows.dtype == torch.float32 else _C.max_magnitude_f64
+        amax = max_magnitude(rows.data_ptr(), rows.numel())
     scaled.tensor_scale = amax / (fmt.element.max * fmt.scale.max) if amax > 0 else 1.0
     return scaled
 
