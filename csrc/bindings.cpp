@@ -54,6 +54,7 @@ PYBIND11_MODULE(_C, m) {
   // Block formats (qsim/block.h).
   py::class_<qsim::BlockParams>(m, "BlockParams")
       .def(py::init<>())
+      .def(py::init<const qsim::BlockParams&>(), py::arg("other"))  // a copy
       .def_readwrite("element", &qsim::BlockParams::element)
       .def_readwrite("scale", &qsim::BlockParams::scale)
       .def_readwrite("rule", &qsim::BlockParams::rule)
