@@ -54,7 +54,9 @@ template <typename T> Bits<T> max_magnitude_bits_parallel(const T* x, int64_t n)
   return m;
 }
 
-template <typename T> uint32_t is_finite_bits(Bits<T> magnitude) { return (uint32_t)(magnitude < to_bits(infinity<T>())); }
+template <typename T> uint32_t is_finite_bits(Bits<T> magnitude) {
+  return (uint32_t)(magnitude < to_bits(infinity<T>()));
+}
 
 // The scaling of a block from the bits of its largest magnitude.
 template <typename T> BlockScaling<T> scaling_of(Bits<T> amax, const BlockParams& b) {
@@ -66,7 +68,7 @@ template <typename T> BlockScaling<T> scaling_of(Bits<T> amax, const BlockParams
 // drops their selects, and with fewer values to hold in registers it keeps its constants out of the loop.
 // (Short of registers, GCC 12 re-creates the all-ones vector inside the loop with a vpternlogd, which
 // Zen 5 makes wait for that register's last value from the previous iteration: the iterations chain,
-// and up, down and stochastic rounding ran 1.5-1.9x slower.)
+// and up, down and stochastic rounding ran up to 2x slower.)
 template <bool SAT> QuantParams loop_grid(QuantParams g) {
   if (SAT) {
     g.overflow = kSaturate;
@@ -106,8 +108,8 @@ template <int MODE, typename T, bool SAT>
 void one_block(const T* in, T* out, int64_t n, int64_t index0, const BlockParams& b, uint64_t seed, int rand_shift) {
   const BlockScaling<T> s = scaling_of<T>(max_magnitude_bits(in, n), b);
   for (int64_t start = 0; start < n; start += kChunk)
-    chunk_elements<MODE, T, SAT>(in + start, out + start, n - start < kChunk ? n - start : kChunk, index0 + start, s, seed,
-                            rand_shift);
+    chunk_elements<MODE, T, SAT>(in + start, out + start, n - start < kChunk ? n - start : kChunk, index0 + start, s,
+                                 seed, rand_shift);
 }
 
 // One block on all threads, in one parallel region: each thread's maximum over its contiguous share of
@@ -121,16 +123,16 @@ void large_block(const T* in, T* out, int64_t n, int64_t index0, const BlockPara
   {
     const int t = omp_get_thread_num(), threads = omp_get_num_threads();
     const int64_t c0 = chunks * t / threads, c1 = chunks * (t + 1) / threads;
-    const int64_t stop = c1 * kChunk < n ? c1 * kChunk : n;
-    maxima[t] = max_magnitude_bits(in + c0 * kChunk, stop - c0 * kChunk);
+    const int64_t begin = c0 * kChunk < n ? c0 * kChunk : n, end = c1 * kChunk < n ? c1 * kChunk : n;
+    maxima[t] = max_magnitude_bits(in + begin, end - begin);
 #pragma omp barrier
     Bits<T> amax = 0;
     for (int i = 0; i < threads; ++i) amax = maxima[i] > amax ? maxima[i] : amax;
     const BlockScaling<T> s = scaling_of<T>(amax, b);
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t start = c * kChunk;
-      chunk_elements<MODE, T, SAT>(in + start, out + start, n - start < kChunk ? n - start : kChunk, index0 + start, s, seed,
-                              rand_shift);
+      chunk_elements<MODE, T, SAT>(in + start, out + start, n - start < kChunk ? n - start : kChunk, index0 + start,
+                                   s, seed, rand_shift);
     }
   }
 }
@@ -167,7 +169,8 @@ void block_chunk(const T* in, T* out, int64_t k0, int64_t k1, int64_t per_row, i
 
   Bits<T> amax[kChunk];
   for (int64_t j = 0; j < blocks; ++j)
-    amax[j] = BLOCK > 0 ? max_magnitude_bits(x + j * BLOCK, BLOCK) : max_magnitude_bits(x + begin[j], begin[j + 1] - begin[j]);
+    amax[j] = BLOCK > 0 ? max_magnitude_bits(x + j * BLOCK, BLOCK)
+                        : max_magnitude_bits(x + begin[j], begin[j + 1] - begin[j]);
 
   uint32_t words[kChunk + 4];
   const int64_t offset = first & 3;
@@ -184,7 +187,8 @@ void block_chunk(const T* in, T* out, int64_t k0, int64_t k1, int64_t per_row, i
     const QuantParams scale_grid = b.scale;
     const double element_max = b.element_max, tensor_scale = b.tensor_scale;
 #pragma omp simd
-    for (int64_t j = 0; j < blocks; ++j) scale[j] = format_scale(from_bits<T>(amax[j]), scale_grid, element_max, tensor_scale);
+    for (int64_t j = 0; j < blocks; ++j)
+      scale[j] = format_scale(from_bits<T>(amax[j]), scale_grid, element_max, tensor_scale);
   } else {
     const BlockParams params = b;
 #pragma omp simd
@@ -266,7 +270,8 @@ void blocks_loop(const T* in, T* out, int64_t rows, int64_t row_length, int64_t 
       if (whole && block == 16 && divides)
         return small_blocks<MODE, T, 16, true, SAT>(in, out, rows, row_length, block, b, seed, rand_shift, parallel);
     }
-    if (divides) return small_blocks<MODE, T, 0, true, SAT>(in, out, rows, row_length, block, b, seed, rand_shift, parallel);
+    if (divides)
+      return small_blocks<MODE, T, 0, true, SAT>(in, out, rows, row_length, block, b, seed, rand_shift, parallel);
     return small_blocks<MODE, T, 0, false, SAT>(in, out, rows, row_length, block, b, seed, rand_shift, parallel);
   }
   const int64_t per_row = (row_length + block - 1) / block;
