@@ -63,6 +63,25 @@ template <typename T> BlockScaling<T> scaling_of(Bits<T> amax, const BlockParams
   return block_scaling(from_bits<T>(amax), is_finite_bits<T>(amax) != 0, b);
 }
 
+// The random words of elements index .. index + count - 1 (count ≤ kChunk): word index % 4 of group
+// index / 4 and on, drawn into `words` (kWordRoom of them); returns where element `index`'s word is. A run
+// whose last part-batch of groups is 24 or more draws the whole AVX-512 batch of 64 instead: random.h
+// makes the groups of a part-batch one at a time (32 groups: 73 ns; a batch of 64: 49 ns), which made
+// stochastic rounding of short slices (a 128x128 weight per row) 2x slower than the other modes. At most
+// 129 groups: 88..127 round up to 128, 129 stays, so 4 · 129 words are room enough.
+constexpr int64_t kWordRoom = kChunk + 4;
+
+inline const uint32_t* draw_words(uint64_t seed, int64_t index, int64_t count, uint32_t* words) {
+  const int64_t offset = index & 3;
+  int groups = (int)((count + offset + 3) / 4);
+#if defined(__AVX512F__)
+  constexpr int kBatch = 16 * kBatches;
+  if (groups % kBatch >= 24) groups += kBatch - groups % kBatch;
+#endif
+  random_words_run(seed, (uint64_t)(index / 4), groups, words);
+  return words + offset;
+}
+
 // The element grid as the element loops see it. SAT: it saturates and has subnormals, as every BFP grid
 // and every registered MX element does; the loops then see those two fields as constants, the compiler
 // drops their selects, and with fewer values to hold in registers it keeps its constants out of the loop.
@@ -82,10 +101,8 @@ template <bool SAT> QuantParams loop_grid(QuantParams g) {
 template <int MODE, typename T, bool SAT>
 void chunk_elements(const T* x, T* y, int64_t count, int64_t index, const BlockScaling<T>& s, uint64_t seed,
                     int rand_shift) {
-  uint32_t words[kChunk + 4];
-  const int64_t offset = index & 3;
-  if (MODE == kStochastic) random_words_run(seed, (uint64_t)(index / 4), (int)((count + offset + 3) / 4), words);
-  const uint32_t* w = words + offset;
+  uint32_t words[kWordRoom];
+  const uint32_t* w = MODE == kStochastic ? draw_words(seed, index, count, words) : words;
   const QuantParams grid = loop_grid<SAT>(s.grid);  // a copy: stores to y cannot alias it
   if (s.nan) {
     for (int64_t i = 0; i < count; ++i) y[i] = quiet_nan<T>();
@@ -172,10 +189,8 @@ void block_chunk(const T* in, T* out, int64_t k0, int64_t k1, int64_t per_row, i
     amax[j] = BLOCK > 0 ? max_magnitude_bits(x + j * BLOCK, BLOCK)
                         : max_magnitude_bits(x + begin[j], begin[j + 1] - begin[j]);
 
-  uint32_t words[kChunk + 4];
-  const int64_t offset = first & 3;
-  if (MODE == kStochastic) random_words_run(seed, (uint64_t)(first / 4), (int)((count + offset + 3) / 4), words);
-  const uint32_t* w = words + offset;
+  uint32_t words[kWordRoom];
+  const uint32_t* w = MODE == kStochastic ? draw_words(seed, first, count, words) : words;
 
   const QuantParams grid = loop_grid<SAT>(b.element);
   uint32_t nan[kChunk];
