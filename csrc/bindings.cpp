@@ -54,6 +54,7 @@ PYBIND11_MODULE(_C, m) {
   // Block formats (qsim/block.h).
   py::class_<qsim::BlockParams>(m, "BlockParams")
       .def(py::init<>())
+      .def(py::init<const qsim::BlockParams&>(), py::arg("other"))  // a copy
       .def_readwrite("element", &qsim::BlockParams::element)
       .def_readwrite("scale", &qsim::BlockParams::scale)
       .def_readwrite("rule", &qsim::BlockParams::rule)
@@ -78,6 +79,14 @@ PYBIND11_MODULE(_C, m) {
         qsim::quantize_blocks_f64(reinterpret_cast<const double*>(in), reinterpret_cast<double*>(out), rows,
                                   row_length, block, b, rounding, seed, rand_bits);
       });
+  m.def("max_magnitude_f32", [](uintptr_t in, int64_t n) {
+    py::gil_scoped_release release;
+    return qsim::max_magnitude_f32(reinterpret_cast<const float*>(in), n);
+  });
+  m.def("max_magnitude_f64", [](uintptr_t in, int64_t n) {
+    py::gil_scoped_release release;
+    return qsim::max_magnitude_f64(reinterpret_cast<const double*>(in), n);
+  });
 
   // Posits and logarithmic numbers (cpu/nonuniform.cpp); an LNS table is the address of a uint32
   // (float32) or uint64 (float64) array laid out as qsim/lns.h describes.

@@ -211,3 +211,35 @@ def test_bad_block_formats_raise_clear_errors(spec, error):
 def test_block_dim_out_of_range_is_reported():
     with pytest.raises(ValueError, match="block dim 3 is out of range"):
         qsim.quantize(torch.ones(4, 4), BlockFloatingPoint(8, block_size=2, dim=3))
+
+
+@pytest.mark.parametrize("rule", ["floor", "ceil", "rceil"])
+def test_mx_with_elements_without_subnormals_matches_the_spec(rule):
+    """Elements without subnormals take the kernels' general grid path (registered MX elements have
+    subnormals and saturate, and compile with those fields fixed); both must follow the same spec."""
+    fmt = MX(qsim.FloatingPoint(4, 3, subnormals=False, overflow="saturate"), 32, scale_rule=rule)
+    x = mx_inputs()
+    got = qsim.quantize(torch.from_numpy(x), fmt).numpy()
+    assert np.array_equal(got, spec_mx(x, fmt).astype(np.float32), equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n", [0, 1, 17, 40000, 70001])
+def test_the_cpu_tensor_maximum_of_nvfp4_equals_torchs(n, dtype):
+    """NVFP4's tensor scale comes from the largest magnitude: a one-read C++ maximum on the CPU, torch's
+    reduction on the GPU. They must agree exactly, NaN (→ factor 1) and inf included, on either side
+    of the parallel threshold (2^15 elements)."""
+    x = torch.from_numpy(RNG.standard_normal(n)).to(dtype) * 100
+    cases = [x]
+    if n:
+        for special in (float("nan"), float("inf"), -float("inf"), -0.0, 1e-42):
+            y = x.clone()
+            y[RNG.integers(0, n)] = special
+            cases.append(y)
+        cases.append(torch.full((n,), -0.0, dtype=dtype))
+    kernel = qsim._C.max_magnitude_f32 if dtype == torch.float32 else qsim._C.max_magnitude_f64
+    for y in cases:
+        expected = y.abs().max().item() if n else 0.0
+        got = kernel(y.data_ptr(), y.numel())
+        assert got == expected or (math.isnan(got) and math.isnan(expected))
+        assert math.copysign(1.0, got) == 1.0 or math.isnan(got)

@@ -1,25 +1,161 @@
-// cpu/block.cpp: block formats in one pass over memory. Each block's maximum, scale and element
-// rounding happen while the block is in cache. Many blocks: OpenMP over blocks. Few large blocks (one
-// exponent per tensor or per slice): blocks in turn, each with a parallel maximum and a parallel
-// element loop. Elements go in chunks of kChunk whose random words are drawn first, so loops vectorise.
+// cpu/block.cpp: block formats, each block's maximum, scale and element rounding while the block is in
+// cache. Blocks of at most kSmallBlock elements (MX, NVFP4, BFP blocks): chunks of whole consecutive
+// blocks over all threads. Larger blocks (a slice each): one block per thread at a time. Few blocks on a
+// large tensor (one exponent per tensor, or per slice of few slices): blocks in turn, each with all threads
+// on its maximum and then on its elements. Elements go in chunks of kChunk whose random words are drawn
+// first, so loops vectorise. Below kParallelThreshold elements everything runs on the calling thread, in
+// loops of its own (loops.h: a parallel region, even one switched off by an if clause, costs more than a
+// small tensor's work).
 #include "cpu/block.h"
 
 #include <omp.h>
 
 #include <stdexcept>
+#include <type_traits>
+#include <vector>
 
-#include "cpu/random.h"
+#include "cpu/loops.h"
 
 namespace qsim {
 namespace {
 
-constexpr int64_t kChunk = 512;  // elements per chunk of random words (a multiple of 4)
-constexpr int64_t kLargeBlock = 1 << 16;
+constexpr int64_t kChunk = 512;      // elements per chunk of random words (a multiple of 4)
+constexpr int64_t kSmallBlock = 64;  // blocks up to this length go kChunk / block to a chunk
+constexpr int64_t kSpan = 1 << 14;   // elements per task of a parallel maximum
 
-// f(0), ..., f(count - 1), on all threads or on this one (a parallel region, even one switched off by
-// an if clause, costs more than a small block's work).
-template <typename F>
-void for_each(int64_t count, bool parallel, F f) {
+template <typename T> using Bits = typename FloatTraits<T>::Bits;
+
+// The bit pattern of |x|. These integers order as the magnitudes do, with inf above every finite value and
+// NaN above inf: their maximum is the bits of the largest magnitude (+0 for an all-zero block, whatever
+// the signs of its zeros), or of inf or a NaN where the block holds one. An integer maximum vectorises
+// without the compare-and-blend of a float one.
+template <typename T> Bits<T> magnitude_bits(T x) { return to_bits(x) & (~(Bits<T>)0 >> 1); }
+
+template <typename T> Bits<T> max_magnitude_bits(const T* x, int64_t n) {
+  Bits<T> m = 0;
+#pragma omp simd reduction(max : m)
+  for (int64_t i = 0; i < n; ++i) {
+    const Bits<T> a = magnitude_bits(x[i]);
+    m = a > m ? a : m;
+  }
+  return m;
+}
+
+// max_magnitude_bits over all threads (tasks of kSpan elements) above kParallelThreshold.
+template <typename T> Bits<T> max_magnitude_bits_parallel(const T* x, int64_t n) {
+  if (n <= kParallelThreshold) return max_magnitude_bits(x, n);
+  const int64_t spans = (n + kSpan - 1) / kSpan;
+  Bits<T> m = 0;
+#pragma omp parallel for schedule(static) reduction(max : m)
+  for (int64_t c = 0; c < spans; ++c) {
+    const Bits<T> a = max_magnitude_bits(x + c * kSpan, n - c * kSpan < kSpan ? n - c * kSpan : kSpan);
+    m = a > m ? a : m;
+  }
+  return m;
+}
+
+template <typename T> uint32_t is_finite_bits(Bits<T> magnitude) {
+  return (uint32_t)(magnitude < to_bits(infinity<T>()));
+}
+
+// The scaling of a block from the bits of its largest magnitude.
+template <typename T> BlockScaling<T> scaling_of(Bits<T> amax, const BlockParams& b) {
+  return block_scaling(from_bits<T>(amax), is_finite_bits<T>(amax) != 0, b);
+}
+
+// The random words of elements index .. index + count - 1 (count ≤ kChunk): word index % 4 of group
+// index / 4 and on, drawn into `words` (kWordRoom of them); returns where element `index`'s word is. A run
+// whose last part-batch of groups is 24 or more draws the whole AVX-512 batch of 64 instead: random.h
+// makes the groups of a part-batch one at a time (32 groups: 73 ns; a batch of 64: 49 ns), which made
+// stochastic rounding of short slices (a 128x128 weight per row) 2x slower than the other modes. At most
+// 129 groups: 88..127 round up to 128, 129 stays, so 4 · 129 words are room enough.
+constexpr int64_t kWordRoom = kChunk + 4;
+
+inline const uint32_t* draw_words(uint64_t seed, int64_t index, int64_t count, uint32_t* words) {
+  const int64_t offset = index & 3;
+  int groups = (int)((count + offset + 3) / 4);
+#if defined(__AVX512F__)
+  constexpr int kBatch = 16 * kBatches;
+  if (groups % kBatch >= 24) groups += kBatch - groups % kBatch;
+#endif
+  random_words_run(seed, (uint64_t)(index / 4), groups, words);
+  return words + offset;
+}
+
+// The element grid as the element loops see it. SAT: it saturates and has subnormals, as every BFP grid
+// and every registered MX element does; the loops then see those two fields as constants, the compiler
+// drops their selects, and with fewer values to hold in registers it keeps its constants out of the loop.
+// (Short of registers, GCC 12 re-creates the all-ones vector inside the loop with a vpternlogd, which
+// Zen 5 makes wait for that register's last value from the previous iteration: the iterations chain,
+// and up, down and stochastic rounding ran up to 2x slower.)
+template <bool SAT> QuantParams loop_grid(QuantParams g) {
+  if (SAT) {
+    g.overflow = kSaturate;
+    g.subnormals = 1;
+  }
+  return g;
+}
+
+// Elements x[0..count) of a block (count ≤ kChunk) into y, x[0] being element `index` of the tensor
+// (its random words: word index % 4 of group index / 4, drawn for the groups this chunk touches).
+template <int MODE, typename T, bool SAT>
+void chunk_elements(const T* x, T* y, int64_t count, int64_t index, const BlockScaling<T>& s, uint64_t seed,
+                    int rand_shift) {
+  uint32_t words[kWordRoom];
+  const uint32_t* w = MODE == kStochastic ? draw_words(seed, index, count, words) : words;
+  const QuantParams grid = loop_grid<SAT>(s.grid);  // a copy: stores to y cannot alias it
+  if (s.nan) {
+    for (int64_t i = 0; i < count; ++i) y[i] = quiet_nan<T>();
+  } else if (s.scale == (T)1) {  // a power-of-two scale, folded into the grid
+#pragma omp simd
+    for (int64_t i = 0; i < count; ++i)
+      y[i] = quantize_value<MODE, T>(x[i], grid, MODE == kStochastic ? w[i] : 0u, rand_shift);
+  } else {  // quantize_in_block's division by a scale, with its branches hoisted so the loop vectorises
+    const T scale = s.scale, divisor = s.scale > (T)0 ? s.scale : (T)1;
+    const uint32_t positive = (uint32_t)(s.scale > (T)0);
+#pragma omp simd
+    for (int64_t i = 0; i < count; ++i)
+      y[i] = quantize_value<MODE, T>(select(positive, x[i] / divisor, (T)0), grid, MODE == kStochastic ? w[i] : 0u,
+                                     rand_shift) * scale;
+  }
+}
+
+// One block on the calling thread: its maximum, then its elements.
+template <int MODE, typename T, bool SAT>
+void one_block(const T* in, T* out, int64_t n, int64_t index0, const BlockParams& b, uint64_t seed, int rand_shift) {
+  const BlockScaling<T> s = scaling_of<T>(max_magnitude_bits(in, n), b);
+  for (int64_t start = 0; start < n; start += kChunk)
+    chunk_elements<MODE, T, SAT>(in + start, out + start, n - start < kChunk ? n - start : kChunk, index0 + start, s,
+                                 seed, rand_shift);
+}
+
+// One block on all threads, in one parallel region: each thread's maximum over its contiguous share of
+// chunks, a barrier, then its elements over the same share. (Forward: backward chunk by chunk, to start
+// on what the first pass left in cache, ran at less than half the speed; the prefetchers lose the stream.)
+template <int MODE, typename T, bool SAT>
+void large_block(const T* in, T* out, int64_t n, int64_t index0, const BlockParams& b, uint64_t seed, int rand_shift) {
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  std::vector<Bits<T>> maxima(omp_get_max_threads(), 0);
+#pragma omp parallel
+  {
+    const int t = omp_get_thread_num(), threads = omp_get_num_threads();
+    const int64_t c0 = chunks * t / threads, c1 = chunks * (t + 1) / threads;
+    const int64_t begin = c0 * kChunk < n ? c0 * kChunk : n, end = c1 * kChunk < n ? c1 * kChunk : n;
+    maxima[t] = max_magnitude_bits(in + begin, end - begin);
+#pragma omp barrier
+    Bits<T> amax = 0;
+    for (int i = 0; i < threads; ++i) amax = maxima[i] > amax ? maxima[i] : amax;
+    const BlockScaling<T> s = scaling_of<T>(amax, b);
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t start = c * kChunk;
+      chunk_elements<MODE, T, SAT>(in + start, out + start, n - start < kChunk ? n - start : kChunk, index0 + start,
+                                   s, seed, rand_shift);
+    }
+  }
+}
+
+// f(0), ..., f(count - 1), on all threads or on this one.
+template <typename F> void for_each(int64_t count, bool parallel, F f) {
   if (parallel) {
 #pragma omp parallel for schedule(static)
     for (int64_t c = 0; c < count; ++c) f(c);
@@ -28,190 +164,151 @@ void for_each(int64_t count, bool parallel, F f) {
   }
 }
 
-template <typename T>
-void block_maximum(const T* in, int64_t n, bool parallel, T& amax, bool& finite) {
-  const int64_t chunks = (n + kChunk - 1) / kChunk;
-  T m = 0;
-  int bad = 0;
-  auto chunk_maximum = [&](int64_t c, T& chunk_max, int& chunk_bad) {
-    const int64_t start = c * kChunk, stop = n - start < kChunk ? n : start + kChunk;
-#pragma omp simd reduction(max : chunk_max) reduction(| : chunk_bad)
-    for (int64_t i = start; i < stop; ++i) {
-      const T a = in[i] < 0 ? -in[i] : in[i];
-      chunk_bad |= !is_finite(a);
-      chunk_max = a > chunk_max ? a : chunk_max;
+// Blocks k0..k1 of at most kSmallBlock elements each, consecutive in memory (across rows too) from
+// in[first]: (1) each block's largest magnitude, (2) the scalings of all of them in one vectorised loop
+// (block_scaling's arithmetic: DIVIDES, a scale in its own format; else a power-of-two scale folded into
+// the grid), (3) each block's elements in a vectorised loop with its scaling broadcast. BLOCK > 0: every
+// block has BLOCK elements (rows are whole blocks), so the per-block loops have a fixed length and
+// vectorise without remainders; BLOCK = 0: `block` elements, the last of a row shorter.
+template <int MODE, typename T, int BLOCK, bool DIVIDES, bool SAT>
+void block_chunk(const T* in, T* out, int64_t k0, int64_t k1, int64_t per_row, int64_t row_length, int64_t block,
+                 const BlockParams& b, uint64_t seed, int rand_shift) {
+  const int64_t blocks = k1 - k0, first = (k0 / per_row) * row_length + (k0 % per_row) * block;
+  int64_t begin[kChunk + 1];  // block j is x[begin[j] .. begin[j + 1])
+  begin[0] = 0;
+  for (int64_t j = 0; j < blocks; ++j) {
+    const int64_t remaining = row_length - ((k0 + j) % per_row) * block;
+    begin[j + 1] = begin[j] + (BLOCK > 0 ? BLOCK : remaining < block ? remaining : block);
+  }
+  const int64_t count = begin[blocks];
+  const T* x = in + first;
+  T* y = out + first;
+
+  Bits<T> amax[kChunk];
+  for (int64_t j = 0; j < blocks; ++j)
+    amax[j] = BLOCK > 0 ? max_magnitude_bits(x + j * BLOCK, BLOCK)
+                        : max_magnitude_bits(x + begin[j], begin[j + 1] - begin[j]);
+
+  uint32_t words[kWordRoom];
+  const uint32_t* w = MODE == kStochastic ? draw_words(seed, first, count, words) : words;
+
+  const QuantParams grid = loop_grid<SAT>(b.element);
+  uint32_t nan[kChunk];
+  T limit_pos[kChunk], limit_neg[kChunk], scale[kChunk];
+  int32_t emin[kChunk];
+#pragma omp simd
+  for (int64_t j = 0; j < blocks; ++j) nan[j] = is_finite_bits<T>(amax[j]) ^ 1u;
+  if (DIVIDES) {
+    const QuantParams scale_grid = b.scale;
+    const double element_max = b.element_max, tensor_scale = b.tensor_scale;
+#pragma omp simd
+    for (int64_t j = 0; j < blocks; ++j)
+      scale[j] = format_scale(from_bits<T>(amax[j]), scale_grid, element_max, tensor_scale);
+  } else {
+    const BlockParams params = b;
+#pragma omp simd
+    for (int64_t j = 0; j < blocks; ++j) {
+      const int E = scale_exponent(from_bits<T>(amax[j]), params);  // shift_grid, field by field
+      emin[j] = grid.emin + E;
+      limit_pos[j] = shifted_limit<T>(grid.max_pos_d, E);
+      limit_neg[j] = shifted_limit<T>(grid.max_neg_d, E);
+    }
+  }
+  // Blocks j..j+U-1 of `length` elements each from x[i0]; U > 1 interleaves the blocks' chains of dependent
+  // operations (one 16-element block per iteration, a single vector, left the core waiting on its chain).
+  auto round_blocks = [&](int64_t j, int64_t i0, int64_t length, auto unroll) {
+    constexpr int U = decltype(unroll)::value;
+    T lp[U], ln[U], sc[U], divisor[U];
+    int32_t e[U];
+    uint32_t positive[U], bad[U];
+    for (int u = 0; u < U; ++u) {
+      bad[u] = nan[j + u];
+      if (DIVIDES) {  // quantize_in_block's division by a scale, with its branches hoisted
+        sc[u] = scale[j + u];
+        divisor[u] = sc[u] > (T)0 ? sc[u] : (T)1;
+        positive[u] = (uint32_t)(sc[u] > (T)0);
+        e[u] = grid.emin;
+        lp[u] = max_pos<T>(grid);
+        ln[u] = max_neg<T>(grid);
+      } else {
+        e[u] = emin[j + u];
+        lp[u] = limit_pos[j + u];
+        ln[u] = limit_neg[j + u];
+      }
+    }
+    const T* xb = x + i0;
+    T* yb = y + i0;
+    const uint32_t* wb = w + i0;
+#pragma omp simd
+    for (int64_t i = 0; i < length; ++i) {
+#pragma GCC unroll 4
+      for (int u = 0; u < U; ++u) {
+        const int64_t k = u * length + i;
+        const T v = DIVIDES ? select(positive[u], xb[k] / divisor[u], (T)0) : xb[k];
+        T r = quantize_on_grid<MODE, T>(v, grid, e[u], lp[u], ln[u], MODE == kStochastic ? wb[k] : 0u, rand_shift);
+        if (DIVIDES) r *= sc[u];
+        yb[k] = select(bad[u], quiet_nan<T>(), r);
+      }
     }
   };
-  if (parallel) {
-#pragma omp parallel for schedule(static) reduction(max : m) reduction(| : bad)
-    for (int64_t c = 0; c < chunks; ++c) chunk_maximum(c, m, bad);
-  } else {
-    for (int64_t c = 0; c < chunks; ++c) chunk_maximum(c, m, bad);
-  }
-  amax = m;
-  finite = !bad;
+  constexpr int U = BLOCK > 0 ? 64 / BLOCK : 1;  // four float vectors an iteration for MX (32) and NVFP4 (16)
+  int64_t j = 0;
+  for (; j + U <= blocks; j += U)
+    round_blocks(j, BLOCK > 0 ? j * BLOCK : begin[j], BLOCK > 0 ? BLOCK : begin[j + 1] - begin[j],
+                 std::integral_constant<int, U>());
+  for (; j < blocks; ++j)
+    round_blocks(j, BLOCK > 0 ? j * BLOCK : begin[j], BLOCK > 0 ? BLOCK : begin[j + 1] - begin[j],
+                 std::integral_constant<int, 1>());
 }
 
-template <int MODE, typename T>
-void block_elements(const T* in, T* out, int64_t n, int64_t index0, const BlockScaling<T>& s, uint64_t seed,
-                    int rand_shift, bool parallel) {
-  for_each((n + kChunk - 1) / kChunk, parallel, [&](int64_t c) {
-    const int64_t start = c * kChunk, count = n - start < kChunk ? n - start : kChunk;
-    uint32_t words[kChunk + 4];
-    if (MODE == kStochastic) {
-      // Words of the groups of 4 (by global index) that this chunk touches, shifted so that word i
-      // belongs to element index0 + start + i.
-      const int64_t first = index0 + start, offset = first & 3;
-      random_words_run(seed, (uint64_t)(first / 4), (int)((count + offset + 3) / 4), words);
-      for (int64_t i = 0; i < count; ++i) words[i] = words[i + offset];
-    }
-    const T* x = in + start;
-    T* y = out + start;
-    if (s.nan) {
-      for (int64_t i = 0; i < count; ++i) y[i] = quiet_nan<T>();
-    } else if (s.scale == (T)1) {  // a power-of-two scale, folded into the grid
-#pragma omp simd
-      for (int64_t i = 0; i < count; ++i)
-        y[i] = quantize_value<MODE, T>(x[i], s.grid, MODE == kStochastic ? words[i] : 0u, rand_shift);
-    } else {  // quantize_in_block's division by a scale, with its branches hoisted so the loop vectorises
-      const T scale = s.scale, divisor = s.scale > (T)0 ? s.scale : (T)1;
-      const uint32_t positive = (uint32_t)(s.scale > (T)0);
-      const QuantParams grid = s.grid;
-#pragma omp simd
-      for (int64_t i = 0; i < count; ++i)
-        y[i] = quantize_value<MODE, T>(select(positive, x[i] / divisor, (T)0), grid, MODE == kStochastic ? words[i] : 0u, rand_shift) * scale;
-    }
+template <int MODE, typename T, int BLOCK, bool DIVIDES, bool SAT>
+void small_blocks(const T* in, T* out, int64_t rows, int64_t row_length, int64_t block, const BlockParams& b,
+                  uint64_t seed, int rand_shift, bool parallel) {
+  const int64_t per_row = (row_length + block - 1) / block;
+  const int64_t total = rows * per_row, per_chunk = kChunk / block;
+  for_each((total + per_chunk - 1) / per_chunk, parallel, [&](int64_t c) {
+    const int64_t k0 = c * per_chunk, k1 = total - k0 < per_chunk ? total : k0 + per_chunk;
+    block_chunk<MODE, T, BLOCK, DIVIDES, SAT>(in, out, k0, k1, per_row, row_length, block, b, seed, rand_shift);
   });
 }
 
-template <int MODE, typename T>
-void one_block(const T* in, T* out, int64_t n, int64_t index0, const BlockParams& b, uint64_t seed, int rand_shift,
-               bool parallel) {
-  T amax;
-  bool finite;
-  block_maximum(in, n, parallel, amax, finite);
-  block_elements<MODE, T>(in, out, n, index0, block_scaling(amax, finite, b), seed, rand_shift, parallel);
-}
-
-// Blocks of at most kSmallBlock elements, kChunk / block consecutive blocks at a time (consecutive blocks
-// are contiguous in memory, across rows too): (1) each block's maximum and scaling, (2) those spread to
-// per-element arrays (grid exponent, limits, scale), (3) one flat vectorised loop over the chunk's
-// elements, with no per-block loop overhead.
-constexpr int64_t kSmallBlock = 64;
-
-template <int MODE, typename T>
-void small_blocks(const T* in, T* out, int64_t rows, int64_t row_length, int64_t block, const BlockParams& b,
-                  uint64_t seed, int rand_shift) {
+template <int MODE, typename T, bool SAT>
+void blocks_loop(const T* in, T* out, int64_t rows, int64_t row_length, int64_t block, const BlockParams& b,
+                 uint64_t seed, int rand_shift) {
+  const bool parallel = rows * row_length > kParallelThreshold && omp_get_max_threads() > 1;
+  if (block <= kSmallBlock) {
+    // Fixed lengths for the common layouts: MX (32, power-of-two scales) and NVFP4 (16, e4m3 scales).
+    const bool whole = row_length % block == 0, divides = b.rule == kScaleFormat;
+    if constexpr (SAT) {
+      if (whole && block == 32 && !divides)
+        return small_blocks<MODE, T, 32, false, SAT>(in, out, rows, row_length, block, b, seed, rand_shift, parallel);
+      if (whole && block == 16 && divides)
+        return small_blocks<MODE, T, 16, true, SAT>(in, out, rows, row_length, block, b, seed, rand_shift, parallel);
+    }
+    if (divides)
+      return small_blocks<MODE, T, 0, true, SAT>(in, out, rows, row_length, block, b, seed, rand_shift, parallel);
+    return small_blocks<MODE, T, 0, false, SAT>(in, out, rows, row_length, block, b, seed, rand_shift, parallel);
+  }
   const int64_t per_row = (row_length + block - 1) / block;
-  const int64_t total = rows * per_row, per_chunk = kChunk / block;
-  const int64_t chunks = (total + per_chunk - 1) / per_chunk;
-  const QuantParams grid = b.element;
-  const bool divides = b.rule == kScaleFormat;
-#pragma omp parallel for schedule(static) if (rows * row_length > (1 << 15))
-  for (int64_t c = 0; c < chunks; ++c) {
-    const int64_t k0 = c * per_chunk, k1 = total - k0 < per_chunk ? total : k0 + per_chunk;
-    const int64_t first = (k0 / per_row) * row_length + (k0 % per_row) * block;
-    int32_t emin[kChunk];
-    uint32_t nan[kChunk], positive[kChunk];
-    T limit_pos[kChunk], limit_neg[kChunk], divisor[kChunk], scale[kChunk];
-    // The passes are apart so that the blocks' independent reductions and scalings overlap in the core.
-    const int64_t blocks = k1 - k0;
-    int64_t length[kChunk];
-    T amax[kChunk];
-    int bad[kChunk];
-    int64_t count = 0;
-    for (int64_t j = 0; j < blocks; ++j) {
-      const int64_t remaining = row_length - ((k0 + j) % per_row) * block;
-      length[j] = remaining < block ? remaining : block;
-      const T* x = in + first + count;
-      T m = 0;
-      int f = 0;
-#pragma omp simd reduction(max : m) reduction(| : f)
-      for (int64_t i = 0; i < length[j]; ++i) {
-        const T a = x[i] < 0 ? -x[i] : x[i];
-        f |= !is_finite(a);
-        m = a > m ? a : m;
-      }
-      amax[j] = m;
-      bad[j] = f;
-      count += length[j];
-    }
-    if (divides) {  // the scales of all the chunk's blocks in one vectorised loop (block_scaling's arithmetic)
-      T block_scale[kChunk];
-      const QuantParams scale_grid = b.scale;
-      const double element_max = b.element_max, tensor_scale = b.tensor_scale;
-#pragma omp simd
-      for (int64_t j = 0; j < blocks; ++j) block_scale[j] = format_scale(amax[j], scale_grid, element_max, tensor_scale);
-      const T lp = max_pos<T>(grid), ln = max_neg<T>(grid);
-      for (int64_t j = 0, i0 = 0; j < blocks; i0 += length[j], ++j) {
-        const T sc = block_scale[j], dv = sc > (T)0 ? sc : (T)1;
-        const uint32_t pos = (uint32_t)(sc > (T)0), is_nan = (uint32_t)(bad[j] != 0);
-        for (int64_t i = i0; i < i0 + length[j]; ++i) {
-          limit_pos[i] = lp; limit_neg[i] = ln; nan[i] = is_nan;
-          scale[i] = sc; divisor[i] = dv; positive[i] = pos;
-        }
-      }
-    } else {  // the shifted grids of all the chunk's blocks in one vectorised loop (block_scaling's arithmetic)
-      int32_t block_emin[kChunk];
-      T block_pos[kChunk], block_neg[kChunk];
-      const BlockParams params = b;
-#pragma omp simd
-      for (int64_t j = 0; j < blocks; ++j) {
-        const QuantParams shifted = shift_grid(grid, scale_exponent(amax[j], params));
-        block_emin[j] = shifted.emin;
-        block_pos[j] = max_pos<T>(shifted);
-        block_neg[j] = max_neg<T>(shifted);
-      }
-      for (int64_t j = 0, i0 = 0; j < blocks; i0 += length[j], ++j) {
-        const T lp = block_pos[j], ln = block_neg[j];
-        const uint32_t is_nan = (uint32_t)(bad[j] != 0);
-        const int32_t e = block_emin[j];
-        for (int64_t i = i0; i < i0 + length[j]; ++i) {
-          limit_pos[i] = lp; limit_neg[i] = ln; nan[i] = is_nan; emin[i] = e;
-        }
-      }
-    }
-    uint32_t words[kChunk + 4];
-    if (MODE == kStochastic) {  // words of the groups of 4 (by global index) this chunk touches
-      const int64_t offset = first & 3;
-      random_words_run(seed, (uint64_t)(first / 4), (int)((count + offset + 3) / 4), words);
-      for (int64_t i = 0; i < count; ++i) words[i] = words[i + offset];
-    }
-    const T* x = in + first;
-    T* y = out + first;
-    if (divides) {
-#pragma omp simd
-      for (int64_t i = 0; i < count; ++i) {
-        const T v = select(positive[i], x[i] / divisor[i], (T)0);
-        const T r = quantize_on_grid<MODE, T>(v, grid, grid.emin, limit_pos[i], limit_neg[i],
-                                              MODE == kStochastic ? words[i] : 0u, rand_shift) * scale[i];
-        y[i] = select(nan[i], quiet_nan<T>(), r);
-      }
-    } else {
-#pragma omp simd
-      for (int64_t i = 0; i < count; ++i) {
-        const T r = quantize_on_grid<MODE, T>(x[i], grid, emin[i], limit_pos[i], limit_neg[i],
-                                              MODE == kStochastic ? words[i] : 0u, rand_shift);
-        y[i] = select(nan[i], quiet_nan<T>(), r);
-      }
-    }
+  const int64_t total = rows * per_row;
+  auto block_at = [&](int64_t k, auto run) {
+    const int64_t start = (k / per_row) * row_length + (k % per_row) * block;
+    const int64_t remaining = row_length - (k % per_row) * block;
+    run(in + start, out + start, remaining < block ? remaining : block, start, b, seed, rand_shift);
+  };
+  if (parallel && total < 4 * omp_get_max_threads()) {
+    for (int64_t k = 0; k < total; ++k) block_at(k, large_block<MODE, T, SAT>);
+  } else {
+    for_each(total, parallel, [&](int64_t k) { block_at(k, one_block<MODE, T, SAT>); });
   }
 }
 
 template <int MODE, typename T>
 void blocks_loop(const T* in, T* out, int64_t rows, int64_t row_length, int64_t block, const BlockParams& b,
                  uint64_t seed, int rand_bits) {
-  if (block <= kSmallBlock) return small_blocks<MODE, T>(in, out, rows, row_length, block, b, seed, 32 - rand_bits);
-  const int64_t per_row = (row_length + block - 1) / block;
-  const int64_t total = rows * per_row;
-  const bool few_large = block >= kLargeBlock && total < 4 * omp_get_max_threads();
-#pragma omp parallel for schedule(static) if (!few_large && rows * row_length > (1 << 15))
-  for (int64_t k = 0; k < total; ++k) {
-    const int64_t start = (k / per_row) * row_length + (k % per_row) * block;
-    const int64_t remaining = row_length - (k % per_row) * block;
-    one_block<MODE, T>(in + start, out + start, remaining < block ? remaining : block, start, b, seed, 32 - rand_bits,
-                       few_large);
-  }
+  if (b.element.overflow == kSaturate && b.element.subnormals != 0)
+    return blocks_loop<MODE, T, true>(in, out, rows, row_length, block, b, seed, 32 - rand_bits);
+  blocks_loop<MODE, T, false>(in, out, rows, row_length, block, b, seed, 32 - rand_bits);
 }
 
 template <typename T>
@@ -240,5 +337,9 @@ void quantize_blocks_f64(const double* in, double* out, int64_t rows, int64_t ro
                          const BlockParams& b, int rounding, uint64_t seed, int rand_bits) {
   dispatch(rounding, in, out, rows, row_length, block, b, seed, rand_bits);
 }
+
+float max_magnitude_f32(const float* in, int64_t n) { return from_bits<float>(max_magnitude_bits_parallel(in, n)); }
+
+double max_magnitude_f64(const double* in, int64_t n) { return from_bits<double>(max_magnitude_bits_parallel(in, n)); }
 
 }  // namespace qsim

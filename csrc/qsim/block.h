@@ -50,17 +50,19 @@ template <typename T> QSIM_HD int scale_exponent(T amax, const BlockParams& b) {
   return (int)select((uint32_t)(amax > (T)0), (uint32_t)E, (uint32_t)b.scale_emin);
 }
 
-// The element grid scaled by 2^E.
+// A limit of the element grid (max_pos_d or max_neg_d) scaled by 2^E, in T. The float limits round to
+// nearest. That is safe: a limit not representable in float32 has more significant bits than float32, so
+// the element grid is finer than the input's and a float32 input lies on it already (no rounding,
+// nothing goes past the limit); beyond float's range nothing can.
+template <typename T> QSIM_HD T shifted_limit(double limit, int E) { return (T)(limit * pow2<double>(E)); }
+
+// The element grid scaled by 2^E: its smallest normal exponent moves to emin + E, its limits scale.
 QSIM_HD QuantParams shift_grid(QuantParams p, int E) {
-  const double factor = pow2<double>(E);
   p.emin += E;
-  p.max_pos_d *= factor;
-  p.max_neg_d *= factor;
-  // The float limits round to nearest. That is safe: a limit not representable in float32 has more
-  // significant bits than float32, so the element grid is finer than the input's and a float32 input
-  // lies on it already (no rounding, nothing goes past the limit); beyond float's range nothing can.
-  p.max_pos_f = (float)p.max_pos_d;
-  p.max_neg_f = (float)p.max_neg_d;
+  p.max_pos_f = shifted_limit<float>(p.max_pos_d, E);
+  p.max_neg_f = shifted_limit<float>(p.max_neg_d, E);
+  p.max_pos_d = shifted_limit<double>(p.max_pos_d, E);
+  p.max_neg_d = shifted_limit<double>(p.max_neg_d, E);
   return p;
 }
 

@@ -5,6 +5,7 @@ keyed by the element's index in that layout."""
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 
@@ -33,23 +34,20 @@ def block_params(fmt) -> _C.BlockParams:
     return b
 
 
-def _rows(x: torch.Tensor, fmt) -> tuple[torch.Tensor, int, int | None, int]:
-    """x as a contiguous (rows, row_length) tensor whose rows hold whole blocks, the block length, and
-    the axis moved to make it so (None when x's own layout already is: no copy) and where it went."""
-    shape = x.shape if x.dim() else (1,)
+@functools.lru_cache(maxsize=1024)
+def _layout(shape: tuple, fmt) -> tuple[int, int, int, int | None, int]:
+    """How a contiguous tensor of this shape is cut into blocks: (rows, row_length, block length, the axis
+    moved to make whole blocks contiguous or None when the tensor's own layout has them, where it goes).
+    Plain integers, cached: small tensors (layer hooks) pay no torch reshapes for it."""
+    shape = shape or (1,)
+    numel = math.prod(shape)
     if fmt.block_size is None and (fmt.dim is None or len(shape) < 2):  # one exponent per tensor
-        return x.reshape(1, -1), max(1, x.numel()), None, 0
+        return 1, numel, max(1, numel), None, 0
     dim = _checked_dim(-1 if fmt.dim is None else fmt.dim, len(shape))
-    x = x.reshape(shape)
-    if fmt.block_size is None:  # BFP: one exponent per index of `dim`
-        if dim == 0:
-            return x.reshape(shape[0], -1), max(1, x[0].numel()), None, 0
-        moved = x.movedim(dim, 0).contiguous()
-        return moved.reshape(moved.shape[0], -1), max(1, moved[0].numel()), dim, 0
-    if dim == len(shape) - 1:
-        return x.reshape(-1, shape[-1]), fmt.block_size, None, -1
-    moved = x.movedim(dim, -1).contiguous()
-    return moved.reshape(-1, moved.shape[-1]), fmt.block_size, dim, -1
+    if fmt.block_size is None:  # BFP: one exponent per index of `dim`, moved first
+        row_length = numel // max(1, shape[dim])
+        return shape[dim], row_length, max(1, row_length), None if dim == 0 else dim, 0
+    return numel // max(1, shape[dim]), shape[dim], fmt.block_size, None if dim == len(shape) - 1 else dim, -1
 
 
 def _checked_dim(dim: int, ndim: int) -> int:
@@ -59,31 +57,37 @@ def _checked_dim(dim: int, ndim: int) -> int:
 
 
 def quantize(x: torch.Tensor, out: torch.Tensor, fmt, rounding: int, seed: int, rand_bits: int) -> None:
-    rows, block, moved_dim, moved_to = _rows(x, fmt)
+    n_rows, row_length, block, moved_dim, moved_to = _layout(tuple(x.shape), fmt)
+    if x.numel() == 0:
+        return
+    source, result = x, out
+    if moved_dim is not None:  # (..., n, ...) → the block axis last (MX) or first (BFP slices), contiguous
+        source = x.movedim(moved_dim, moved_to).contiguous()
+        result = torch.empty_like(source)
     params = block_params(fmt)
     if isinstance(fmt, MX) and fmt.tensor_scale:
-        params = _with_tensor_scale(params, fmt, rows)
-    result = out.view(rows.shape) if moved_dim is None else torch.empty_like(rows)
-    n_rows, row_length = rows.shape
+        params = _with_tensor_scale(params, fmt, source)
     if x.is_cuda:
         per_row = (row_length + block - 1) // block
-        cuda.launch("cuda/block.cu", cuda.kernel_name("quantize_blocks", rounding, x.dtype), rows, result,
+        cuda.launch("cuda/block.cu", cuda.kernel_name("quantize_blocks", rounding, x.dtype), source, result,
                     [("i64", n_rows), ("i64", row_length), ("i64", block), *block_args(params),
                      ("u64", seed), ("i32", 32 - rand_bits)], groups=n_rows * per_row)
     else:
         kernel = _C.quantize_blocks_f32 if x.dtype == torch.float32 else _C.quantize_blocks_f64
-        kernel(rows.data_ptr(), result.data_ptr(), n_rows, row_length, block, params, rounding, seed, rand_bits)
+        kernel(source.data_ptr(), result.data_ptr(), n_rows, row_length, block, params, rounding, seed, rand_bits)
     if moved_dim is not None:
-        moved_shape = x.movedim(moved_dim, moved_to).shape  # a view: no copy
-        out.copy_(result.reshape(moved_shape).movedim(moved_to, moved_dim))
+        out.copy_(result.movedim(moved_to, moved_dim))
 
 
-def _with_tensor_scale(params: _C.BlockParams, fmt: MX, rows: torch.Tensor) -> _C.BlockParams:
-    """NVFP4's per-tensor factor amax / (max(element) · max(scale)), so block scales fit the scale format."""
-    scaled = _C.BlockParams()
-    for field in ("element", "scale", "rule", "element_emax", "scale_emin", "scale_emax", "element_max"):
-        setattr(scaled, field, getattr(params, field))
-    amax = rows.abs().max().item() if rows.numel() else 0.0
+def _with_tensor_scale(params: _C.BlockParams, fmt: MX, x: torch.Tensor) -> _C.BlockParams:
+    """NVFP4's per-tensor factor amax / (max(element) · max(scale)), so block scales fit the scale format.
+    amax is NaN where the tensor holds a NaN (then the factor is 1) and inf where it holds an inf, on
+    both devices: the CPU's one-read maximum (csrc/cpu/block.cpp) and torch's reduction on the GPU."""
+    if x.is_cuda:
+        amax = x.abs().max().item()
+    else:
+        amax = (_C.max_magnitude_f32 if x.dtype == torch.float32 else _C.max_magnitude_f64)(x.data_ptr(), x.numel())
+    scaled = _C.BlockParams(params)
     scaled.tensor_scale = amax / (fmt.element.max * fmt.scale.max) if amax > 0 else 1.0
     return scaled
 
