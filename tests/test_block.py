@@ -1,6 +1,7 @@
 """Block formats: OCP MX against an implementation of the spec written here and against torchao's
 to_mx; block floating point against exact arithmetic and QPyTorch; blocks that straddle the end of a
 dim, all-zero blocks, NaN/inf blocks, subnormal maxima; stochastic rounding unbiased."""
+import dataclasses
 import math
 
 import numpy as np
@@ -86,6 +87,17 @@ def test_mx_spot_values_from_the_spec_rules():
     # MXFP8 e4m3: amax 1000 → E = 9 - 8 = 1, X = 2: 1000/2 = 500 > 448 saturates to 448·2 = 896.
     got = qsim.quantize(torch.tensor([1000.0] + [1.0] * 31), "mxfp8_e4m3")
     assert got[0].item() == 896.0 and got[1].item() == 1.0
+
+
+@pytest.mark.parametrize("element", ["float<e4m3>", "fp8_e5m2", "float<e4m3,fn,nan>", "fixed<8,6,wrap>"])
+def test_mx_elements_saturate_whatever_their_formats_overflow_rule(element):
+    """OCP MX v1.0 §6.3: the floor rule may put the block maximum beyond the element's range; it clips
+    to ±max(element)·X, never to inf, NaN or a wrapped code."""
+    fmt = MX(element, 32)
+    assert fmt == MX(dataclasses.replace(qsim.formats.get(element), overflow="saturate"), 32)
+    x = torch.ones(32)
+    x[0] = -1.99 * 2.0 ** (fmt.element_emax + 3)  # E = 3: x[0] / 2^E is just under -2·2^emax
+    assert qsim.quantize(x, fmt)[0].item() == -fmt.element.max * 2.0**3
 
 
 def test_rceil_never_clips_and_uses_the_smallest_such_scale():

@@ -7,6 +7,7 @@ A block holding NaN or ±inf has no scale: every element of it becomes NaN (OCP 
 same rule for BFP, whose shared exponent would be meaningless)."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass
@@ -126,7 +127,8 @@ class BlockFloatingPoint(BlockFormat):
 @dataclass(frozen=True)
 class MX(BlockFormat):
     """OCP Microscaling (MX v1.0): blocks of `block_size` elements along `dim` share a scale X, and
-    each element is element(x / X) with saturation.
+    each element is element(x / X) with saturation (an element format given with another overflow
+    rule, such as "fp8_e5m2" whose overflow is inf, is taken in its saturating variant).
 
     scale="e8m0": X = 2^E with E from the block's largest magnitude amax by `scale_rule`:
       "floor"  E = floor(log2 amax) - emax(element) (the OCP rule; the block maximum may clip),
@@ -153,8 +155,8 @@ class MX(BlockFormat):
         if not isinstance(self.element, GridFormat):
             raise TypeError(f"element: expected an elementwise format (FloatingPoint or FixedPoint); "
                             f"got {type(self.element).__name__}")
-        if self.element.grid().overflow == "wrap":
-            raise ValueError(f"element: MX elements saturate (OCP MX v1.0 §6.3); got the wrapping {self.element.name}")
+        # Elements saturate (OCP MX v1.0 §6.3) whatever their format's own overflow rule says.
+        object.__setattr__(self, "element", dataclasses.replace(self.element, overflow="saturate"))
         if self.scale != _E8M0:
             object.__setattr__(self, "scale", get(self.scale))
             if not isinstance(self.scale, FloatingPoint):
