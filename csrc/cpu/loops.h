@@ -27,6 +27,7 @@ void round_loop(const T* in, T* out, int64_t n, uint64_t seed, int rand_bits, co
       const int64_t first_group = b * (kBlock / 4);
       random_words_run(seed, (uint64_t)first_group, kBlock / 4, words);
       const int64_t start = b * kBlock, count = n - start < kBlock ? n - start : kBlock;
+#pragma omp simd
       for (int64_t i = 0; i < count; ++i) out[start + i] = element(mode, in[start + i], words[i], rand_shift);
     }
   } else {
