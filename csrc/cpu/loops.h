@@ -22,12 +22,13 @@ void stochastic_loop(const T* in, T* out, int64_t n, uint64_t seed, Shift rand_s
   const int64_t blocks = (n + kBlock - 1) / kBlock;
 #pragma omp parallel for schedule(static) if (n > kParallelThreshold)
   for (int64_t b = 0; b < blocks; ++b) {
+    const Element local = element;
     uint32_t words[kBlock];
     const int64_t first_group = b * (kBlock / 4);
     random_words_run(seed, (uint64_t)first_group, kBlock / 4, words);
     const int64_t start = b * kBlock, count = n - start < kBlock ? n - start : kBlock;
 #pragma omp simd
-    for (int64_t i = 0; i < count; ++i) out[start + i] = element(mode, in[start + i], words[i], rand_shift);
+    for (int64_t i = 0; i < count; ++i) out[start + i] = local(mode, in[start + i], words[i], rand_shift);
   }
 }
 
@@ -47,11 +48,16 @@ void round_loop(const T* in, T* out, int64_t n, uint64_t seed, int rand_bits, co
     // Two loops rather than an if() clause: GCC leaves the serial path of `parallel for simd if(...)`
     // scalar, ten times slower on the small tensors that layer hooks quantize.
     if (n > kParallelThreshold) {
-#pragma omp parallel for simd schedule(static)
-      for (int64_t i = 0; i < n; ++i) out[i] = element(mode, in[i], 0u, rand_shift);
+#pragma omp parallel
+      {
+        const Element local = element;
+#pragma omp for simd schedule(static)
+        for (int64_t i = 0; i < n; ++i) out[i] = local(mode, in[i], 0u, rand_shift);
+      }
     } else {
+      const Element local = element;
 #pragma omp simd
-      for (int64_t i = 0; i < n; ++i) out[i] = element(mode, in[i], 0u, rand_shift);
+      for (int64_t i = 0; i < n; ++i) out[i] = local(mode, in[i], 0u, rand_shift);
     }
   }
 }

@@ -127,7 +127,7 @@ QSIM_HD T lns_value(T x, const LnsParams& p, const typename FloatTraits<T>::Bits
     const uint32_t exact_ties = (uint32_t)(p.exact_ties != 0);
     const uint32_t tie = exact_ties & (uint32_t)(below == rec.off);
     const uint32_t up = MODE == kNearest ? ge & ((tie & code_odd) ^ 1u) : ge;
-    mant = select(up, rec.hi, rec.lo);
+    mant = pick(up, rec.hi, rec.lo);
     const uint32_t zero_tie = MODE == kNearest ? exact_ties & (uint32_t)(mag_bits == zero_threshold) : 0u;
     zero |= (uint32_t)(mag_bits < zero_threshold) | zero_tie;
   } else {
@@ -135,8 +135,8 @@ QSIM_HD T lns_value(T x, const LnsParams& p, const typename FloatTraits<T>::Bits
     // next value: hi (V(base + 2), or V(base + 1) in a bucket without a threshold) or the threshold.
     const Bits threshold = n.frac - below + rec.off;
     const uint32_t no_threshold = (uint32_t)(rec.off > below_mask);
-    const Bits floor = select(ge, threshold, rec.lo);
-    const Bits ceiling = select(ge | no_threshold, rec.hi, threshold);
+    const Bits floor = pick(ge, threshold, rec.lo);
+    const Bits ceiling = pick(ge | no_threshold, rec.hi, threshold);
     const uint32_t inexact = (uint32_t)(n.frac != floor);
     // Underflow, |x| < w_min: between 0 and w_min (up_from_zero: to w_min).
     uint32_t away, up_from_zero;
@@ -148,8 +148,8 @@ QSIM_HD T lns_value(T x, const LnsParams& p, const typename FloatTraits<T>::Bits
       const Bits w = (w_min & (((Bits)1 << F::kMant) - 1)) | ((Bits)1 << F::kMant);
       const Bits s = n.frac | ((Bits)1 << F::kMant);
       const int c = under ? max_int(32 - delta, 0) : 32;
-      const uint32_t up = stochastic_up<T>(rand, rand_shift, (uint64_t)select(under, w, ceiling - floor),
-                                           (uint64_t)select(under, s, n.frac - floor), c);
+      const uint32_t up = stochastic_up<T>(rand, rand_shift, (uint64_t)pick(under, w, ceiling - floor),
+                                           (uint64_t)pick(under, s, n.frac - floor), c);
       away = up;
       up_from_zero = (uint32_t)(delta <= 32) & up;
     } else if (MODE == kOdd) {
@@ -159,17 +159,18 @@ QSIM_HD T lns_value(T x, const LnsParams& p, const typename FloatTraits<T>::Bits
       away = round_away<MODE>(0u, 0u, inexact, neg, rand, rand_shift);
       up_from_zero = round_away<MODE>(0u, 0u, 1u, neg, rand, rand_shift);
     }
-    mant = select(away, ceiling, floor);
+    mant = pick(away, ceiling, floor);
     zero |= under & (up_from_zero ^ 1u);
   }
 
   // 2. Back to a value: e's binade with the chosen mantissa (V = 2^p carries into the next binade),
-  // or the saturated ends; zero is +0; NaN stays NaN.
+  // or the saturated ends; zero is +0; NaN stays NaN. (Integer selects are picks, which GCC turns into
+  // masked blends, but for the zero one: as a conditional, GCC duplicates the stochastic test above
+  // into its arms.)
   const Bits in_range = ((Bits)(n.e + F::kBias) << F::kMant) + mant;
-  const Bits magnitude_bits = select(under, w_min, select(over, w_max, in_range));
-  const T magnitude = select(zero, (T)0, from_bits<T>(magnitude_bits));
-  const T signed_magnitude = select(neg & (zero ^ 1u), -magnitude, magnitude);
-  return select(is_nan, x, signed_magnitude);
+  const Bits magnitude_bits = pick(under, w_min, pick(over, w_max, in_range));
+  const Bits signed_bits = select(zero, (Bits)0, magnitude_bits | ((Bits)neg << (F::kWidth - 1)));
+  return from_bits<T>(pick(is_nan, bits, signed_bits));
 }
 
 }  // namespace qsim
