@@ -11,7 +11,7 @@
 namespace qsim {
 
 constexpr int64_t kParallelThreshold = 1 << 15;  // below this, threads cost more than they save
-constexpr int kBlock = 512;                       // elements per block of random words (a multiple of 4)
+constexpr int kBlock = 768;                       // elements per block of random words (48-group runs)
 
 // The stochastic loop: blocks of kBlock elements, each block's random words drawn first. rand_shift is
 // an int, or std::integral_constant<int, 0> when all 32 bits are used (the default), which folds the

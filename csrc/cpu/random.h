@@ -17,18 +17,17 @@
 namespace qsim {
 
 #if defined(__AVX512F__)
-// Philox4x32-10 of the 8·kBatches groups first_group, first_group + 1, ..., stored as interleaved words.
-// kBatches independent batches of eight go through each round together: one batch alone waits on the
-// latency of each round's multiply-shift-xor chain.
-constexpr int kBatches = 4;
-
-inline void random_words_batches(uint64_t seed, uint64_t first_group, uint32_t* words) {
+// Philox4x32-10 of the 8·B groups first_group, first_group + 1, ..., stored as interleaved words.
+// B independent batches of eight go through each round together: fewer wait on the latency of each
+// round's multiply-shift-xor chain (six keep 24 state vectors in registers: the most without spilling).
+template <int B>
+void random_words_batches(uint64_t seed, uint64_t first_group, uint32_t* words) {
   const __m512i lanes = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
   const __m512i m0 = _mm512_set1_epi64(0xD2511F53u), m1 = _mm512_set1_epi64(0xCD9E8D57u);
   // Round 1 from the counter (group low word, group high word, 0, 0): the product with c2 = 0 vanishes.
   const __m512i key0 = _mm512_set1_epi32((int)(uint32_t)seed), key1 = _mm512_set1_epi32((int)(uint32_t)(seed >> 32));
-  __m512i c0[kBatches], c1[kBatches], c2[kBatches], c3[kBatches];
-  for (int b = 0; b < kBatches; ++b) {
+  __m512i c0[B], c1[B], c2[B], c3[B];
+  for (int b = 0; b < B; ++b) {
     const __m512i group = _mm512_add_epi64(_mm512_set1_epi64((long long)(first_group + 8 * (uint64_t)b)), lanes);
     const __m512i p0 = _mm512_mul_epu32(group, m0);
     c0[b] = _mm512_xor_si512(_mm512_srli_epi64(group, 32), key0);
@@ -41,7 +40,7 @@ inline void random_words_batches(uint64_t seed, uint64_t first_group, uint32_t* 
     k0 += 0x9E3779B9u;
     k1 += 0xBB67AE85u;
     const __m512i round_key0 = _mm512_set1_epi32((int)k0), round_key1 = _mm512_set1_epi32((int)k1);
-    for (int b = 0; b < kBatches; ++b) {
+    for (int b = 0; b < B; ++b) {
       // The high halves of the lanes of c0..c3 hold leftovers that no multiply reads and no output keeps.
       const __m512i p0 = _mm512_mul_epu32(c0[b], m0), p1 = _mm512_mul_epu32(c2[b], m1);
       c0[b] = _mm512_ternarylogic_epi64(_mm512_srli_epi64(p1, 32), c1[b], round_key0, 0x96);  // a ^ b ^ c
@@ -52,7 +51,7 @@ inline void random_words_batches(uint64_t seed, uint64_t first_group, uint32_t* 
   }
   // To group order: lane g of w01 = (c0, c1) of group g, of w23 = (c2, c3); the outputs interleave them.
   const __m512i first_half = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11), second_half = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
-  for (int b = 0; b < kBatches; ++b) {
+  for (int b = 0; b < B; ++b) {
     const __m512i w01 = _mm512_mask_shuffle_epi32(c0[b], 0xAAAA, c1[b], _MM_PERM_CCAA);
     const __m512i w23 = _mm512_mask_shuffle_epi32(c2[b], 0xAAAA, c3[b], _MM_PERM_CCAA);
     _mm512_storeu_si512(words + 32 * b, _mm512_permutex2var_epi64(w01, first_half, w23));
@@ -61,11 +60,15 @@ inline void random_words_batches(uint64_t seed, uint64_t first_group, uint32_t* 
 }
 #endif
 
-// words[4*g + j] = word j of random_words(seed, first_group + g) for g < groups.
+// words[4*g + j] = word j of random_words(seed, first_group + g) for g < groups: six batches at a time,
+// then the rest in fewer, the last few groups scalar.
 inline void random_words_run(uint64_t seed, uint64_t first_group, int groups, uint32_t* words) {
   int g = 0;
 #if defined(__AVX512F__)
-  for (; g + 8 * kBatches <= groups; g += 8 * kBatches) random_words_batches(seed, first_group + (uint64_t)g, words + 4 * g);
+  for (; g + 48 <= groups; g += 48) random_words_batches<6>(seed, first_group + (uint64_t)g, words + 4 * g);
+  if (g + 32 <= groups) { random_words_batches<4>(seed, first_group + (uint64_t)g, words + 4 * g); g += 32; }
+  if (g + 16 <= groups) { random_words_batches<2>(seed, first_group + (uint64_t)g, words + 4 * g); g += 16; }
+  if (g + 8 <= groups) { random_words_batches<1>(seed, first_group + (uint64_t)g, words + 4 * g); g += 8; }
 #endif
   for (uint32_t* w = words + 4 * g; g < groups; ++g, w += 4) random_words(seed, first_group + (uint64_t)g, w);
 }
