@@ -12,6 +12,8 @@ namespace qsim {
 
 constexpr int64_t kParallelThreshold = 1 << 15;  // below this, threads cost more than they save
 constexpr int kBlock = 768;                       // elements per block of random words (48-group runs)
+// The loops call a thread-local copy of `element`: through the caller's object GCC must assume that
+// stores to out (a float array) change the object's float fields, and reloads them every iteration.
 
 // The stochastic loop: blocks of kBlock elements, each block's random words drawn first. rand_shift is
 // an int, or std::integral_constant<int, 0> when all 32 bits are used (the default), which folds the
