@@ -207,3 +207,31 @@ def test_stochastic_probability_jumps_exactly_at_multiples_of_two_to_minus_r():
     at = (draws(5.0, "lns<3,0>", rand_bits=2, n=20_000) == 8.0).double().mean().item()
     below = (draws(float(np.nextafter(5.0, 0)), "lns<3,0>", rand_bits=2, n=20_000) == 8.0).double().mean().item()
     assert abs(at - 0.25) < 0.02 and below == 0.0
+
+
+@pytest.mark.parametrize("name", ["lns8", "lns16", "lns<2,0,linear>", "lns<2,12>", "lns<7,2,linear>"])
+@pytest.mark.parametrize("nearest", [True, False])
+def test_float32_bucket_records_count_thresholds_and_hold_the_neighbouring_mantissas(name, nearest):
+    """The kernel's bucket records against a search of the sorted thresholds: for mantissas M at, around
+    and between the thresholds, base + (M mod 2^(23-b) ≥ off) is the number of thresholds ≤ M, lo is
+    the mantissa of the value with code j = base (2^23 past the binade), and hi that of j = base + 1
+    (nearest tables) or of the value above the bucket's threshold (directed tables)."""
+    from qsim.backends import logarithmic as backend
+
+    fmt = qsim.formats.get(name)
+    table = backend.table(fmt, torch.float32, nearest)
+    width = int(table[5])
+    records = table[8:].view(np.uint64)
+    values = np.array(fmt.binade_values(23) + (1 << 23,) * 2, dtype=np.int64)
+    thresholds = np.array(fmt.nearest_thresholds(23)[0] if nearest else values[1:1 << fmt.frac_bits], dtype=np.int64)
+    m = np.concatenate([thresholds - 1, thresholds, thresholds + 1, np.arange(0, 1 << 23, 997)])
+    m = m[(m >= 0) & (m < 1 << 23)]
+    r = records[m >> width]
+    off, lo, hi = (r >> np.uint64(48)) & np.uint64(0x7FFF), r & np.uint64(0xFFFFFF), (r >> np.uint64(24)) & np.uint64(0xFFFFFF)
+    base = np.searchsorted(thresholds, (m >> width) << width, side="left")
+    j = base + ((m & ((1 << width) - 1)) >= off.astype(np.int64))
+    assert np.array_equal(j, np.searchsorted(thresholds, m, side="right"))
+    assert np.array_equal((r >> np.uint64(63)).astype(np.int64), base & 1)
+    assert np.array_equal(lo.astype(np.int64), values[base])
+    above = base + 1 + ((off.astype(np.int64) < (1 << width)) & (not nearest))
+    assert np.array_equal(hi.astype(np.int64), values[above])

@@ -107,3 +107,22 @@ def test_random_words_are_uniform():
     up = (q > x).double().numpy().reshape(10, -1).mean(axis=1)
     expected = (np.arange(10) + 0.5) / 10
     assert np.all(np.abs(up - expected) < 0.02)
+
+
+@pytest.mark.parametrize("seed", [0x0123456789ABCDEF, 2**63 - 1])
+def test_vector_generator_gives_the_scalar_philox_words(seed):
+    """Element i rounds up iff word i % 4 of Philox4x32-10(counter i / 4, key seed) is below its
+    fraction (scaled by 2^32), so x_i = w_i and w_i + 1 (in units of 2^-32 of a quantum) pin each
+    word the kernels draw to the scalar Philox's, the one the known-answer test checks. 4099
+    elements: eight blocks of 512 and a tail that is not a whole vector of groups."""
+    from qsim import _C
+
+    n = 4099
+    key = [seed & 0xFFFFFFFF, seed >> 32]
+    words = np.array([w for g in range((n + 3) // 4) for w in _C.philox4x32_10([g, 0, 0, 0], key)][:n], dtype=np.float64)
+    quantum = 2.0**-4  # fixed<8,4>
+    for offset, rounds_up in ((0, False), (1, True)):
+        x = torch.from_numpy((words + offset) * 2.0**-32 * quantum)
+        q = qsim.quantize(x, "fixed<8,4>", rounding="stochastic", seed=seed).numpy()
+        expected = np.where(words + offset > words, quantum, 0.0) if rounds_up else np.zeros(n)
+        assert np.array_equal(q, expected)

@@ -11,7 +11,28 @@
 namespace qsim {
 
 constexpr int64_t kParallelThreshold = 1 << 15;  // below this, threads cost more than they save
-constexpr int kBlock = 512;                       // elements per block of random words (a multiple of 4)
+constexpr int kBlock = 768;                       // elements per block of random words (48-group runs)
+// The loops call a thread-local copy of `element`: through the caller's object GCC must assume that
+// stores to out (a float array) change the object's float fields, and reloads them every iteration.
+
+// The stochastic loop: blocks of kBlock elements, each block's random words drawn first. rand_shift is
+// an int, or std::integral_constant<int, 0> when all 32 bits are used (the default), which folds the
+// shifts of the words and fractions away.
+template <int MODE, typename T, typename Element, typename Shift>
+void stochastic_loop(const T* in, T* out, int64_t n, uint64_t seed, Shift rand_shift, const Element& element) {
+  const std::integral_constant<int, MODE> mode;
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static) if (n > kParallelThreshold)
+  for (int64_t b = 0; b < blocks; ++b) {
+    const Element local = element;
+    uint32_t words[kBlock];
+    const int64_t first_group = b * (kBlock / 4);
+    random_words_run(seed, (uint64_t)first_group, kBlock / 4, words);
+    const int64_t start = b * kBlock, count = n - start < kBlock ? n - start : kBlock;
+#pragma omp simd
+    for (int64_t i = 0; i < count; ++i) out[start + i] = local(mode, in[start + i], words[i], rand_shift);
+  }
+}
 
 // out[i] = element(MODE, in[i], random word of i); `element` is a generic lambda taking the mode as a
 // std::integral_constant, so each mode compiles to its own loop.
@@ -19,25 +40,26 @@ template <int MODE, typename T, typename Element>
 void round_loop(const T* in, T* out, int64_t n, uint64_t seed, int rand_bits, const Element& element) {
   const std::integral_constant<int, MODE> mode;
   const int rand_shift = 32 - rand_bits;
-  if (MODE == kStochastic) {
-    const int64_t blocks = (n + kBlock - 1) / kBlock;
-#pragma omp parallel for schedule(static) if (n > kParallelThreshold)
-    for (int64_t b = 0; b < blocks; ++b) {
-      uint32_t words[kBlock];
-      const int64_t first_group = b * (kBlock / 4);
-      random_words_run(seed, (uint64_t)first_group, kBlock / 4, words);
-      const int64_t start = b * kBlock, count = n - start < kBlock ? n - start : kBlock;
-      for (int64_t i = 0; i < count; ++i) out[start + i] = element(mode, in[start + i], words[i], rand_shift);
+  if constexpr (MODE == kStochastic) {
+    if (rand_shift == 0) {
+      stochastic_loop<MODE>(in, out, n, seed, std::integral_constant<int, 0>(), element);
+    } else {
+      stochastic_loop<MODE>(in, out, n, seed, rand_shift, element);
     }
   } else {
     // Two loops rather than an if() clause: GCC leaves the serial path of `parallel for simd if(...)`
     // scalar, ten times slower on the small tensors that layer hooks quantize.
     if (n > kParallelThreshold) {
-#pragma omp parallel for simd schedule(static)
-      for (int64_t i = 0; i < n; ++i) out[i] = element(mode, in[i], 0u, rand_shift);
+#pragma omp parallel
+      {
+        const Element local = element;
+#pragma omp for simd schedule(static)
+        for (int64_t i = 0; i < n; ++i) out[i] = local(mode, in[i], 0u, rand_shift);
+      }
     } else {
+      const Element local = element;
 #pragma omp simd
-      for (int64_t i = 0; i < n; ++i) out[i] = element(mode, in[i], 0u, rand_shift);
+      for (int64_t i = 0; i < n; ++i) out[i] = local(mode, in[i], 0u, rand_shift);
     }
   }
 }

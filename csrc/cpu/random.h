@@ -1,9 +1,12 @@
 // cpu/random.h: the random words of a run of consecutive Philox groups, as the CPU loops draw them:
 // words[4*g + j] = word j of random_words(seed, first_group + g) (qsim/philox.h), so results stay those
-// of the GPU for the same seed. With AVX-512 groups go through the ten rounds sixteen to a vector, one group
-// per 32-bit lane: GCC vectorises the scalar Philox with 64-bit lanes and 64-bit multiplies (vpmullq),
-// at about a third of the speed. Lane l of the high and low halves of a 32×32-bit product comes from
-// vpmuludq, which multiplies the even lanes; the odd lanes are shifted down for a second one.
+// of the GPU for the same seed. With AVX-512 groups go through the ten rounds eight to a vector, one group
+// per 64-bit lane, each state word in the low half of its lane: vpmuludq multiplies exactly those
+// halves into the full 64-bit product, whose low half is already the next round's c1 (c3) and whose
+// high half is one shift away from c0 (c2), and the two xors of a round are one vpternlogd: six
+// instructions per round for eight groups. (Sixteen groups in 32-bit lanes need the odd lanes shifted
+// down, two multiplies and two blends to put each half back in its lane: eight per round.) GCC
+// vectorises the scalar Philox with 64-bit lanes and 64-bit multiplies (vpmullq), about three times slower.
 #pragma once
 #include "qsim/philox.h"
 
@@ -14,70 +17,63 @@
 namespace qsim {
 
 #if defined(__AVX512F__)
-// hi, lo = the 64-bit products a·m split in halves, lane by lane.
-inline void mulhilo32x16(__m512i a, __m512i m, __m512i& hi, __m512i& lo) {
-  const __m512i even = _mm512_mul_epu32(a, m);                         // lanes 0, 2, ...: full products
-  const __m512i odd = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), m);  // lanes 1, 3, ...
-  hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
-  lo = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
-}
-
-// Philox4x32-10 of the 16·kBatches groups first_group, first_group + 1, ..., stored as interleaved words.
-// kBatches independent batches of sixteen go through each round together: one batch alone waits on the
-// latency of each round's multiply-shift-blend-xor chain.
+// 16·kBatches = 64 groups: the run the block kernels (cpu/block.cpp) round a chunk's last part-run of
+// 24 or more groups up to. Part-runs here are vectorised too (32, 16 and 8 groups); only the last seven
+// or fewer groups of a run are drawn one at a time.
 constexpr int kBatches = 4;
 
-inline void random_words_batches(uint64_t seed, uint64_t first_group, uint32_t* words) {
-  const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  const __m512i m0 = _mm512_set1_epi32((int)0xD2511F53u), m1 = _mm512_set1_epi32((int)0xCD9E8D57u);
-  __m512i c0[kBatches], c1[kBatches], c2[kBatches], c3[kBatches];
-  for (int b = 0; b < kBatches; ++b) {
-    // counter = (group low word, group high word, 0, 0); a low word that wraps carries into the high one.
-    const uint64_t group = first_group + 16 * (uint64_t)b;
-    const __m512i low = _mm512_set1_epi32((int)(uint32_t)group);
-    c0[b] = _mm512_add_epi32(low, lanes);
-    c1[b] = _mm512_set1_epi32((int)(uint32_t)(group >> 32));
-    c1[b] = _mm512_mask_add_epi32(c1[b], _mm512_cmplt_epu32_mask(c0[b], low), c1[b], _mm512_set1_epi32(1));
-    c2[b] = c3[b] = _mm512_setzero_si512();
+// Philox4x32-10 of the 8·B groups first_group, first_group + 1, ..., stored as interleaved words.
+// B independent batches of eight go through each round together: fewer wait on the latency of each
+// round's multiply-shift-xor chain (six keep 24 state vectors in registers: the most without spilling).
+template <int B>
+void random_words_batches(uint64_t seed, uint64_t first_group, uint32_t* words) {
+  const __m512i lanes = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m512i m0 = _mm512_set1_epi64(0xD2511F53u), m1 = _mm512_set1_epi64(0xCD9E8D57u);
+  // Round 1 from the counter (group low word, group high word, 0, 0): the product with c2 = 0 vanishes.
+  const __m512i key0 = _mm512_set1_epi32((int)(uint32_t)seed), key1 = _mm512_set1_epi32((int)(uint32_t)(seed >> 32));
+  __m512i c0[B], c1[B], c2[B], c3[B];
+  for (int b = 0; b < B; ++b) {
+    const __m512i group = _mm512_add_epi64(_mm512_set1_epi64((long long)(first_group + 8 * (uint64_t)b)), lanes);
+    const __m512i p0 = _mm512_mul_epu32(group, m0);
+    c0[b] = _mm512_xor_si512(_mm512_srli_epi64(group, 32), key0);
+    c1[b] = _mm512_setzero_si512();
+    c2[b] = _mm512_xor_si512(_mm512_srli_epi64(p0, 32), key1);
+    c3[b] = p0;
   }
   uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
-  for (int round = 0; round < 10; ++round) {
-    const __m512i key0 = _mm512_set1_epi32((int)k0), key1 = _mm512_set1_epi32((int)k1);
-    for (int b = 0; b < kBatches; ++b) {
-      __m512i hi0, lo0, hi1, lo1;
-      mulhilo32x16(c0[b], m0, hi0, lo0);
-      mulhilo32x16(c2[b], m1, hi1, lo1);
-      c0[b] = _mm512_xor_si512(_mm512_xor_si512(hi1, c1[b]), key0);
-      c1[b] = lo1;
-      c2[b] = _mm512_xor_si512(_mm512_xor_si512(hi0, c3[b]), key1);
-      c3[b] = lo0;
-    }
+  for (int round = 1; round < 10; ++round) {
     k0 += 0x9E3779B9u;
     k1 += 0xBB67AE85u;
+    const __m512i round_key0 = _mm512_set1_epi32((int)k0), round_key1 = _mm512_set1_epi32((int)k1);
+    for (int b = 0; b < B; ++b) {
+      // The high halves of the lanes of c0..c3 hold leftovers that no multiply reads and no output keeps.
+      const __m512i p0 = _mm512_mul_epu32(c0[b], m0), p1 = _mm512_mul_epu32(c2[b], m1);
+      c0[b] = _mm512_ternarylogic_epi64(_mm512_srli_epi64(p1, 32), c1[b], round_key0, 0x96);  // a ^ b ^ c
+      c1[b] = p1;
+      c2[b] = _mm512_ternarylogic_epi64(_mm512_srli_epi64(p0, 32), c3[b], round_key1, 0x96);
+      c3[b] = p0;
+    }
   }
-  for (int b = 0; b < kBatches; ++b) {
-    // Transpose to group order: within each 128-bit block i, u_j holds group 4i + j's four words; then
-    // output vector i gathers block i of u0..u3.
-    const __m512i t0 = _mm512_unpacklo_epi32(c0[b], c1[b]), t1 = _mm512_unpackhi_epi32(c0[b], c1[b]);
-    const __m512i t2 = _mm512_unpacklo_epi32(c2[b], c3[b]), t3 = _mm512_unpackhi_epi32(c2[b], c3[b]);
-    const __m512i u0 = _mm512_unpacklo_epi64(t0, t2), u1 = _mm512_unpackhi_epi64(t0, t2);
-    const __m512i u2 = _mm512_unpacklo_epi64(t1, t3), u3 = _mm512_unpackhi_epi64(t1, t3);
-    const __m512i v01_lo = _mm512_shuffle_i32x4(u0, u1, 0x44), v23_lo = _mm512_shuffle_i32x4(u2, u3, 0x44);
-    const __m512i v01_hi = _mm512_shuffle_i32x4(u0, u1, 0xEE), v23_hi = _mm512_shuffle_i32x4(u2, u3, 0xEE);
-    uint32_t* out = words + 64 * b;
-    _mm512_storeu_si512(out, _mm512_shuffle_i32x4(v01_lo, v23_lo, 0x88));
-    _mm512_storeu_si512(out + 16, _mm512_shuffle_i32x4(v01_lo, v23_lo, 0xDD));
-    _mm512_storeu_si512(out + 32, _mm512_shuffle_i32x4(v01_hi, v23_hi, 0x88));
-    _mm512_storeu_si512(out + 48, _mm512_shuffle_i32x4(v01_hi, v23_hi, 0xDD));
+  // To group order: lane g of w01 = (c0, c1) of group g, of w23 = (c2, c3); the outputs interleave them.
+  const __m512i first_half = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11), second_half = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
+  for (int b = 0; b < B; ++b) {
+    const __m512i w01 = _mm512_mask_shuffle_epi32(c0[b], 0xAAAA, c1[b], _MM_PERM_CCAA);
+    const __m512i w23 = _mm512_mask_shuffle_epi32(c2[b], 0xAAAA, c3[b], _MM_PERM_CCAA);
+    _mm512_storeu_si512(words + 32 * b, _mm512_permutex2var_epi64(w01, first_half, w23));
+    _mm512_storeu_si512(words + 32 * b + 16, _mm512_permutex2var_epi64(w01, second_half, w23));
   }
 }
 #endif
 
-// words[4*g + j] = word j of random_words(seed, first_group + g) for g < groups.
+// words[4*g + j] = word j of random_words(seed, first_group + g) for g < groups: six batches at a time,
+// then the rest in fewer, the last few groups scalar.
 inline void random_words_run(uint64_t seed, uint64_t first_group, int groups, uint32_t* words) {
   int g = 0;
 #if defined(__AVX512F__)
-  for (; g + 16 * kBatches <= groups; g += 16 * kBatches) random_words_batches(seed, first_group + (uint64_t)g, words + 4 * g);
+  for (; g + 48 <= groups; g += 48) random_words_batches<6>(seed, first_group + (uint64_t)g, words + 4 * g);
+  if (g + 32 <= groups) { random_words_batches<4>(seed, first_group + (uint64_t)g, words + 4 * g); g += 32; }
+  if (g + 16 <= groups) { random_words_batches<2>(seed, first_group + (uint64_t)g, words + 4 * g); g += 16; }
+  if (g + 8 <= groups) { random_words_batches<1>(seed, first_group + (uint64_t)g, words + 4 * g); g += 8; }
 #endif
   for (uint32_t* w = words + 4 * g; g < groups; ++g, w += 4) random_words(seed, first_group + (uint64_t)g, w);
 }

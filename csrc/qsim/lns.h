@@ -11,14 +11,27 @@
 //   directed modes and stochastic rounding: the thresholds are the values w_j themselves;
 //   nearest modes: the midpoints (log or linear) rounded up to p bits — a float x is at or above an
 //   irrational midpoint t iff it is at or above RU_p(t), as no p-bit number lies in between.
-// Bucket table: bucket B = the top f+1 bits of M (width 2^-(f+1)) holds at most one threshold, as
-// consecutive thresholds are more than 2^-(f+1) apart (their ratio is 2^(1/2^f) ≥ 1 + ln2·2^-f; the
-// builder checks it); base[B] = thresholds below the bucket, thr[B] = the one in it (2^p if none).
-// So j = base[B] + (M ≥ thr[B]): two loads, no search.
+// Bucket records: bucket B = the top b bits of M (b = max(f+1, 9): width 2^-b ≤ 2^-(f+1)) holds at
+// most one threshold, as consecutive thresholds are more than 2^-(f+1) apart (their ratio is
+// 2^(1/2^f) ≥ 1 + ln2·2^-f; the builder checks it). With base = the count of thresholds below the
+// bucket, V(i) = the mantissa bits of w_i (2^p for i = 2^f: the next binade's 1) and off = the
+// threshold's offset in the bucket (the bucket width if none), one record per bucket holds all that
+// an element needs, so each element loads one record and nothing else:
+//   j = base + ge, ge = (M mod 2^(p-b) ≥ off); code parity = (e·2^f + base + ge) mod 2;
+//   nearest tables: the result's mantissa is V(base) or V(base + 1) (lo, hi), the latter iff ge
+//     (and no tie is broken down); V(j) = 2^p makes ((e + bias) << p) + V(j) carry into binade e + 1;
+//   directed tables: the threshold is a value, V(base + 1) = bucket start + off, so lo = V(base) and
+//     hi = V(base + 2) (V(base + 1) in a bucket without a threshold) give floor and ceiling of |x|.
+// Codes beyond [code_min, code_max] are told by comparing |x|'s bits with constants instead: below
+// `low` the code is under code_min, at or above `high` at or beyond code_max.
 //
-// Table layout (T's Bits): [0] the bits of the zero threshold (RU_T of the midpoint between 0 and the
-// smallest magnitude: nearest modes give 0 below it); [1, 1 + 2^f) the mantissa bits of w_j;
-// then thr[2^(f+1)] and base[2^(f+1)] for the thresholds of the mode.
+// Table layout (T's Bits; kLnsHeader words, then the records): [0] the bits of the zero threshold (RU_T
+// of the midpoint between 0 and the smallest magnitude: nearest modes give 0 below it); [1], [2] the
+// bits of w_min and w_max; [3] low: the bits of w_min (directed) or one above RU_T of the midpoint
+// between codes code_min - 1 and code_min (nearest: at or below it the result is w_min or 0);
+// [4] high: the bits of w_max (directed) or RU_T of the midpoint above it (nearest); [5] p - b.
+// Records: float: one uint64, lo | hi << 24 | off << 48 | (base & 1) << 63; double: three words,
+// off | (base & 1) << 63, lo, hi.
 #pragma once
 #include "qsim/posit.h"
 #include "qsim/rounding.h"
@@ -33,90 +46,131 @@ struct LnsParams {
   int32_t exact_ties;   // 1 when midpoints are dyadic (f = 0, linear midpoints): x equal to one is a tie
 };
 
-// scaled_le for operands d, a of T's significand width: float's (below 2^25) keep r·d and a·2^c under
-// 2^57, so one 64-bit comparison does (and vectorises); double's need the limbs.
+// Up with probability a / d, drawn from the random integer ρ = rand >> rand_shift: iff
+// (ρ+1)·2^rand_shift·d ≤ a·2^c. For float's operands (below 2^25) both sides divided by
+// 2^min(rand_shift, c) stay below 2^57, ρ·d is one 32×32-bit product, and one 64-bit comparison does
+// (and vectorises); double's need the limbs of scaled_le.
 template <typename T>
-QSIM_HD uint32_t scaled_le_small(uint64_t r, uint64_t d, uint64_t a, int c) {
-  return FloatTraits<T>::kMant <= 24 ? (uint32_t)(r * d <= (a << c)) : scaled_le(r, d, a, c);
+QSIM_HD uint32_t stochastic_up(uint32_t rand, int rand_shift, uint64_t d, uint64_t a, int c) {
+  if (FloatTraits<T>::kMant > 24) return scaled_le(stochastic_bound(rand, rand_shift), d, a, c);
+  const uint64_t scaled = ((uint64_t)(rand >> rand_shift) * (uint32_t)d + d) << max_int(rand_shift - c, 0);
+  return (uint32_t)(scaled <= a << max_int(c - rand_shift, 0));
+}
+
+constexpr int kLnsHeader = 8;  // table words before the records
+
+// One bucket's record: the threshold's offset in the bucket, V(base) and the other candidate
+// mantissa (see the table layout above), and the parity of base.
+template <typename T>
+struct LnsRecord {
+  typename FloatTraits<T>::Bits off, lo, hi;
+  uint32_t base_odd;
+};
+
+// The records of a table: 64-bit words (a float record is one word: one gather lane on the CPU).
+template <typename T>
+QSIM_HD const uint64_t* lns_records(const typename FloatTraits<T>::Bits* table) {
+  return reinterpret_cast<const uint64_t*>(table + kLnsHeader);
 }
 
 template <typename T>
-QSIM_HD T lns_from_code(int code, int frac_bits, const typename FloatTraits<T>::Bits* values) {
-  typedef FloatTraits<T> F;
-  typedef typename F::Bits Bits;
-  const int binade = code >> frac_bits;  // floor(code / 2^f)
-  const int j = code & ((1 << frac_bits) - 1);
-  return from_bits<T>(((Bits)(binade + F::kBias) << F::kMant) | values[j]);
+QSIM_HD LnsRecord<T> lns_record(const uint64_t* records, int64_t bucket);
+template <>
+QSIM_HD LnsRecord<float> lns_record<float>(const uint64_t* records, int64_t bucket) {
+  const uint64_t r = records[bucket];
+  LnsRecord<float> rec;
+  rec.lo = (uint32_t)r & 0xFFFFFFu;
+  rec.hi = (uint32_t)(r >> 24) & 0xFFFFFFu;
+  rec.off = (uint32_t)(r >> 48) & 0x7FFFu;
+  rec.base_odd = (uint32_t)(r >> 63);
+  return rec;
+}
+template <>
+QSIM_HD LnsRecord<double> lns_record<double>(const uint64_t* records, int64_t bucket) {
+  const uint64_t first = records[3 * bucket];
+  LnsRecord<double> rec;
+  rec.off = first & ~((uint64_t)1 << 63);
+  rec.base_odd = (uint32_t)(first >> 63);
+  rec.lo = records[3 * bucket + 1];
+  rec.hi = records[3 * bucket + 2];
+  return rec;
 }
 
 template <int MODE, typename T>
 QSIM_HD T lns_value(T x, const LnsParams& p, const typename FloatTraits<T>::Bits* table, uint32_t rand, int rand_shift) {
   typedef FloatTraits<T> F;
   typedef typename F::Bits Bits;
-  const int f = p.frac_bits;
-  const Bits* values = table + 1;
-  const Bits* thr = values + (1 << f);
-  const Bits* base = thr + (2 << f);
+  const Bits zero_threshold = table[0], w_min = table[1], w_max = table[2], low = table[3], high = table[4];
+  const int width = (int)table[5];  // bits of M below the bucket index
   const Bits bits = to_bits(x);
   const uint32_t neg = (uint32_t)(bits >> (F::kWidth - 1));
   const Bits mag_bits = bits & (((Bits)1 << (F::kWidth - 1)) - 1);
   const uint32_t is_nan = (uint32_t)(mag_bits > ((((Bits)1 << (F::kWidth - 1 - F::kMant)) - 1) << F::kMant));
   const Normalised<T> n = normalise<T>(mag_bits);
 
-  // 1. The code at or below |x| (directed tables) or nearest to it (nearest tables); ±inf gives a
-  // code beyond code_max and saturates like any large value.
-  const Bits bucket = n.frac >> (F::kMant - f - 1);
-  const int j = (int)base[bucket] + (int)(n.frac >= thr[bucket]);
-  const int code = n.e * (1 << f) + j;
+  // 1. The bucket of M: j = base + ge thresholds at or below it (directed tables: the code at or below
+  // |x|; nearest tables: the code nearest to it), and that code's parity.
+  const LnsRecord<T> rec = lns_record<T>(lns_records<T>(table), (int64_t)(n.frac >> width));
+  const Bits below_mask = ((Bits)1 << width) - 1;
+  const Bits below = n.frac & below_mask;
+  const uint32_t ge = (uint32_t)(below >= rec.off);
+  const uint32_t code_odd = (((uint32_t)n.e << p.frac_bits) + rec.base_odd + ge) & 1u;
 
-  int result = code;
+  // Codes out of range: under code_min (directed: |x| < w_min; nearest: |x| at or below the midpoint
+  // below w_min), at or beyond code_max (±inf too): saturate.
+  const uint32_t under = (uint32_t)(mag_bits < low), over = (uint32_t)(mag_bits >= high);
   uint32_t zero = (uint32_t)(mag_bits == 0) | (neg & (uint32_t)(p.is_signed == 0));
+  Bits mant;
   if (MODE == kNearest || MODE == kNearestAway) {
-    // Ties (only with dyadic midpoints): to the even code, or away from zero; j then counted the
-    // midpoint, so `code` is the upper neighbour. Below the zero threshold: 0 (its code is even).
+    // Ties (only with dyadic midpoints): to the even code, or away from zero; ge then counted the
+    // midpoint, so the odd code base + 1 gives way to base. Below the zero threshold: 0 (its code is even).
     const uint32_t exact_ties = (uint32_t)(p.exact_ties != 0);
-    const uint32_t tie = exact_ties & (uint32_t)(n.frac == thr[bucket]);
-    if (MODE == kNearest) result -= (int)(tie & (uint32_t)code & 1u);
-    const Bits zero_threshold = table[0];
+    const uint32_t tie = exact_ties & (uint32_t)(below == rec.off);
+    const uint32_t up = MODE == kNearest ? ge & ((tie & code_odd) ^ 1u) : ge;
+    mant = pick(up, rec.hi, rec.lo);
     const uint32_t zero_tie = MODE == kNearest ? exact_ties & (uint32_t)(mag_bits == zero_threshold) : 0u;
     zero |= (uint32_t)(mag_bits < zero_threshold) | zero_tie;
-    result = min_int(max_int(result, p.code_min), p.code_max);
   } else {
-    const uint32_t inexact = (uint32_t)(n.frac != values[min_int(j, (1 << f) - 1)]);
-    uint32_t away;
+    // The neighbours of |x| in its binade: floor = the threshold when ge, else V(base); ceiling = the
+    // next value: hi (V(base + 2), or V(base + 1) in a bucket without a threshold) or the threshold.
+    const Bits threshold = n.frac - below + rec.off;
+    const uint32_t no_threshold = (uint32_t)(rec.off > below_mask);
+    const Bits floor = pick(ge, threshold, rec.lo);
+    const Bits ceiling = pick(ge | no_threshold, rec.hi, threshold);
+    const uint32_t inexact = (uint32_t)(n.frac != floor);
+    // Underflow, |x| < w_min: between 0 and w_min (up_from_zero: to w_min).
+    uint32_t away, up_from_zero;
     if (MODE == kStochastic) {
-      // P(up) = (|x| - w_lo) / (w_hi - w_lo), in units of 2^(e-p); w_hi may open the next binade (2^p).
-      const Bits hi = j + 1 < (1 << f) ? values[j + 1] : (Bits)1 << F::kMant;
-      away = scaled_le_small<T>(stochastic_bound(rand, rand_shift), (uint64_t)(hi - values[j]), (uint64_t)(n.frac - values[j]), 32);
+      // P(up) = (|x| - floor) / (ceiling - floor), in units of 2^(e-p); under w_min, P(w_min) = |x| / w_min
+      // with |x| = S·2^(e-p) and w_min = W·2^(e_min-p), so P = S / (W·2^δ), δ = e_min - e ≥ 0: up iff
+      // (ρ+1)·2^(32-r)·W ≤ S·2^(32-δ), never once δ > 32 (then P < 2^-32). One draw decides either.
+      const int delta = (int)(w_min >> F::kMant) - F::kBias - n.e;
+      const Bits w = (w_min & (((Bits)1 << F::kMant) - 1)) | ((Bits)1 << F::kMant);
+      const Bits s = n.frac | ((Bits)1 << F::kMant);
+      const int c = under ? max_int(32 - delta, 0) : 32;
+      const uint32_t up = stochastic_up<T>(rand, rand_shift, (uint64_t)pick(under, w, ceiling - floor),
+                                           (uint64_t)pick(under, s, n.frac - floor), c);
+      away = up;
+      up_from_zero = (uint32_t)(delta <= 32) & up;
     } else if (MODE == kOdd) {
-      away = inexact & (((uint32_t)code & 1u) ^ 1u);  // to the odd neighbour
+      away = inexact & (code_odd ^ 1u);  // to the odd neighbour
+      up_from_zero = 1u;                 // w_min's code is odd (zero's, code_min - 1 = -2^(N-1), is even)
     } else {
       away = round_away<MODE>(0u, 0u, inexact, neg, rand, rand_shift);
+      up_from_zero = round_away<MODE>(0u, 0u, 1u, neg, rand, rand_shift);
     }
-    // Underflow, |x| < w_min: between 0 and w_min. Stochastic: P(w_min) = |x| / w_min with
-    // |x| = S·2^(e-p) and w_min = W·2^(e_min-p), so f = S / (W·2^δ), δ = e_min - e ≥ 0; up iff
-    // (ρ+1)·2^(32-r)·W ≤ S·2^(32-δ), never once δ > 32 (then f < 2^-32).
-    uint32_t under;
-    if (MODE == kStochastic) {
-      const int e_min = p.code_min >> f;
-      const int delta = e_min - n.e;
-      const uint64_t w_min = (uint64_t)values[p.code_min & ((1 << f) - 1)] | ((uint64_t)1 << F::kMant);
-      const uint64_t s = (uint64_t)n.frac | ((uint64_t)1 << F::kMant);
-      under = (uint32_t)(delta <= 32) & scaled_le_small<T>(stochastic_bound(rand, rand_shift), w_min, s, max_int(32 - delta, 0));
-    } else if (MODE == kOdd) {
-      under = 1u;  // w_min's code is odd (zero's, code_min - 1 = -2^(N-1), is even)
-    } else {
-      under = round_away<MODE>(0u, 0u, 1u, neg, rand, rand_shift);
-    }
-    const uint32_t underflow = (uint32_t)(code < p.code_min);
-    zero |= underflow & (under ^ 1u);
-    result = underflow ? p.code_min : min_int(code + (int)away, p.code_max);
+    mant = pick(away, ceiling, floor);
+    zero |= under & (up_from_zero ^ 1u);
   }
 
-  // 2. Back to a value; zero is +0; NaN stays NaN.
-  const T magnitude = select(zero, (T)0, lns_from_code<T>(result, f, values));
-  const T signed_magnitude = select(neg & (zero ^ 1u), -magnitude, magnitude);
-  return select(is_nan, x, signed_magnitude);
+  // 2. Back to a value: e's binade with the chosen mantissa (V = 2^p carries into the next binade),
+  // or the saturated ends; zero is +0; NaN stays NaN. (Integer selects are picks, which GCC turns into
+  // masked blends, but for the zero one: as a conditional, GCC duplicates the stochastic test above
+  // into its arms.)
+  const Bits in_range = ((Bits)(n.e + F::kBias) << F::kMant) + mant;
+  const Bits magnitude_bits = pick(under, w_min, pick(over, w_max, in_range));
+  const Bits signed_bits = select(zero, (Bits)0, magnitude_bits | ((Bits)neg << (F::kWidth - 1)));
+  return from_bits<T>(pick(is_nan, bits, signed_bits));
 }
 
 }  // namespace qsim

@@ -94,6 +94,10 @@ template <> QSIM_HD uint64_t select(uint32_t c, uint64_t a, uint64_t b) {
   return (a & mask) | (b & ~mask);
 }
 
+// c ? a : b for the integer selects of quantize_on_grid: there GCC if-converts a plain conditional
+// into one masked blend (vpblendmd), fewer instructions than select's bit blend (same results).
+template <typename U> QSIM_HD U pick(uint32_t c, U a, U b) { return c ? a : b; }
+
 QSIM_HD int min_int(int a, int b) { return a < b ? a : b; }
 QSIM_HD int max_int(int a, int b) { return a > b ? a : b; }
 
@@ -197,7 +201,8 @@ template <int MODE, typename U>
 QSIM_HD void fraction_bits(U s, int kc, uint32_t& r32, uint32_t& sticky) {
   const int width = (int)sizeof(U) * 8;
   U r = (U)(s << 1) << (width - 1 - min_int(kc, width - 1));  // s·2^(width-kc) mod 2^width (0 when kc = 0)
-  if (MODE == kStochastic) r = kc < width ? r : s >> min_int(kc - width, width - 1);
+  // (A bit blend: as a conditional, GCC computes the comparison that follows once for each arm.)
+  if (MODE == kStochastic) r = select((uint32_t)(kc < width), r, s >> min_int(kc - width, width - 1));
   r32 = (uint32_t)(r >> (width - 32));
   sticky = width > 32 && MODE != kStochastic ? (uint32_t)((uint32_t)r != 0) : 0u;  // (stochastic ignores it)
 }
@@ -206,7 +211,7 @@ QSIM_HD void fraction_bits(U s, int kc, uint32_t& r32, uint32_t& sticky) {
 // magnitudes limit_pos and limit_neg (p's own, or those of a block's shifted grid), with rounding MODE;
 // `rand` is this element's random word (stochastic only) and rand_shift = 32 - (number of random bits
 // used). For grids whose overflow is not kWrap. All arithmetic is on the bit patterns, with 0/1 flags,
-// clamped shifts and bit-blend selects, so that the loop around it vectorises. Step by step:
+// clamped shifts and selects, so that the loop around it vectorises. Step by step:
 template <int MODE, typename T>
 QSIM_HD T quantize_on_grid(T x, const QuantParams& p, int emin, T limit_pos, T limit_neg, uint32_t rand,
                            int rand_shift) {
@@ -225,7 +230,7 @@ QSIM_HD T quantize_on_grid(T x, const QuantParams& p, int emin, T limit_pos, T l
   const Bits s = (mag & (((Bits)1 << F::kMant) - 1)) | ((Bits)(exp_field != 0) << F::kMant);
   const int e0 = max_int((int)exp_field, 1) - F::kBias - F::kMant;
   const int e = e0 + bit_length(s | (Bits)1) - 1;
-  const int qe = max_int(e, emin) - (int)select((uint32_t)(p.subnormals != 0) | (uint32_t)(e >= emin), (uint32_t)p.man, 0u);
+  const int qe = max_int(e, emin) - (int)pick((uint32_t)(p.subnormals != 0) | (uint32_t)(e >= emin), (uint32_t)p.man, 0u);
   const int k = qe - e0;
 
   // 2. q = s·2^-k rounded with MODE (q = s when k ≤ 0).
@@ -242,7 +247,7 @@ QSIM_HD T quantize_on_grid(T x, const QuantParams& p, int emin, T limit_pos, T l
   // and 2^qe is normal (qe ≥ e0 + kMant + 1 ≥ emin(T) + 1).
   const Bits kept = (mag - s) + (q << min_int(kc, F::kMant));
   const Bits quantum = ((Bits)(qe + F::kBias) << F::kMant) & ((Bits)0 - q);
-  const Bits rounded = select((uint32_t)(k > F::kMant), quantum, kept);
+  const Bits rounded = pick((uint32_t)(k > F::kMant), quantum, kept);
 
   // 4. Out of range. A finite value beyond the limit of its sign overflows: IEEE 754 §7.4: modes that
   // round this sign toward zero give the largest finite value instead of inf (kInf) or NaN (kNaN). An inf
@@ -251,11 +256,11 @@ QSIM_HD T quantize_on_grid(T x, const QuantParams& p, int emin, T limit_pos, T l
   const Bits limit = to_bits(select(neg, limit_neg, limit_pos));
   const Bits beyond = to_bits(select((uint32_t)(p.overflow == kInf), infinity<T>(), quiet_nan<T>()));
   const uint32_t saturates = (uint32_t)(p.overflow == kSaturate);
-  const Bits finite_over = select(saturates | rounds_toward_zero(MODE, neg), limit, beyond);
-  const Bits special_over = select(saturates, limit, beyond);
-  const Bits finite = select((uint32_t)(rounded > limit), finite_over, rounded);
-  const Bits special_mag = select(is_nan | (uint32_t)(p.has_inf != 0), mag, special_over);
-  const Bits magnitude = select(special, special_mag, finite);
+  const Bits finite_over = pick(saturates | rounds_toward_zero(MODE, neg), limit, beyond);
+  const Bits special_over = pick(saturates, limit, beyond);
+  const Bits finite = pick((uint32_t)(rounded > limit), finite_over, rounded);
+  const Bits special_mag = pick(is_nan | (uint32_t)(p.has_inf != 0), mag, special_over);
+  const Bits magnitude = pick(special, special_mag, finite);
 
   // 5. Sign: a zero result is -0 only where the format has -0.
   const uint32_t negative = neg & ((uint32_t)(magnitude != 0) | (uint32_t)(p.neg_zero != 0));

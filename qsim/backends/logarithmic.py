@@ -17,32 +17,65 @@ _NEAREST = (ROUNDING_MODES.index("nearest"), ROUNDING_MODES.index("nearest_away"
 _LAYOUT = {torch.float32: (23, 127, np.uint32, torch.int32), torch.float64: (52, 1023, np.uint64, torch.int64)}
 
 
-def bucket_table(thresholds: list[int], p: int, frac_bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """(thr, base) over the 2^(f+1) buckets of the top f+1 bits of a p-bit mantissa M: j = base[B] +
-    (M ≥ thr[B]) counts the thresholds ≤ M. Each bucket must hold at most one threshold."""
-    width = p - frac_bits - 1
+_HEADER = 8  # kLnsHeader: table words before the records
+_MIN_BUCKET_BITS = 9  # float records keep the offset in 15 bits: 2^(23 - b) ≤ 2^14
+
+
+def bucket_records(thresholds: list[int], mantissas: list[int], p: int, bucket_bits: int,
+                   directed: bool) -> tuple[np.ndarray, ...]:
+    """(off, lo, hi, base) over the 2^b buckets of the top b bits of a p-bit mantissa M: j = base +
+    (M mod 2^(p-b) ≥ off) counts the thresholds ≤ M, lo = V(base) and hi = V(base + 1) (nearest
+    tables) or V(base + 2) (directed tables, where V(base + 1) is the bucket's threshold; V(base + 1)
+    when the bucket has none), with V(i) = mantissas[i] and 2^p past the binade. Each bucket must hold
+    at most one threshold."""
+    width = p - bucket_bits
     buckets = np.array(thresholds, dtype=np.uint64) >> np.uint64(width)
     if len(np.unique(buckets)) != len(buckets):
         raise AssertionError("two thresholds share a bucket; thresholds must be more than 2^-(f+1) apart")
-    count = 2 << frac_bits
-    thr = np.full(count, 1 << p, dtype=np.uint64)
-    thr[buckets.astype(np.int64)] = thresholds
+    count = 1 << bucket_bits
+    has = np.zeros(count, dtype=bool)
+    has[buckets.astype(np.int64)] = True
+    off = np.full(count, 1 << width, dtype=np.uint64)
+    off[buckets.astype(np.int64)] = np.array(thresholds, dtype=np.uint64) - (buckets << np.uint64(width))
     starts = np.arange(count, dtype=np.uint64) << np.uint64(width)
-    base = np.searchsorted(np.array(thresholds, dtype=np.uint64), starts, side="left").astype(np.uint64)
-    return thr, base
+    base = np.searchsorted(np.array(thresholds, dtype=np.uint64), starts, side="left").astype(np.int64)
+    v = np.array(list(mantissas) + [1 << p] * 3, dtype=np.uint64)
+    hi = v[base + 1 + (has if directed else 0)]
+    return off, v[base], hi, base.astype(np.uint64)
 
 
 @functools.lru_cache(maxsize=256)
 def table(fmt: Logarithmic, dtype: torch.dtype, nearest: bool) -> np.ndarray:
-    """The table of csrc/qsim/lns.h for `dtype`: zero threshold, values, then the bucket table of the
-    nearest-mode midpoints or (directed and stochastic modes) of the values themselves."""
+    """The table of csrc/qsim/lns.h for `dtype`: the header (zero threshold, w_min, w_max, low, high,
+    p - b), then one record per bucket over the nearest-mode midpoints or (directed and stochastic
+    modes) the values themselves."""
     p, bias, np_dtype, _ = _LAYOUT[dtype]
     values = list(fmt.binade_values(p))
+    scale = 1 << fmt.frac_bits
+
+    def bits(code: int, mantissas) -> int:  # 2^floor(code/2^f)·(1 + mantissas[code mod 2^f]·2^-p)
+        binade, j = divmod(code, scale)
+        return ((binade + bias) << p) | mantissas[j]
+
     binade, zero_fraction, _ = fmt.zero_threshold(p)
     zero_bits = ((binade + bias) << p) | zero_fraction
-    thresholds = list(fmt.nearest_thresholds(p)[0]) if nearest else values[1:]
-    thr, base = bucket_table(thresholds, p, fmt.frac_bits)
-    return np.concatenate([np.array([zero_bits] + values, dtype=np.uint64), thr, base]).astype(np_dtype)
+    w_min, w_max = bits(fmt.code_min, values), bits(fmt.code_max, values)
+    if nearest:
+        midpoints = list(fmt.nearest_thresholds(p)[0])  # midpoints[j]: between codes j and j + 1 of a binade
+        thresholds = midpoints
+        low, high = bits(fmt.code_min - 1, midpoints) + 1, bits(fmt.code_max, midpoints)
+    else:
+        thresholds = values[1:]
+        low, high = w_min, w_max
+    bucket_bits = max(fmt.frac_bits + 1, _MIN_BUCKET_BITS)
+    off, lo, hi, base = bucket_records(thresholds, values, p, bucket_bits, directed=not nearest)
+    header = np.array([zero_bits, w_min, w_max, low, high, p - bucket_bits] + [0] * (_HEADER - 6), dtype=np.uint64)
+    odd = (base & np.uint64(1)) << np.uint64(63)
+    if dtype == torch.float32:
+        records = lo | (hi << np.uint64(24)) | (off << np.uint64(48)) | odd
+        return np.concatenate([header.astype(np.uint32), records.view(np.uint32)])
+    records = np.stack([off | odd, lo, hi], axis=1).reshape(-1)
+    return np.concatenate([header, records]).astype(np_dtype)
 
 
 @functools.lru_cache(maxsize=256)
