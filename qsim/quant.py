@@ -94,8 +94,8 @@ def draw_seed(seed) -> int:
         return int(torch.randint(0, 2**63 - 1, (), generator=seed).item())
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed: expected None, an int or a torch.Generator; got {type(seed).__name__}")
-    if not 0 <= seed < 2**64:
-        raise ValueError(f"seed: expected an int in [0, 2^64); got {seed}")
+    if not 0 <= seed < 2**63:  # torch.library passes ints as int64
+        raise ValueError(f"seed: expected an int in [0, 2^63); got {seed}")
     return seed
 
 

@@ -91,6 +91,7 @@ def test_format_values_and_names_are_interchangeable():
     (lambda: qsim.quantize(torch.ones(2), "fp16", rounding="stochastic", rand_bits=33), ValueError, "rand_bits"),
     (lambda: qsim.quantize(torch.ones(2), "fp16", rand_bits=8), ValueError, "only applies to rounding='stochastic'"),
     (lambda: qsim.quantize(torch.ones(2), "fp16", rounding="stochastic", seed=-1), ValueError, "seed"),
+    (lambda: qsim.quantize(torch.ones(2), "fp16", rounding="stochastic", seed=2**63), ValueError, "seed"),
     (lambda: qsim.quantize(torch.ones(2), "fp16", rounding="stochastic", seed=1.5), TypeError, "seed"),
     (lambda: qsim.quantize(torch.ones(2), "fp16", out=torch.ones(3)), ValueError, "out: expected shape"),
     (lambda: qsim.quantize(torch.ones(2), 8), TypeError, "fmt: expected a Format"),

@@ -64,20 +64,12 @@ template <typename T> BlockScaling<T> scaling_of(Bits<T> amax, const BlockParams
 }
 
 // The random words of elements index .. index + count - 1 (count ≤ kChunk): word index % 4 of group
-// index / 4 and on, drawn into `words` (kWordRoom of them); returns where element `index`'s word is. A run
-// whose last part-batch of groups is 24 or more draws the whole AVX-512 batch of 64 instead: random.h
-// makes the groups of a part-batch one at a time (32 groups: 73 ns; a batch of 64: 49 ns), which made
-// stochastic rounding of short slices (a 128x128 weight per row) 2x slower than the other modes. At most
-// 129 groups: 88..127 round up to 128, 129 stays, so 4 · 129 words are room enough.
+// index / 4 and on, drawn into `words` (kWordRoom of them); returns where element `index`'s word is.
 constexpr int64_t kWordRoom = kChunk + 4;
 
 inline const uint32_t* draw_words(uint64_t seed, int64_t index, int64_t count, uint32_t* words) {
   const int64_t offset = index & 3;
-  int groups = (int)((count + offset + 3) / 4);
-#if defined(__AVX512F__)
-  constexpr int kBatch = 16 * kBatches;
-  if (groups % kBatch >= 24) groups += kBatch - groups % kBatch;
-#endif
+  const int groups = (int)((count + offset + 3) / 4);
   random_words_run(seed, (uint64_t)(index / 4), groups, words);
   return words + offset;
 }

@@ -17,11 +17,6 @@
 namespace qsim {
 
 #if defined(__AVX512F__)
-// 16·kBatches = 64 groups: the run the block kernels (cpu/block.cpp) round a chunk's last part-run of
-// 24 or more groups up to. Part-runs here are vectorised too (32, 16 and 8 groups); only the last seven
-// or fewer groups of a run are drawn one at a time.
-constexpr int kBatches = 4;
-
 // Philox4x32-10 of the 8·B groups first_group, first_group + 1, ..., stored as interleaved words.
 // B independent batches of eight go through each round together: fewer wait on the latency of each
 // round's multiply-shift-xor chain (six keep 24 state vectors in registers: the most without spilling).
@@ -66,7 +61,7 @@ void random_words_batches(uint64_t seed, uint64_t first_group, uint32_t* words) 
 #endif
 
 // words[4*g + j] = word j of random_words(seed, first_group + g) for g < groups: six batches at a time,
-// then the rest in fewer, the last few groups scalar.
+// then part-runs of 32, 16 and 8 groups, and only the last seven or fewer groups one at a time.
 inline void random_words_run(uint64_t seed, uint64_t first_group, int groups, uint32_t* words) {
   int g = 0;
 #if defined(__AVX512F__)
