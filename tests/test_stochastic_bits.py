@@ -121,3 +121,23 @@ def test_stochastic_results_are_those_of_the_exact_reference_for_the_same_random
         assert bad.size == 0, (f"{name} {np.dtype(dtype).name} rand_bits={rand_bits}: x={x[bad[:5]].tolist()} "
                                f"words={words[bad[:5]].tolist()} got={got[bad[:5]].tolist()} "
                                f"expected={expected[bad[:5]].tolist()}")
+
+
+@pytest.mark.parametrize("name", ["bf16", "fp8_e4m3", "fixed8_4"])
+def test_stochastic_does_not_depend_on_flushing_subnormals(name):
+    """With subnormals flushed (torch.set_flush_denormal), stochastic rounding still keeps subnormal inputs
+    and results: the same bits as in the default environment."""
+    rng = np.random.default_rng(5)
+    tiny = (rng.integers(1, 1 << 23, size=4096) * 2.0**-149).astype(np.float32)
+    x = np.concatenate([tiny, rng.standard_normal(4096).astype(np.float32)])
+    x = torch.from_numpy(np.concatenate([x, -x]))  # below the parallel threshold: rounded on this thread
+    expected = qsim.quantize(x, name, rounding="stochastic", seed=SEED)
+    if not torch.set_flush_denormal(True):
+        pytest.skip("no flush-to-zero control on this CPU")
+    try:
+        got = qsim.quantize(x, name, rounding="stochastic", seed=SEED)
+    finally:
+        torch.set_flush_denormal(False)
+    assert torch.equal(got.view(torch.int32), expected.view(torch.int32))
+    if name == "bf16":
+        assert (expected[x.abs() < 2.0**-126] != 0).any()  # the subnormal inputs did matter
