@@ -358,9 +358,9 @@ QSIM_HD T quantize_nearest_even(T x, const QuantParams& p) {
 // where r32 = floor(f·2^32) for the fraction f of a quantum that a lies above its lower neighbour: for
 // k ≤ width dropped bits, fraction_bits left-aligns them (r32 is then exactly f·2^32 truncated to its top
 // 32 bits), and for k > width it shifts s right by k - width, which is the same floor. quantize_stochastic
-// gives the same bits with about half the vector operations, split at the low_end of quantize_nearest_even:
+// gives the same bits with about half as many vector operations, split at quantize_nearest_even's low_end:
 //
-// From low_end up (a a normal T with exponent e ≥ emin, or on the grid already, as shown there), the
+// From low_end up (a is a normal T with exponent e ≥ emin, or on the grid already, as shown there), the
 // dropped bits are the k = kMant - man low bits of the bit pattern (clamped to [0, kMant]; k = 0 when a
 // is on the grid); they are the low k bits of s too, so r32 = (mag << (width - k)) >> (width - 32), and
 // quantize_on_grid's kept = (mag - s) + ((s >> k) + away) << k = (mag & ~dropped) + (away << k): a carry
@@ -378,6 +378,7 @@ QSIM_HD T quantize_nearest_even(T x, const QuantParams& p) {
 //
 // Overflow, inf/NaN and the sign are as in quantize_nearest_even: stochastic rounding does not round
 // toward zero, so steps 4-5 of quantize_on_grid send finite and special overflow to the same value.
+// (A NaN lane's payload may carry `above` into the sign bit; `passes` keeps the NaN's own pattern.)
 // Preconditions (stochastic_applies): those of nearest_even_applies, and ql ≤ 0.
 template <typename T>
 QSIM_HD bool stochastic_applies(const QuantParams& p) {
