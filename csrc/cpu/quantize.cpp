@@ -11,9 +11,10 @@
 namespace qsim {
 namespace {
 
-// quantize_nearest_even rounds with the FPU, so it is taken only where this thread's floating-point
-// environment is the default one: round to nearest-even, subnormals neither flushed nor read as zero
-// (torch.set_flush_denormal(True) sets both), no exception traps. The other paths use integers only.
+// quantize_nearest_even and quantize_stochastic round with the FPU (the latter needs subnormals kept only),
+// so they are taken only where this thread's floating-point environment is the default one: round to
+// nearest-even, subnormals neither flushed nor read as zero (torch.set_flush_denormal(True) sets both),
+// no exception traps. The other paths use integers only.
 bool default_float_environment() {
   volatile float tiny = std::numeric_limits<float>::denorm_min(), one = 1.0f, quarter = 0x1p-25f, three_quarters = 0x1.8p-24f;
 #if defined(__GLIBC__)
@@ -31,6 +32,10 @@ void quantize_cpu(const T* in, T* out, int64_t n, const QuantParams& p, int roun
     });
   } else if (rounding == kNearest && nearest_even_applies<T>(p) && default_float_environment()) {
     round_loop<kNearest>(in, out, n, seed, rand_bits, [p](auto, T x, uint32_t, int) { return quantize_nearest_even<T>(x, p); });
+  } else if (rounding == kStochastic && stochastic_applies<T>(p) && default_float_environment()) {
+    round_loop<kStochastic>(in, out, n, seed, rand_bits, [p](auto, T x, uint32_t rand, auto rand_shift) {
+      return quantize_stochastic<T>(x, p, rand, rand_shift);
+    });
   } else {
     dispatch_mode(rounding, in, out, n, seed, rand_bits, [p](auto mode, T x, uint32_t rand, int rand_shift) {
       return quantize_value<decltype(mode)::value, T>(x, p, rand, rand_shift);

@@ -21,10 +21,12 @@ namespace qsim {
 template <typename T> struct FloatTraits;
 template <> struct FloatTraits<float> {
   typedef uint32_t Bits;
+  typedef int32_t Int;  // a signed integer as wide
   static constexpr int kMant = 23, kBias = 127, kWidth = 32;
 };
 template <> struct FloatTraits<double> {
   typedef uint64_t Bits;
+  typedef int64_t Int;
   static constexpr int kMant = 52, kBias = 1023, kWidth = 64;
 };
 
@@ -343,6 +345,88 @@ QSIM_HD T quantize_nearest_even(T x, const QuantParams& p) {
   const Bits odd = ((mag | ((Bits)1 << F::kMant)) >> k) & kept_lsb;
   const Bits above = (mag + (dropped >> 1) + odd) & ~dropped;
   const Bits rounded = mag < low_end ? below : above;
+  // One integer ternary per statement: GCC turns each into a masked blend (nested, into branchy mask code).
+  const Bits limit = sign != 0 ? limit_neg : limit_pos;
+  const Bits over = sign != 0 ? over_neg : over_pos;
+  const Bits finite = rounded > limit ? over : rounded;
+  const Bits magnitude = mag >= passes ? mag : finite;
+  return from_bits<T>(magnitude | (sign & (magnitude != 0 ? sign_mask : zero_sign)));
+}
+
+// ---- Stochastic rounding: a short path as well -----------------------------------------------------
+// quantize_value<kStochastic> rounds |x| = a up one quantum iff (rand >> rand_shift) < (r32 >> rand_shift),
+// where r32 = floor(f·2^32) for the fraction f of a quantum that a lies above its lower neighbour: for
+// k ≤ width dropped bits, fraction_bits left-aligns them (r32 is then exactly f·2^32 truncated to its top
+// 32 bits), and for k > width it shifts s right by k - width, which is the same floor. quantize_stochastic
+// gives the same bits with about half as many vector operations, split at quantize_nearest_even's low_end:
+//
+// From low_end up (a is a normal T with exponent e ≥ emin, or on the grid already, as shown there), the
+// dropped bits are the k = kMant - man low bits of the bit pattern (clamped to [0, kMant]; k = 0 when a
+// is on the grid); they are the low k bits of s too, so r32 = (mag << (width - k)) >> (width - 32), and
+// quantize_on_grid's kept = (mag - s) + ((s >> k) + away) << k = (mag & ~dropped) + (away << k): a carry
+// out of the significand steps the exponent up as in its step 3. For k = 0, r32 = 0 and away = 0.
+//
+// Below low_end the quantum is the constant 2^ql (see quantize_nearest_even) and a < 2^(ql + kMant), so
+// t = a·2^-ql < 2^kMant, computed exactly by two multiplies by powers of two when ql ≤ 0 (scaling up
+// loses no bit, and the first factor, at most 2^-ql, keeps the product below t). j = trunc(t) is
+// floor(a / 2^ql), the kept integer; f = t - j is exact (its bits are a subset of t's) and f < 1, so
+// f·2^32 < 2^32 is exact too and its truncation to an integer is r32. The result (j + away)·2^ql is exact:
+// j + away ≤ 2^kMant is a T, and the product is a multiple of 2^ql ≥ T's smallest subnormal below 2^(ql +
+// kMant + 1), a T value, so the multiply returns it (it needs no rounding, only subnormals kept: CPU
+// callers check the environment). Every lane computes both paths: t is capped at 2^kMant, where the
+// other path is taken, so that the conversions stay in range (out of range, they are undefined).
+//
+// Overflow, inf/NaN and the sign are as in quantize_nearest_even: stochastic rounding does not round
+// toward zero, so steps 4-5 of quantize_on_grid send finite and special overflow to the same value.
+// (A NaN lane's payload may carry `above` into the sign bit; `passes` keeps the NaN's own pattern.)
+// Preconditions (stochastic_applies): those of nearest_even_applies, and ql ≤ 0.
+template <typename T>
+QSIM_HD bool stochastic_applies(const QuantParams& p) {
+  return nearest_even_applies<T>(p) && nearest_low_quantum(p) <= 0;
+}
+
+template <typename T, typename Shift>
+QSIM_HD T quantize_stochastic(T x, const QuantParams& p, uint32_t rand, Shift rand_shift) {
+  typedef FloatTraits<T> F;
+  typedef typename F::Bits Bits;
+  typedef typename F::Int Int;
+  // The grid's constants (the same for every element, so hoisted out of the loop).
+  const Bits sign_mask = (Bits)1 << (F::kWidth - 1);
+  const Bits inf_bits = to_bits(infinity<T>());
+  const int ql = nearest_low_quantum(p);
+  const Bits magic_bits = to_bits(pow2<T>(ql + F::kMant));
+  const Bits normal_floor = (Bits)min_int(max_int(p.emin + F::kBias, 1), (int)(inf_bits >> F::kMant)) << F::kMant;
+  const Bits low_end = magic_bits < normal_floor ? magic_bits : normal_floor;
+  const int up1 = min_int(-ql, F::kBias);
+  const T scale1 = pow2<T>(up1), scale2 = pow2<T>(-ql - up1), quantum = pow2<T>(ql);
+  const T two32 = (T)4294967296.0, cap = pow2<T>(F::kMant);
+  const int k = min_int(max_int(F::kMant - p.man, 0), F::kMant);
+  const Bits dropped = ((Bits)1 << k) - 1;
+  const int left = F::kWidth - max_int(k, 1);  // k = 0: the shift below leaves 0 after the mask
+  const Bits limit_pos = to_bits(max_pos<T>(p)), limit_neg = to_bits(max_neg<T>(p));
+  // (Bit blends: GCC leaves conditionals on the grid's fields in the loop, where they stop vectorisation.)
+  const Bits beyond = select((uint32_t)(p.overflow == kInf), inf_bits, to_bits(quiet_nan<T>()));
+  const uint32_t saturates = (uint32_t)(p.overflow == kSaturate);
+  const Bits over_pos = select(saturates, limit_pos, beyond), over_neg = select(saturates, limit_neg, beyond);
+  const Bits passes = inf_bits + (Bits)(p.has_inf == 0);  // NaN, and inf where the format has it
+  const Bits zero_sign = select((uint32_t)(p.neg_zero != 0), sign_mask, (Bits)0);
+  const uint32_t threshold = rand >> rand_shift;
+
+  const Bits bits = to_bits(x);
+  const Bits sign = bits & sign_mask, mag = bits & ~sign_mask;
+  // From low_end up: the dropped bits, left-aligned (all zero when k = 0: mag & dropped is 0 then).
+  const uint32_t r_above = (uint32_t)(((mag & dropped) << left) >> (F::kWidth - 32));
+  const Bits above = (mag & ~dropped) + ((Bits)(threshold < (r_above >> rand_shift)) << k);
+  // Below low_end: t = a / 2^ql, its integer part and fraction.
+  const T scaled = from_bits<T>(mag) * scale1 * scale2;
+  // (The lanes of the other path, inf and NaN included, to cap. A bit blend: as a conditional, GCC moves
+  // the float arithmetic below into a branch, which it cannot if-convert, and so vectorise.)
+  const uint32_t lower = (uint32_t)(mag < low_end);
+  const T t = select(lower, scaled, cap);
+  const Int j = (Int)t;
+  const uint32_t r_below = (uint32_t)((t - (T)j) * two32);
+  const Bits below = to_bits((T)(j + (Int)(threshold < (r_below >> rand_shift))) * quantum);
+  const Bits rounded = select(lower, below, above);  // (a bit blend, as t's)
   // One integer ternary per statement: GCC turns each into a masked blend (nested, into branchy mask code).
   const Bits limit = sign != 0 ? limit_neg : limit_pos;
   const Bits over = sign != 0 ? over_neg : over_pos;
