@@ -25,7 +25,7 @@ bool default_float_environment() {
 
 template <typename T>
 void quantize_cpu(const T* in, T* out, int64_t n, const QuantParams& p, int rounding, uint64_t seed, int rand_bits) {
-  // The wrap-around and nearest-even paths are chosen once per call, so the common loop has no branch.
+  // The wrap-around, nearest-even and stochastic paths are chosen once per call, so no loop branches.
   if (p.overflow == kWrap) {
     dispatch_mode(rounding, in, out, n, seed, rand_bits, [p](auto mode, T x, uint32_t rand, int rand_shift) {
       return quantize_wrap<decltype(mode)::value, T>(x, p, rand, rand_shift);

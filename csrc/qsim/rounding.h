@@ -318,39 +318,61 @@ QSIM_HD bool nearest_even_applies(const QuantParams& p) {
          magic_exp >= 1 - F::kBias && magic_exp <= F::kBias;
 }
 
+// What quantize_nearest_even and quantize_stochastic share: the grid's constants (the same for every
+// element, so hoisted out of the loop) and the last steps, overflow, inf/NaN and the sign, which are
+// steps 4-5 of quantize_on_grid for a mode that does not round toward zero: finite and special overflow
+// then give the same value. NaN and, where the format has inf, ±inf keep their bit patterns (`passes`).
+template <typename T>
+struct ShortPathGrid {
+  typedef FloatTraits<T> F;
+  typedef typename F::Bits Bits;
+  Bits sign_mask, inf_bits, magic_bits, low_end, dropped, limit_pos, limit_neg, over_pos, over_neg, passes, zero_sign;
+  int ql, k;
+
+  QSIM_HD explicit ShortPathGrid(const QuantParams& p) {
+    sign_mask = (Bits)1 << (F::kWidth - 1);
+    inf_bits = to_bits(infinity<T>());
+    ql = nearest_low_quantum(p);
+    magic_bits = to_bits(pow2<T>(ql + F::kMant));
+    const Bits normal_floor = (Bits)min_int(max_int(p.emin + F::kBias, 1), (int)(inf_bits >> F::kMant)) << F::kMant;
+    low_end = magic_bits < normal_floor ? magic_bits : normal_floor;
+    k = min_int(max_int(F::kMant - p.man, 0), F::kMant);
+    dropped = ((Bits)1 << k) - 1;
+    limit_pos = to_bits(max_pos<T>(p));
+    limit_neg = to_bits(max_neg<T>(p));
+    const Bits beyond = p.overflow == kInf ? inf_bits : to_bits(quiet_nan<T>());
+    over_pos = p.overflow == kSaturate ? limit_pos : beyond;
+    over_neg = p.overflow == kSaturate ? limit_neg : beyond;
+    passes = inf_bits + (Bits)(p.has_inf == 0);
+    zero_sign = p.neg_zero != 0 ? sign_mask : 0;
+  }
+
+  // The result for x = sign | mag whose magnitude rounds to `rounded` before the range check.
+  // One integer ternary per statement: GCC turns each into a masked blend (nested, into branchy mask code).
+  QSIM_HD T finish(Bits sign, Bits mag, Bits rounded) const {
+    const Bits limit = sign != 0 ? limit_neg : limit_pos;
+    const Bits over = sign != 0 ? over_neg : over_pos;
+    const Bits finite = rounded > limit ? over : rounded;
+    const Bits magnitude = mag >= passes ? mag : finite;
+    return from_bits<T>(magnitude | (sign & (magnitude != 0 ? sign_mask : zero_sign)));
+  }
+};
+
 template <typename T>
 QSIM_HD T quantize_nearest_even(T x, const QuantParams& p) {
   typedef FloatTraits<T> F;
   typedef typename F::Bits Bits;
-  // The grid's constants (the same for every element, so hoisted out of the loop).
-  const Bits sign_mask = (Bits)1 << (F::kWidth - 1);
-  const Bits inf_bits = to_bits(infinity<T>());
-  const T magic = pow2<T>(nearest_low_quantum(p) + F::kMant);
-  const Bits normal_floor = (Bits)min_int(max_int(p.emin + F::kBias, 1), (int)(inf_bits >> F::kMant)) << F::kMant;
-  const Bits low_end = to_bits(magic) < normal_floor ? to_bits(magic) : normal_floor;
-  const int k = min_int(max_int(F::kMant - p.man, 0), F::kMant);
-  const Bits dropped = ((Bits)1 << k) - 1;
-  const Bits kept_lsb = (Bits)(k > 0);  // no rounding bit to look at when nothing is dropped
-  const Bits limit_pos = to_bits(max_pos<T>(p)), limit_neg = to_bits(max_neg<T>(p));
-  const Bits beyond = p.overflow == kInf ? inf_bits : to_bits(quiet_nan<T>());
-  const Bits over_pos = p.overflow == kSaturate ? limit_pos : beyond;
-  const Bits over_neg = p.overflow == kSaturate ? limit_neg : beyond;
-  const Bits passes = inf_bits + (Bits)(p.has_inf == 0);  // NaN, and inf where the format has it
-  const Bits zero_sign = p.neg_zero != 0 ? sign_mask : 0;
+  const ShortPathGrid<T> g(p);
+  const T magic = from_bits<T>(g.magic_bits);
+  const Bits kept_lsb = (Bits)(g.k > 0);  // no rounding bit to look at when nothing is dropped
 
   const Bits bits = to_bits(x);
-  const Bits sign = bits & sign_mask, mag = bits & ~sign_mask;
+  const Bits sign = bits & g.sign_mask, mag = bits & ~g.sign_mask;
   const T a = from_bits<T>(mag);
   const Bits below = to_bits((a + magic) - magic);
-  const Bits odd = ((mag | ((Bits)1 << F::kMant)) >> k) & kept_lsb;
-  const Bits above = (mag + (dropped >> 1) + odd) & ~dropped;
-  const Bits rounded = mag < low_end ? below : above;
-  // One integer ternary per statement: GCC turns each into a masked blend (nested, into branchy mask code).
-  const Bits limit = sign != 0 ? limit_neg : limit_pos;
-  const Bits over = sign != 0 ? over_neg : over_pos;
-  const Bits finite = rounded > limit ? over : rounded;
-  const Bits magnitude = mag >= passes ? mag : finite;
-  return from_bits<T>(magnitude | (sign & (magnitude != 0 ? sign_mask : zero_sign)));
+  const Bits odd = ((mag | ((Bits)1 << F::kMant)) >> g.k) & kept_lsb;
+  const Bits above = (mag + (g.dropped >> 1) + odd) & ~g.dropped;
+  return g.finish(sign, mag, mag < g.low_end ? below : above);
 }
 
 // ---- Stochastic rounding: a short path as well -----------------------------------------------------
@@ -390,49 +412,28 @@ QSIM_HD T quantize_stochastic(T x, const QuantParams& p, uint32_t rand, Shift ra
   typedef FloatTraits<T> F;
   typedef typename F::Bits Bits;
   typedef typename F::Int Int;
-  // The grid's constants (the same for every element, so hoisted out of the loop).
-  const Bits sign_mask = (Bits)1 << (F::kWidth - 1);
-  const Bits inf_bits = to_bits(infinity<T>());
-  const int ql = nearest_low_quantum(p);
-  const Bits magic_bits = to_bits(pow2<T>(ql + F::kMant));
-  const Bits normal_floor = (Bits)min_int(max_int(p.emin + F::kBias, 1), (int)(inf_bits >> F::kMant)) << F::kMant;
-  const Bits low_end = magic_bits < normal_floor ? magic_bits : normal_floor;
-  const int up1 = min_int(-ql, F::kBias);
-  const T scale1 = pow2<T>(up1), scale2 = pow2<T>(-ql - up1), quantum = pow2<T>(ql);
+  const ShortPathGrid<T> g(p);
+  const int up1 = min_int(-g.ql, F::kBias);
+  const T scale1 = pow2<T>(up1), scale2 = pow2<T>(-g.ql - up1), quantum = pow2<T>(g.ql);
   const T two32 = (T)4294967296.0, cap = pow2<T>(F::kMant);
-  const int k = min_int(max_int(F::kMant - p.man, 0), F::kMant);
-  const Bits dropped = ((Bits)1 << k) - 1;
-  const int left = F::kWidth - max_int(k, 1);  // k = 0: the shift below leaves 0 after the mask
-  const Bits limit_pos = to_bits(max_pos<T>(p)), limit_neg = to_bits(max_neg<T>(p));
-  // (Bit blends: GCC leaves conditionals on the grid's fields in the loop, where they stop vectorisation.)
-  const Bits beyond = select((uint32_t)(p.overflow == kInf), inf_bits, to_bits(quiet_nan<T>()));
-  const uint32_t saturates = (uint32_t)(p.overflow == kSaturate);
-  const Bits over_pos = select(saturates, limit_pos, beyond), over_neg = select(saturates, limit_neg, beyond);
-  const Bits passes = inf_bits + (Bits)(p.has_inf == 0);  // NaN, and inf where the format has it
-  const Bits zero_sign = select((uint32_t)(p.neg_zero != 0), sign_mask, (Bits)0);
+  const int left = F::kWidth - max_int(g.k, 1);  // k = 0: the shift below leaves 0 after the mask
   const uint32_t threshold = rand >> rand_shift;
 
   const Bits bits = to_bits(x);
-  const Bits sign = bits & sign_mask, mag = bits & ~sign_mask;
+  const Bits sign = bits & g.sign_mask, mag = bits & ~g.sign_mask;
   // From low_end up: the dropped bits, left-aligned (all zero when k = 0: mag & dropped is 0 then).
-  const uint32_t r_above = (uint32_t)(((mag & dropped) << left) >> (F::kWidth - 32));
-  const Bits above = (mag & ~dropped) + ((Bits)(threshold < (r_above >> rand_shift)) << k);
+  const uint32_t r_above = (uint32_t)(((mag & g.dropped) << left) >> (F::kWidth - 32));
+  const Bits above = (mag & ~g.dropped) + ((Bits)(threshold < (r_above >> rand_shift)) << g.k);
   // Below low_end: t = a / 2^ql, its integer part and fraction.
   const T scaled = from_bits<T>(mag) * scale1 * scale2;
   // (The lanes of the other path, inf and NaN included, to cap. A bit blend: as a conditional, GCC moves
   // the float arithmetic below into a branch, which it cannot if-convert, and so vectorise.)
-  const uint32_t lower = (uint32_t)(mag < low_end);
+  const uint32_t lower = (uint32_t)(mag < g.low_end);
   const T t = select(lower, scaled, cap);
   const Int j = (Int)t;
   const uint32_t r_below = (uint32_t)((t - (T)j) * two32);
   const Bits below = to_bits((T)(j + (Int)(threshold < (r_below >> rand_shift))) * quantum);
-  const Bits rounded = select(lower, below, above);  // (a bit blend, as t's)
-  // One integer ternary per statement: GCC turns each into a masked blend (nested, into branchy mask code).
-  const Bits limit = sign != 0 ? limit_neg : limit_pos;
-  const Bits over = sign != 0 ? over_neg : over_pos;
-  const Bits finite = rounded > limit ? over : rounded;
-  const Bits magnitude = mag >= passes ? mag : finite;
-  return from_bits<T>(magnitude | (sign & (magnitude != 0 ? sign_mask : zero_sign)));
+  return g.finish(sign, mag, select(lower, below, above));  // (a bit blend, as t's)
 }
 
 // The same for kWrap grids (fixed point with wrap-around): round as if unbounded, then keep the integer
