@@ -16,11 +16,10 @@ import torch
 
 import qsim
 from qsim.formats import Logarithmic
+from stochastic_checks import check_rand_bits_between, check_unbiased_between, draws
 
 DIRECTED = ["nearest", "nearest_away", "toward_zero", "up", "down", "odd"]
 BITS = {np.float32: 24, np.float64: 53}  # significand bits, the implicit one included
-N = 200_000  # stochastic draws per value
-Z = 5.0
 
 
 def round_to_bits(value: mpmath.mpf, p: int, direction: str) -> float:
@@ -161,10 +160,6 @@ def test_limits_and_decoding():
 
 # Stochastic rounding: neighbours inside a binade, across a binade boundary, [0, min_positive], and
 # powers of two (frac_bits = 0).
-def draws(x: float, fmt, n=N, seed=0, **kwargs) -> torch.Tensor:
-    return qsim.quantize(torch.full((n,), x, dtype=torch.float64), fmt, rounding="stochastic", seed=seed, **kwargs)
-
-
 def neighbours(name: str, i: int) -> tuple[float, float]:
     values = qsim.formats.get(name).values()
     return float(values[i]), float(values[i + 1])
@@ -181,24 +176,13 @@ INTERVALS = [("lns8", *neighbours("lns8", LNS8_ZERO + 70)),  # inside a binade
 @pytest.mark.parametrize("name,lo,hi", INTERVALS)
 @pytest.mark.parametrize("fraction", [0.1, 0.5, 0.77])
 def test_stochastic_rounding_is_unbiased_in_the_linear_domain(name, lo, hi, fraction):
-    x = lo + fraction * (hi - lo)
-    q = draws(x, name)
-    assert set(q.unique().tolist()) <= {lo, hi}
-    p_hi = (q == hi).double().mean().item()
-    sigma = math.sqrt(fraction * (1 - fraction) / N)
-    assert abs(p_hi - fraction) < Z * sigma, "P(hi) must be (x - lo) / (hi - lo)"
-    assert abs(q.mean().item() - x) < Z * sigma * abs(hi - lo), "E[q(x)] = x"
+    check_unbiased_between(name, lo, hi, fraction)
 
 
 @pytest.mark.parametrize("rand_bits", [1, 2, 5])
 @pytest.mark.parametrize("name,lo,hi", [INTERVALS[0], INTERVALS[2], INTERVALS[4]])
 def test_limited_random_bits_give_probabilities_in_multiples_of_two_to_minus_r(rand_bits, name, lo, hi):
-    for fraction in (0.1, 0.37, 0.5, 0.9):
-        q = draws(lo + fraction * (hi - lo), name, rand_bits=rand_bits, seed=7)
-        p_up = (q == hi).double().mean().item()
-        expected = math.floor(fraction * 2**rand_bits) / 2**rand_bits
-        sigma = math.sqrt(max(expected * (1 - expected), 1e-12) / N)
-        assert abs(p_up - expected) < Z * sigma + 1e-12
+    check_rand_bits_between(name, lo, hi, rand_bits)
 
 
 def test_stochastic_probability_jumps_exactly_at_multiples_of_two_to_minus_r():

@@ -12,10 +12,9 @@ import torch
 
 import qsim
 from qsim.formats import Posit
+from stochastic_checks import check_rand_bits_between, check_unbiased_between, draws
 
 DIRECTED = ["nearest", "nearest_away", "toward_zero", "up", "down", "odd"]
-N = 200_000  # stochastic draws per value
-Z = 5.0  # |error| bound in standard deviations
 
 
 def pattern_value(pattern: int, nbits: int, es: int) -> Fraction:
@@ -190,10 +189,6 @@ def test_nan_and_infinities_become_nar_and_zero_stays_positive_zero():
 
 # Stochastic rounding. Neighbours of three kinds in posit<8,2>: linear ones (fraction bits dropped),
 # powers of two 4 and 16 apart (exponent bits dropped: the geometric kind), and [0, minpos].
-def draws(x: float, fmt, n=N, seed=0, **kwargs) -> torch.Tensor:
-    return qsim.quantize(torch.full((n,), x, dtype=torch.float64), fmt, rounding="stochastic", seed=seed, **kwargs)
-
-
 def neighbours_with_ratio(fmt: Posit, ratio: float) -> tuple[float, float]:
     v = fmt.values()
     v = v[v > 0]
@@ -211,25 +206,14 @@ INTERVALS = [(POSIT8, 1.0, 1.125), (POSIT8, -2.5, -2.25), (POSIT8, *neighbours_w
 @pytest.mark.parametrize("fmt,lo,hi", INTERVALS)
 @pytest.mark.parametrize("fraction", [0.1, 0.5, 0.77])
 def test_stochastic_rounding_is_unbiased_between_the_neighbouring_values(fmt, lo, hi, fraction):
-    x = lo + fraction * (hi - lo)
-    q = draws(x, fmt)
-    assert set(q.unique().tolist()) <= {lo, hi}
-    p_hi = (q == hi).double().mean().item()
-    sigma = math.sqrt(fraction * (1 - fraction) / N)
-    assert abs(p_hi - fraction) < Z * sigma, "P(hi) must be the linear fraction (x - lo) / (hi - lo)"
-    assert abs(q.mean().item() - x) < Z * sigma * abs(hi - lo), "E[q(x)] = x"
+    check_unbiased_between(fmt, lo, hi, fraction)
 
 
 @pytest.mark.parametrize("rand_bits", [1, 2, 5])
 @pytest.mark.parametrize("lo,hi", [(1.0, 1.125), neighbours_with_ratio(POSIT8, 16.0), (0.0, POSIT8.min_positive)])
 def test_limited_random_bits_give_probabilities_in_multiples_of_two_to_minus_r(rand_bits, lo, hi):
     """P(up) = floor(f · 2^r) / 2^r with f the linear fraction, also between powers of two and below minpos."""
-    for fraction in (0.1, 0.37, 0.5, 0.9):
-        q = draws(lo + fraction * (hi - lo), POSIT8, rand_bits=rand_bits, seed=7)
-        p_up = (q == hi).double().mean().item()
-        expected = math.floor(fraction * 2**rand_bits) / 2**rand_bits
-        sigma = math.sqrt(max(expected * (1 - expected), 1e-12) / N)
-        assert abs(p_up - expected) < Z * sigma + 1e-12
+    check_rand_bits_between(POSIT8, lo, hi, rand_bits)
 
 
 def test_stochastic_fraction_between_powers_of_two_is_exact_at_the_probability_boundaries():

@@ -8,26 +8,15 @@ import pytest
 import torch
 
 import qsim
+from stochastic_checks import N, Z, check_rand_bits_between, check_unbiased_between, draws
 
-N = 200_000  # draws per value
-Z = 5.0  # |error| bound in standard deviations: a false failure has probability < 1e-6 per check
-
-
-def draws(x: float, fmt, n=N, seed=0, **kwargs) -> torch.Tensor:
-    return qsim.quantize(torch.full((n,), x, dtype=torch.float64), fmt, rounding="stochastic", seed=seed, **kwargs)
 
 
 @pytest.mark.parametrize("fmt,lo,hi", [("fixed<8,4>", 0.25, 0.3125), ("fp8_e4m3", 1.0, 1.125),
                                        ("fp8_e5m2", -2.0**-16, -2.0**-15), ("bf16", 3.0, 3.0 + 2**-6)])
 @pytest.mark.parametrize("fraction", [0.1, 0.5, 0.77])
 def test_stochastic_rounding_is_unbiased_and_lands_on_the_neighbours(fmt, lo, hi, fraction):
-    x = lo + fraction * (hi - lo)
-    q = draws(x, fmt)
-    assert set(q.unique().tolist()) <= {lo, hi}
-    p_hi = (q == hi).double().mean().item()
-    sigma = math.sqrt(fraction * (1 - fraction) / N)
-    assert abs(p_hi - fraction) < Z * sigma, "P(the upper neighbour) must equal the fractional distance"
-    assert abs(q.mean().item() - x) < Z * sigma * abs(hi - lo), "E[q(x)] must equal x"
+    check_unbiased_between(fmt, lo, hi, fraction)
 
 
 def test_variance_is_that_of_a_bernoulli_choice_between_neighbours():
@@ -42,12 +31,7 @@ def test_variance_is_that_of_a_bernoulli_choice_between_neighbours():
 @pytest.mark.parametrize("rand_bits", [1, 2, 3, 8])
 def test_limited_random_bits_give_probabilities_in_multiples_of_two_to_minus_r(rand_bits):
     """With r bits the fraction is truncated to r bits: P(up) = floor(f · 2^r) / 2^r."""
-    for fraction in (0.1, 0.37, 0.5, 0.9):
-        q = draws(fraction * 2.0**-4, "fixed<8,4>", rand_bits=rand_bits, seed=7)
-        p_up = (q > 0).double().mean().item()
-        expected = math.floor(fraction * 2**rand_bits) / 2**rand_bits
-        sigma = math.sqrt(max(expected * (1 - expected), 1e-12) / N)
-        assert abs(p_up - expected) < Z * sigma + 1e-12
+    check_rand_bits_between("fixed<8,4>", 0.0, 2.0**-4, rand_bits)
 
 
 def test_values_on_the_grid_never_move():
