@@ -146,7 +146,7 @@ def quantize(x: torch.Tensor, fmt: Format | str, rounding: str = "nearest", seed
     The gradient is straight-through."""
     spec, code, seed, rand_bits = _validate(x, fmt, rounding, seed, rand_bits)
     if out is None:
-        if _traced(x, x):
+        if _traced(x):
             return _quantize_op(x, spec, code, seed, rand_bits)
         if torch.is_grad_enabled() and x.requires_grad:
             return _StraightThrough.apply(x, spec, code, seed, rand_bits)
@@ -164,10 +164,10 @@ def quantize(x: torch.Tensor, fmt: Format | str, rounding: str = "nearest", seed
     return out
 
 
-def _traced(x: torch.Tensor, out: torch.Tensor) -> bool:
+def _traced(*tensors: torch.Tensor) -> bool:
     """Whether a call must go through the registered ops: while torch.compile traces, and for tensor
     subclasses (fake and wrapper tensors), which have no memory of their own to write."""
-    return torch.compiler.is_compiling() or type(x) not in _PLAIN or type(out) not in _PLAIN
+    return torch.compiler.is_compiling() or any(type(t) not in _PLAIN for t in tensors)
 
 
 def quantize_(x: torch.Tensor, fmt: Format | str, rounding: str = "nearest", seed=None,
