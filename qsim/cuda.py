@@ -29,10 +29,11 @@ def _cupy():
 
 @functools.cache
 def module(source: str):
-    """The compiled module of csrc/<source>."""
+    """The compiled module of csrc/<source>. Without fused multiply-adds: the CPU kernels round every
+    product and sum of the rounding headers separately, and the GPU must too to give the same bits."""
     csrc = resources.files("qsim.data") / "csrc"
     code = (csrc / source).read_text()
-    return _cupy().RawModule(code=code, options=("-std=c++17", f"-I{csrc}"))
+    return _cupy().RawModule(code=code, options=("-std=c++17", "--fmad=false", f"-I{csrc}"))
 
 
 def kernel_name(prefix: str, rounding: int, dtype: torch.dtype) -> str:
