@@ -1,10 +1,16 @@
 // cpu/nonuniform.cpp: posits and logarithmic numbers on the CPU: the loop of cpu/loops.h around the
-// element arithmetic of qsim/posit.h and qsim/lns.h. With AVX-512, float32 LNS goes through blocks of
-// its own (lns_f32_blocks): the bucket records are looked up for a block first, then the element
-// arithmetic runs over the block with the records as plain 32-bit arrays. AVX-512 gathers are slow
-// (microcoded on some cores): a gather of 64-bit records and their unpacking cost as much as the
-// rest of the arithmetic. Tables of at most 32 buckets of the wider kind (qsim/backends/logarithmic.py
-// appends them when 2^(f+1) ≤ 32: lns8) need no gather at all: three two-register permutes.
+// element arithmetic of qsim/posit.h and qsim/lns.h. With AVX-512, float32 LNS has loops of its own
+// for what that loop leaves slow: a gather of the packed 64-bit bucket records (microcoded on some
+// cores) and their unpacking cost as much as the rest of the arithmetic, and GCC vectorises the
+// stochastic decision with 64-bit lanes throughout.
+//   Tables of at most 32 buckets of width 2^-(f+1) (qsim/backends/logarithmic.py appends these
+//   "permuted" records when 2^(f+1) ≤ 32: lns8) are looked up with three two-register permutes.
+//   Stochastic rounding runs in vector registers (lns_stochastic_f32), the records permuted in place
+//   or gathered in a pass of their own over a part of the block (gathers beside the arithmetic are
+//   slower still).
+//   Deterministic modes with permuted records: the block's records to arrays, then lns_value_record
+//   vectorised by GCC; with gathered ones, the loop of cpu/loops.h around lns_value.
+// All give lns_value's bits (the stochastic ones with cpu/loops.h's random words), as CUDA does.
 #include "cpu/nonuniform.h"
 
 #if defined(__AVX512F__) && defined(__AVX512CD__)
@@ -46,12 +52,8 @@ class LnsLookup {
   }
   int width() const { return (int)_mm_cvtsi128_si32(width_); }
 
-  // lo, hi and off | (base & 1) << 31 of the buckets of the sixteen |x| bits in mag.
-  void operator()(__m512i mag, __m512i& lo, __m512i& hi, __m512i& off_odd) const {
-    // normalise(): subnormals shifted up until their leading one is the implicit bit (a no-op for normals).
-    const __m512i shift = _mm512_max_epi32(_mm512_sub_epi32(_mm512_lzcnt_epi32(_mm512_or_si512(mag, _mm512_set1_epi32(1))),
-                                                            _mm512_set1_epi32(8)), _mm512_setzero_si512());
-    const __m512i frac = _mm512_and_si512(_mm512_sllv_epi32(mag, shift), _mm512_set1_epi32(0x7FFFFF));
+  // lo, hi and off | (base & 1) << 31 of the buckets of sixteen normalised mantissas (normalise().frac).
+  void operator()(__m512i frac, __m512i& lo, __m512i& hi, __m512i& off_odd) const {
     const __m512i bucket = _mm512_srl_epi32(frac, width_);
     if (permuted_) {
       lo = _mm512_permutex2var_epi32(tab0_[0], bucket, tab1_[0]);
@@ -79,6 +81,16 @@ class LnsLookup {
   __m512i tab0_[3], tab1_[3];
 };
 
+// normalise() of sixteen |x| bits: the shift that brings a subnormal's leading one to the implicit bit
+// (0 for normals, which have 8 leading zeros or fewer), and frac, the 23 bits below that one.
+inline __m512i normalise_shift(__m512i mag) {
+  const __m512i lz = _mm512_lzcnt_epi32(_mm512_or_si512(mag, _mm512_set1_epi32(1)));
+  return _mm512_max_epi32(_mm512_sub_epi32(lz, _mm512_set1_epi32(8)), _mm512_setzero_si512());
+}
+inline __m512i normalised_frac(__m512i mag, __m512i shift) {
+  return _mm512_and_si512(_mm512_sllv_epi32(mag, shift), _mm512_set1_epi32(0x7FFFFF));
+}
+
 // Sixteen floats from x (fewer at the end: the rest read as 0). Whole-vector loads and stores: masked
 // ones are several times slower on some cores.
 inline __m512i load_bits(const float* x, int left) {
@@ -91,7 +103,8 @@ void lns_lookup_f32(const float* x, int count, const uint32_t* table, uint32_t* 
   const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF);
   for (int i = 0; i < count; i += 16) {
     __m512i l, h, o;
-    lookup(_mm512_and_si512(load_bits(x + i, count - i), abs_mask), l, h, o);
+    const __m512i mag = _mm512_and_si512(load_bits(x + i, count - i), abs_mask);
+    lookup(normalised_frac(mag, normalise_shift(mag)), l, h, o);
     _mm512_store_si512(lo + i, l);  // whole vectors: the arrays have room for them
     _mm512_store_si512(hi + i, h);
     _mm512_store_si512(off_odd + i, o);
@@ -102,8 +115,9 @@ void lns_lookup_f32(const float* x, int count, const uint32_t* table, uint32_t* 
 // vector registers (GCC vectorises the scalar form with 64-bit lanes throughout the decision: twice
 // the work). The decision ((ρ'·d + d - 1) >> c) < a of stochastic_up: 32×32-bit products of the even
 // and the odd lanes, shifted, saturated to 32 bits and compared in 32-bit lanes.
+template <typename Records>
 void lns_stochastic_f32(const float* x, float* y, int count, const uint32_t* table, const LnsParams& p,
-                        const uint32_t* words, int rand_shift) {
+                        const uint32_t* words, int rand_shift, const Records& records) {
   const LnsLookup lookup(table);
   const __m512i w_min = _mm512_set1_epi32((int)table[1]), w_max = _mm512_set1_epi32((int)table[2]);
   const __m512i low = _mm512_set1_epi32((int)table[3]), high = _mm512_set1_epi32((int)table[4]);
@@ -112,8 +126,7 @@ void lns_stochastic_f32(const float* x, float* y, int count, const uint32_t* tab
   const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF), one = _mm512_set1_epi32(1), zero = _mm512_setzero_si512();
   const __m512i low32 = _mm512_set1_epi64(0xFFFFFFFFll);
   const __m512i w = _mm512_or_si512(_mm512_and_si512(w_min, mant_mask), implicit);
-  // delta = e_min - e = (w_min >> 23) - 127 - e; e = max(exp, 1) - 119 - lz below.
-  const __m512i e_min_biased = _mm512_set1_epi32((int)(table[1] >> 23) - 127 + 119);
+  const __m512i e_min_biased = _mm512_set1_epi32((int)(table[1] >> 23));
   const __m512i r_fill = _mm512_set1_epi32((int)(uint32_t)(((uint64_t)1 << rand_shift) - 1));
   const __mmask16 unsigned_format = p.is_signed ? (__mmask16)0 : (__mmask16)0xFFFF;
   for (int i = 0; i < count; i += 16) {
@@ -121,18 +134,12 @@ void lns_stochastic_f32(const float* x, float* y, int count, const uint32_t* tab
     const __m512i mag = _mm512_and_si512(bits, abs_mask);
     const __mmask16 neg = _mm512_cmplt_epi32_mask(bits, zero);
     const __mmask16 is_nan = _mm512_cmpgt_epu32_mask(mag, _mm512_set1_epi32(0x7F800000));
+    // normalise(), and e + 127, the biased exponent of |x|'s binade: max(exp, 1) - shift; delta = e_min - e.
+    const __m512i shift = normalise_shift(mag), frac = normalised_frac(mag, shift);
+    const __m512i e_biased = _mm512_sub_epi32(_mm512_max_epi32(_mm512_srli_epi32(mag, 23), one), shift);
+    const __m512i delta = _mm512_sub_epi32(e_min_biased, e_biased);
     __m512i lo, hi, off_odd;
-    lookup(mag, lo, hi, off_odd);
-    // normalise(): s = the significand, lz = its leading zeros: e = max(exp, 1) - 119 - lz,
-    // frac = (s << (lz - 8)) & mant_mask.
-    const __m512i exp_field = _mm512_srli_epi32(mag, 23);
-    const __m512i s = _mm512_mask_or_epi32(mag, _mm512_test_epi32_mask(exp_field, exp_field), mag, implicit);
-    const __m512i sig = _mm512_and_si512(s, _mm512_or_si512(mant_mask, implicit));
-    const __m512i lz = _mm512_lzcnt_epi32(_mm512_or_si512(sig, one));
-    const __m512i frac = _mm512_and_si512(_mm512_sllv_epi32(sig, _mm512_sub_epi32(lz, _mm512_set1_epi32(8))), mant_mask);
-    // e + 127 (the biased exponent of the result's binade) and delta = e_min - e.
-    const __m512i e_biased = _mm512_sub_epi32(_mm512_max_epi32(exp_field, one), _mm512_add_epi32(lz, _mm512_set1_epi32(119 - 127)));
-    const __m512i delta = _mm512_sub_epi32(e_min_biased, _mm512_add_epi32(_mm512_max_epi32(exp_field, one), _mm512_sub_epi32(zero, lz)));
+    records(i, frac, lo, hi, off_odd);
     const __m512i off = _mm512_and_si512(off_odd, abs_mask);
     const __m512i below = _mm512_and_si512(frac, below_mask);
     const __mmask16 ge = _mm512_cmpge_epu32_mask(below, off);
@@ -212,7 +219,24 @@ void lns_f32_stochastic_blocks(const float* in, float* out, int64_t n, const Lns
     const int64_t start = b * kBlock;
     const int count = (int)(n - start < kBlock ? n - start : kBlock);
     random_words_run(seed, (uint64_t)(b * (kBlock / 4)), (count + 3) / 4, words);
-    lns_stochastic_f32(in + start, out + start, count, table, p, words, 32 - rand_bits);
+    if (table[6] != 0) {
+      const LnsLookup lookup(table);
+      lns_stochastic_f32(in + start, out + start, count, table, p, words, 32 - rand_bits,
+                         [&lookup](int, __m512i frac, __m512i& l, __m512i& h, __m512i& o) { lookup(frac, l, h, o); });
+    } else {
+      constexpr int kPart = 256;  // records of a part of the block: the arrays stay in L1 beside the table
+      alignas(64) uint32_t lo[kPart], hi[kPart], off_odd[kPart];
+      for (int part = 0; part < count; part += kPart) {
+        const int m = count - part < kPart ? count - part : kPart;
+        lns_lookup_f32(in + start + part, m, table, lo, hi, off_odd);
+        lns_stochastic_f32(in + start + part, out + start + part, m, table, p, words + part, 32 - rand_bits,
+                           [&](int i, __m512i, __m512i& l, __m512i& h, __m512i& o) {
+                             l = _mm512_load_si512(lo + i);
+                             h = _mm512_load_si512(hi + i);
+                             o = _mm512_load_si512(off_odd + i);
+                           });
+      }
+    }
   }
 }
 #endif
