@@ -286,3 +286,55 @@ def test_stochastic_results_are_those_of_the_exact_fractions_for_the_same_random
     bits = {np.float32: np.uint32, np.float64: np.uint64}[dtype]
     bad = got.view(bits) != expected.view(bits)
     assert not bad.any(), f"x={x[bad][:4]} words={words[bad][:4]} got={got[bad][:4]} expected={expected[bad][:4]}"
+
+
+@pytest.mark.parametrize("name", ["lns8", "lns<2,0,linear>", "lns<4,4>", "lns<3,1,unsigned>", "lns<7,2,linear>"])
+@pytest.mark.parametrize("nearest", [True, False])
+def test_float32_permuted_records_count_thresholds_and_hold_the_neighbouring_mantissas(name, nearest):
+    """The permuted records (2^(f+1) ≤ 32 buckets of width 2^-(f+1), for the CPU's register permutes)
+    against a search of the sorted thresholds, as the packed records above: j = base + (M mod 2^width ≥
+    off), lo = V(base), hi = V(base + 1) or, in directed tables with a threshold in the bucket, V(base + 2)."""
+    from qsim.backends import logarithmic as backend
+
+    fmt = qsim.formats.get(name)
+    table = backend.table(fmt, torch.float32, nearest)
+    start, width = int(table[6]), int(table[7])
+    assert start > 0 and width == 23 - (fmt.frac_bits + 1)
+    lo_words, hi_words, off_odd = table[start:start + 96].astype(np.int64).reshape(3, 32)
+    values = np.array(fmt.binade_values(23) + (1 << 23,) * 2, dtype=np.int64)
+    thresholds = np.array(fmt.nearest_thresholds(23)[0] if nearest else values[1:1 << fmt.frac_bits], dtype=np.int64)
+    m = np.concatenate([thresholds - 1, thresholds, thresholds + 1, np.arange(0, 1 << 23, 997)])
+    m = m[(m >= 0) & (m < 1 << 23)]
+    bucket = m >> width
+    off, odd = off_odd[bucket] & 0x7FFFFFFF, off_odd[bucket] >> 31
+    base = np.searchsorted(thresholds, bucket << width, side="left")
+    assert np.array_equal(base + ((m & ((1 << width) - 1)) >= off), np.searchsorted(thresholds, m, side="right"))
+    assert np.array_equal(odd, base & 1)
+    assert np.array_equal(lo_words[bucket], values[base])
+    assert np.array_equal(hi_words[bucket], values[base + 1 + ((off < (1 << width)) & (not nearest))])
+
+
+def test_lns16_has_no_permuted_records_and_float64_tables_none_at_all():
+    from qsim.backends import logarithmic as backend
+
+    assert backend.table(qsim.formats.get("lns16"), torch.float32, False)[6] == 0
+    assert backend.table(qsim.formats.get("lns8"), torch.float64, False)[6] == 0
+
+
+@pytest.mark.parametrize("name", ["lns8", "lns16", "lns<4,4>", "lns<2,0,linear>", "lns<3,1,unsigned>"])
+@pytest.mark.parametrize("mode", DIRECTED)
+def test_float32_bit_patterns_and_subnormals_round_as_exact_arithmetic_says(name, mode):
+    """Random float32 bit patterns (every binade, subnormals of float32 included) and the specials, in
+    every deterministic mode, against the exact reference; NaN stays NaN."""
+    ref, rng = reference(name, np.float32), np.random.default_rng(7)
+    patterns = rng.integers(0, 2**32, size=20_000, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    subnormals = (np.finfo(np.float32).smallest_subnormal * rng.integers(1, 2**23, size=2000)).astype(np.float32)
+    specials = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, np.finfo(np.float32).max, np.finfo(np.float32).tiny],
+                        dtype=np.float32)
+    x = np.concatenate([patterns, subnormals, -subnormals, specials])
+    got = qsim.quantize(torch.from_numpy(x), name, rounding=mode).numpy()
+    nan = np.isnan(x)
+    assert np.isnan(got[nan]).all()
+    expected = ref.round(x[~nan], mode)
+    bad = got[~nan].view(np.uint32) != expected.view(np.uint32)
+    assert not bad.any(), f"x={x[~nan][bad][:4]} got={got[~nan][bad][:4]} expected={expected[bad][:4]}"

@@ -29,7 +29,9 @@
 // of the midpoint between 0 and the smallest magnitude: nearest modes give 0 below it); [1], [2] the
 // bits of w_min and w_max; [3] low: the bits of w_min (directed) or one above RU_T of the midpoint
 // between codes code_min - 1 and code_min (nearest: at or below it the result is w_min or 0);
-// [4] high: the bits of w_max (directed) or RU_T of the midpoint above it (nearest); [5] p - b.
+// [4] high: the bits of w_max (directed) or RU_T of the midpoint above it (nearest); [5] p - b;
+// [6], [7]: float32 tables of at most 32 buckets of width 2^-(f+1) also carry these for the CPU's
+// register permutes (cpu/nonuniform.cpp), after the records: their offset in words and p - (f+1), else 0.
 // Records: float: one uint64, lo | hi << 24 | off << 48 | (base & 1) << 63; double: three words,
 // off | (base & 1) << 63, lo, hi.
 #pragma once

@@ -61,8 +61,9 @@ def permuted_records(thresholds: list[int], mantissas: list[int], p: int, bucket
 @functools.lru_cache(maxsize=256)
 def table(fmt: Logarithmic, dtype: torch.dtype, nearest: bool) -> np.ndarray:
     """The table of csrc/qsim/lns.h for `dtype`: the header (zero threshold, w_min, w_max, low, high,
-    p - b), then one record per bucket over the nearest-mode midpoints or (directed and stochastic
-    modes) the values themselves."""
+    p - b, and for float32 formats with 2^(f+1) ≤ 32 the offset and width of the permuted records),
+    then one record per bucket over the nearest-mode midpoints or (directed and stochastic modes) the
+    values themselves, then those permuted records."""
     p, bias, np_dtype, _ = _LAYOUT[dtype]
     values = list(fmt.binade_values(p))
     scale = 1 << fmt.frac_bits
