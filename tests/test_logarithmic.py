@@ -338,3 +338,17 @@ def test_float32_bit_patterns_and_subnormals_round_as_exact_arithmetic_says(name
     expected = ref.round(x[~nan], mode)
     bad = got[~nan].view(np.uint32) != expected.view(np.uint32)
     assert not bad.any(), f"x={x[~nan][bad][:4]} got={got[~nan][bad][:4]} expected={expected[bad][:4]}"
+
+
+@pytest.mark.parametrize("name", ["lns8", "lns16"])
+def test_stochastic_on_a_large_tensor_uses_each_elements_own_word(name):
+    """Past the size where the kernel splits the work between threads (and with a ragged end), element i
+    still rounds with word i: sampled elements, the last ones included, against stochastic_expected."""
+    from test_stochastic_bits import philox_words
+
+    ref, seed, n = reference(name, np.float32), 77, 100_003
+    x = (np.random.default_rng(3).standard_normal(n) * 3).astype(np.float32)
+    got = qsim.quantize(torch.from_numpy(x), name, rounding="stochastic", seed=seed).numpy()
+    words = philox_words(seed, n)
+    i = np.concatenate([np.random.default_rng(4).choice(n, 1500, replace=False), np.arange(n - 40, n)])
+    assert np.array_equal(got[i].view(np.uint32), stochastic_expected(ref, x[i], words[i], 32).view(np.uint32))
