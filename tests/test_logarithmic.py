@@ -219,3 +219,136 @@ def test_float32_bucket_records_count_thresholds_and_hold_the_neighbouring_manti
     assert np.array_equal(lo.astype(np.int64), values[base])
     above = base + 1 + ((off.astype(np.int64) < (1 << width)) & (not nearest))
     assert np.array_equal(hi.astype(np.int64), values[above])
+
+
+def stochastic_expected(ref: LnsReference, x: np.ndarray, words: np.ndarray, rand_bits: int) -> np.ndarray:
+    """Stochastic LNS rounding from the exact fractions: |x| between its neighbours lo < hi of the value
+    list (0 and the smallest magnitude below it) goes to hi iff (ρ+1)·2^(32-r) ≤ (|x| - lo)/(hi - lo)·2^32,
+    ρ = word >> (32 - r); at or above the largest magnitude it saturates; NaN stays; zero is +0."""
+    values, shift, out = ref.values, 32 - rand_bits, []
+    for v, word in zip(x.tolist(), words.tolist()):
+        a = abs(v)
+        if math.isnan(v):
+            out.append(v)
+            continue
+        if a >= values[-1]:
+            result = float(values[-1])
+        else:
+            j = int(np.searchsorted(values, a, side="right")) - 1
+            lo, hi = (0.0 if j < 0 else float(values[j])), float(values[j + 1])
+            fraction = (Fraction(a) - Fraction(lo)) / (Fraction(hi) - Fraction(lo))
+            result = hi if ((word >> shift) + 1) << shift <= fraction * 2**32 else lo
+        if result == 0.0 or (v < 0 and not ref.fmt.signed):
+            out.append(0.0)
+        else:
+            out.append(-result if v < 0 else result)
+    return np.array(out, dtype=ref.dtype)
+
+
+def stochastic_probes(ref: LnsReference, words: np.ndarray, rand_bits: int, rng: np.random.Generator) -> np.ndarray:
+    """Inputs for the words: pinned next to where each word's decision flips (lo + (ρ+1)·2^(32-r)·2^-32·(hi - lo)
+    and its float neighbours, in random gaps and in [0, smallest]), random bit patterns, subnormals, values
+    from the smallest magnitude down by up to 2^-40 (beyond 2^-32 of it nothing rounds up), specials."""
+    dtype, values, n = ref.dtype, ref.values, len(words)
+    shift = 32 - rand_bits
+    gaps = np.concatenate([[values[0]], np.diff(values)])
+    i = rng.integers(0, len(gaps), size=n)
+    lows = np.where(i == 0, 0.0, values[np.maximum(i - 1, 0)])
+    flips = lows + ((words >> shift) + 1).astype(np.float64) * 2.0 ** shift / 2**32 * gaps[i]
+    pinned = flips.astype(dtype)
+    pinned[1::3] = np.nextafter(pinned[1::3], 0)
+    pinned[2::3] = np.nextafter(pinned[2::3], np.inf)
+    width = {np.float32: 32, np.float64: 64}[dtype]
+    bits = {np.float32: np.uint32, np.float64: np.uint64}[dtype]
+    patterns = rng.integers(0, 2**width - 1, size=n // 4, dtype=bits, endpoint=True).view(dtype)
+    tiny = np.finfo(dtype).smallest_subnormal * rng.integers(1, 2**22, size=n // 8)
+    small = values[0] * 2.0 ** -rng.uniform(0, 40, size=n // 8)
+    specials = [0.0, -0.0, np.inf, -np.inf, np.nan, np.finfo(dtype).max, np.finfo(dtype).tiny, values[-1], values[0]]
+    x = np.concatenate([pinned, patterns, tiny.astype(dtype), small.astype(dtype), np.array(specials, dtype=dtype)])
+    x = np.where(rng.random(len(x)) < 0.3, -x, x).astype(dtype)
+    return x[:n]
+
+
+@pytest.mark.parametrize("name", ["lns8", "lns16", "lns<4,4>", "lns<2,12>", "lns<3,1,unsigned>", "lns<2,0,linear>"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rand_bits", [32, 23, 5, 1])
+def test_stochastic_results_are_those_of_the_exact_fractions_for_the_same_random_words(name, dtype, rand_bits):
+    """Element for element against stochastic_expected with the kernel's Philox words, on inputs pinned at
+    each word's flipping point and all the edge cases: the float32 kernel (permuted records for 2^(f+1) ≤
+    32 buckets, gathered ones beyond) and the float64 one round exactly."""
+    from test_stochastic_bits import philox_words
+
+    ref, seed, n = reference(name, dtype), 0x2545F4914F6CDD1D, 3000
+    words = philox_words(seed, n)
+    x = stochastic_probes(ref, words, rand_bits, np.random.default_rng(rand_bits))
+    got = qsim.quantize(torch.from_numpy(x), name, rounding="stochastic", seed=seed, rand_bits=rand_bits).numpy()
+    expected = stochastic_expected(ref, x, words, rand_bits)
+    bits = {np.float32: np.uint32, np.float64: np.uint64}[dtype]
+    bad = got.view(bits) != expected.view(bits)
+    assert not bad.any(), f"x={x[bad][:4]} words={words[bad][:4]} got={got[bad][:4]} expected={expected[bad][:4]}"
+
+
+@pytest.mark.parametrize("name", ["lns8", "lns<2,0,linear>", "lns<4,4>", "lns<3,1,unsigned>", "lns<7,2,linear>"])
+@pytest.mark.parametrize("nearest", [True, False])
+def test_float32_permuted_records_count_thresholds_and_hold_the_neighbouring_mantissas(name, nearest):
+    """The permuted records (2^(f+1) ≤ 32 buckets of width 2^-(f+1), for the CPU's register permutes)
+    against a search of the sorted thresholds, as the packed records above: j = base + (M mod 2^width ≥
+    off), lo = V(base), hi = V(base + 1) or, in directed tables with a threshold in the bucket, V(base + 2)."""
+    from qsim.backends import logarithmic as backend
+
+    fmt = qsim.formats.get(name)
+    table = backend.table(fmt, torch.float32, nearest)
+    start, width = int(table[6]), int(table[7])
+    assert start > 0 and width == 23 - (fmt.frac_bits + 1)
+    lo_words, hi_words, off_odd = table[start:start + 96].astype(np.int64).reshape(3, 32)
+    values = np.array(fmt.binade_values(23) + (1 << 23,) * 2, dtype=np.int64)
+    thresholds = np.array(fmt.nearest_thresholds(23)[0] if nearest else values[1:1 << fmt.frac_bits], dtype=np.int64)
+    m = np.concatenate([thresholds - 1, thresholds, thresholds + 1, np.arange(0, 1 << 23, 997)])
+    m = m[(m >= 0) & (m < 1 << 23)]
+    bucket = m >> width
+    off, odd = off_odd[bucket] & 0x7FFFFFFF, off_odd[bucket] >> 31
+    base = np.searchsorted(thresholds, bucket << width, side="left")
+    assert np.array_equal(base + ((m & ((1 << width) - 1)) >= off), np.searchsorted(thresholds, m, side="right"))
+    assert np.array_equal(odd, base & 1)
+    assert np.array_equal(lo_words[bucket], values[base])
+    assert np.array_equal(hi_words[bucket], values[base + 1 + ((off < (1 << width)) & (not nearest))])
+
+
+def test_lns16_has_no_permuted_records_and_float64_tables_none_at_all():
+    from qsim.backends import logarithmic as backend
+
+    assert backend.table(qsim.formats.get("lns16"), torch.float32, False)[6] == 0
+    assert backend.table(qsim.formats.get("lns8"), torch.float64, False)[6] == 0
+
+
+@pytest.mark.parametrize("name", ["lns8", "lns16", "lns<4,4>", "lns<2,0,linear>", "lns<3,1,unsigned>"])
+@pytest.mark.parametrize("mode", DIRECTED)
+def test_float32_bit_patterns_and_subnormals_round_as_exact_arithmetic_says(name, mode):
+    """Random float32 bit patterns (every binade, subnormals of float32 included) and the specials, in
+    every deterministic mode, against the exact reference; NaN stays NaN."""
+    ref, rng = reference(name, np.float32), np.random.default_rng(7)
+    patterns = rng.integers(0, 2**32, size=20_000, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    subnormals = (np.finfo(np.float32).smallest_subnormal * rng.integers(1, 2**23, size=2000)).astype(np.float32)
+    specials = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, np.finfo(np.float32).max, np.finfo(np.float32).tiny],
+                        dtype=np.float32)
+    x = np.concatenate([patterns, subnormals, -subnormals, specials])
+    got = qsim.quantize(torch.from_numpy(x), name, rounding=mode).numpy()
+    nan = np.isnan(x)
+    assert np.isnan(got[nan]).all()
+    expected = ref.round(x[~nan], mode)
+    bad = got[~nan].view(np.uint32) != expected.view(np.uint32)
+    assert not bad.any(), f"x={x[~nan][bad][:4]} got={got[~nan][bad][:4]} expected={expected[bad][:4]}"
+
+
+@pytest.mark.parametrize("name", ["lns8", "lns16"])
+def test_stochastic_on_a_large_tensor_uses_each_elements_own_word(name):
+    """Past the size where the kernel splits the work between threads (and with a ragged end), element i
+    still rounds with word i: sampled elements, the last ones included, against stochastic_expected."""
+    from test_stochastic_bits import philox_words
+
+    ref, seed, n = reference(name, np.float32), 77, 100_003
+    x = (np.random.default_rng(3).standard_normal(n) * 3).astype(np.float32)
+    got = qsim.quantize(torch.from_numpy(x), name, rounding="stochastic", seed=seed).numpy()
+    words = philox_words(seed, n)
+    i = np.concatenate([np.random.default_rng(4).choice(n, 1500, replace=False), np.arange(n - 40, n)])
+    assert np.array_equal(got[i].view(np.uint32), stochastic_expected(ref, x[i], words[i], 32).view(np.uint32))

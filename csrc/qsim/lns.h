@@ -29,7 +29,9 @@
 // of the midpoint between 0 and the smallest magnitude: nearest modes give 0 below it); [1], [2] the
 // bits of w_min and w_max; [3] low: the bits of w_min (directed) or one above RU_T of the midpoint
 // between codes code_min - 1 and code_min (nearest: at or below it the result is w_min or 0);
-// [4] high: the bits of w_max (directed) or RU_T of the midpoint above it (nearest); [5] p - b.
+// [4] high: the bits of w_max (directed) or RU_T of the midpoint above it (nearest); [5] p - b;
+// [6], [7]: float32 tables of at most 32 buckets of width 2^-(f+1) also carry these for the CPU's
+// register permutes (cpu/nonuniform.cpp), after the records: their offset in words and p - (f+1), else 0.
 // Records: float: one uint64, lo | hi << 24 | off << 48 | (base & 1) << 63; double: three words,
 // off | (base & 1) << 63, lo, hi.
 #pragma once
@@ -47,14 +49,15 @@ struct LnsParams {
 };
 
 // Up with probability a / d, drawn from the random integer ρ = rand >> rand_shift: iff
-// (ρ+1)·2^rand_shift·d ≤ a·2^c. For float's operands (below 2^25) both sides divided by
-// 2^min(rand_shift, c) stay below 2^57, ρ·d is one 32×32-bit product, and one 64-bit comparison does
-// (and vectorises); double's need the limbs of scaled_le.
+// (ρ+1)·2^rand_shift·d ≤ a·2^c. For float's operands (d ≥ 1 and a below 2^25, c ≤ 32) that is
+// (ρ'+1)·d ≤ a·2^c with the 32-bit ρ' = rand | (2^rand_shift - 1) (so ρ'+1 = (ρ+1)·2^rand_shift), and,
+// as a·2^c is a multiple of 2^c, ((ρ'·d + d - 1) >> c) < a: one 32×32-bit product below 2^57, an add,
+// a shift and a comparison (all of which vectorise); double's need the limbs of scaled_le.
 template <typename T>
 QSIM_HD uint32_t stochastic_up(uint32_t rand, int rand_shift, uint64_t d, uint64_t a, int c) {
   if (FloatTraits<T>::kMant > 24) return scaled_le(stochastic_bound(rand, rand_shift), d, a, c);
-  const uint64_t scaled = ((uint64_t)(rand >> rand_shift) * (uint32_t)d + d) << max_int(rand_shift - c, 0);
-  return (uint32_t)(scaled <= a << max_int(c - rand_shift, 0));
+  const uint32_t r = rand | (uint32_t)(((uint64_t)1 << rand_shift) - 1);
+  return (uint32_t)((((uint64_t)r * (uint32_t)d + ((uint32_t)d - 1u)) >> c) < a);
 }
 
 constexpr int kLnsHeader = 8;  // table words before the records
@@ -96,21 +99,23 @@ QSIM_HD LnsRecord<double> lns_record<double>(const uint64_t* records, int64_t bu
   return rec;
 }
 
+// x rounded with its bucket's record `rec` given: `width` is the number of bits of M below the bucket
+// index (table[5] for the table's own records; the CPU's permuted records of cpu/nonuniform.cpp use
+// wider buckets). lns_value below looks the record up.
 template <int MODE, typename T>
-QSIM_HD T lns_value(T x, const LnsParams& p, const typename FloatTraits<T>::Bits* table, uint32_t rand, int rand_shift) {
+QSIM_HD T lns_value_record(T x, const LnsParams& p, const typename FloatTraits<T>::Bits* table, int width,
+                           const LnsRecord<T>& rec, uint32_t rand, int rand_shift) {
   typedef FloatTraits<T> F;
   typedef typename F::Bits Bits;
   const Bits zero_threshold = table[0], w_min = table[1], w_max = table[2], low = table[3], high = table[4];
-  const int width = (int)table[5];  // bits of M below the bucket index
   const Bits bits = to_bits(x);
   const uint32_t neg = (uint32_t)(bits >> (F::kWidth - 1));
   const Bits mag_bits = bits & (((Bits)1 << (F::kWidth - 1)) - 1);
   const uint32_t is_nan = (uint32_t)(mag_bits > ((((Bits)1 << (F::kWidth - 1 - F::kMant)) - 1) << F::kMant));
   const Normalised<T> n = normalise<T>(mag_bits);
 
-  // 1. The bucket of M: j = base + ge thresholds at or below it (directed tables: the code at or below
+  // 1. In the bucket of M: j = base + ge thresholds at or below it (directed tables: the code at or below
   // |x|; nearest tables: the code nearest to it), and that code's parity.
-  const LnsRecord<T> rec = lns_record<T>(lns_records<T>(table), (int64_t)(n.frac >> width));
   const Bits below_mask = ((Bits)1 << width) - 1;
   const Bits below = n.frac & below_mask;
   const uint32_t ge = (uint32_t)(below >= rec.off);
@@ -171,6 +176,21 @@ QSIM_HD T lns_value(T x, const LnsParams& p, const typename FloatTraits<T>::Bits
   const Bits magnitude_bits = pick(under, w_min, pick(over, w_max, in_range));
   const Bits signed_bits = select(zero, (Bits)0, magnitude_bits | ((Bits)neg << (F::kWidth - 1)));
   return from_bits<T>(pick(is_nan, bits, signed_bits));
+}
+
+// The bucket of x's mantissa bits M: its top bits, above `width`.
+template <typename T>
+QSIM_HD int64_t lns_bucket(T x, int width) {
+  typedef typename FloatTraits<T>::Bits Bits;
+  const Bits mag_bits = to_bits(x) & (((Bits)1 << (FloatTraits<T>::kWidth - 1)) - 1);
+  return (int64_t)(normalise<T>(mag_bits).frac >> width);
+}
+
+template <int MODE, typename T>
+QSIM_HD T lns_value(T x, const LnsParams& p, const typename FloatTraits<T>::Bits* table, uint32_t rand, int rand_shift) {
+  const int width = (int)table[5];  // bits of M below the bucket index
+  const LnsRecord<T> rec = lns_record<T>(lns_records<T>(table), lns_bucket<T>(x, width));
+  return lns_value_record<MODE, T>(x, p, table, width, rec, rand, rand_shift);
 }
 
 }  // namespace qsim

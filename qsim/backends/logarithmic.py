@@ -19,6 +19,7 @@ _LAYOUT = {torch.float32: (23, 127, np.uint32, torch.int32), torch.float64: (52,
 
 _HEADER = 8  # kLnsHeader: table words before the records
 _MIN_BUCKET_BITS = 9  # float records keep the offset in 15 bits: 2^(23 - b) ≤ 2^14
+_PERMUTED = 32  # kLnsPermuted: the most buckets of the permuted float32 records
 
 
 def bucket_records(thresholds: list[int], mantissas: list[int], p: int, bucket_bits: int,
@@ -44,11 +45,25 @@ def bucket_records(thresholds: list[int], mantissas: list[int], p: int, bucket_b
     return off, v[base], hi, base.astype(np.uint64)
 
 
+def permuted_records(thresholds: list[int], mantissas: list[int], p: int, bucket_bits: int,
+                     directed: bool) -> np.ndarray | None:
+    """The float32 records of 2^(f+1) ≤ 32 buckets, for the CPU kernel's register permutes
+    (csrc/cpu/nonuniform.cpp): three arrays of _PERMUTED words, lo, hi and off | (base & 1) << 31 (off
+    needs up to 23 - b + 1 bits, more than the 15 of a packed record); None for more buckets."""
+    if 1 << bucket_bits > _PERMUTED:
+        return None
+    off, lo, hi, base = bucket_records(thresholds, mantissas, p, bucket_bits, directed)
+    words = np.zeros((3, _PERMUTED), dtype=np.uint32)
+    words[:, :len(off)] = [lo, hi, off | ((base & np.uint64(1)) << np.uint64(31))]
+    return words.reshape(-1)
+
+
 @functools.lru_cache(maxsize=256)
 def table(fmt: Logarithmic, dtype: torch.dtype, nearest: bool) -> np.ndarray:
     """The table of csrc/qsim/lns.h for `dtype`: the header (zero threshold, w_min, w_max, low, high,
-    p - b), then one record per bucket over the nearest-mode midpoints or (directed and stochastic
-    modes) the values themselves."""
+    p - b, and for float32 formats with 2^(f+1) ≤ 32 the offset and width of the permuted records),
+    then one record per bucket over the nearest-mode midpoints or (directed and stochastic modes) the
+    values themselves, then those permuted records."""
     p, bias, np_dtype, _ = _LAYOUT[dtype]
     values = list(fmt.binade_values(p))
     scale = 1 << fmt.frac_bits
@@ -73,6 +88,10 @@ def table(fmt: Logarithmic, dtype: torch.dtype, nearest: bool) -> np.ndarray:
     odd = (base & np.uint64(1)) << np.uint64(63)
     if dtype == torch.float32:
         records = lo | (hi << np.uint64(24)) | (off << np.uint64(48)) | odd
+        permuted = permuted_records(thresholds, values, p, fmt.frac_bits + 1, directed=not nearest)
+        if permuted is not None:  # header[6]: their offset in words, header[7]: their width
+            header[6:8] = _HEADER + 2 * len(records), p - (fmt.frac_bits + 1)
+            return np.concatenate([header.astype(np.uint32), records.view(np.uint32), permuted])
         return np.concatenate([header.astype(np.uint32), records.view(np.uint32)])
     records = np.stack([off | odd, lo, hi], axis=1).reshape(-1)
     return np.concatenate([header, records]).astype(np_dtype)
