@@ -350,8 +350,12 @@ struct ShortPathGrid {
   // The result for x = sign | mag whose magnitude rounds to `rounded` before the range check.
   // One integer ternary per statement: GCC turns each into a masked blend (nested, into branchy mask code).
   QSIM_HD T finish(Bits sign, Bits mag, Bits rounded) const {
-    const Bits limit = sign != 0 ? limit_neg : limit_pos;
-    const Bits over = sign != 0 ? over_neg : over_pos;
+    return finish(sign, mag, rounded, limit_pos, limit_neg, over_pos, over_neg);
+  }
+  // The same with the limits (and what overflows to) of a block's shifted grid in place of the grid's own.
+  QSIM_HD T finish(Bits sign, Bits mag, Bits rounded, Bits limit_p, Bits limit_n, Bits over_p, Bits over_n) const {
+    const Bits limit = sign != 0 ? limit_n : limit_p;
+    const Bits over = sign != 0 ? over_n : over_p;
     const Bits finite = rounded > limit ? over : rounded;
     const Bits magnitude = mag >= passes ? mag : finite;
     return from_bits<T>(magnitude | (sign & (magnitude != 0 ? sign_mask : zero_sign)));
@@ -407,33 +411,60 @@ QSIM_HD bool stochastic_applies(const QuantParams& p) {
   return nearest_even_applies<T>(p) && nearest_low_quantum(p) <= 0;
 }
 
-template <typename T, typename Shift>
-QSIM_HD T quantize_stochastic(T x, const QuantParams& p, uint32_t rand, Shift rand_shift) {
+// The grid's constants of quantize_stochastic (the same for every element, so hoisted out of the loop,
+// or built once per block where a block's power-of-two scale shifts the grid) and its per-element steps.
+template <typename T>
+struct StochasticShortPath {
   typedef FloatTraits<T> F;
   typedef typename F::Bits Bits;
   typedef typename F::Int Int;
-  const ShortPathGrid<T> g(p);
-  const int up1 = min_int(-g.ql, F::kBias);
-  const T scale1 = pow2<T>(up1), scale2 = pow2<T>(-g.ql - up1), quantum = pow2<T>(g.ql);
-  const T two32 = (T)4294967296.0, cap = pow2<T>(F::kMant);
-  const int left = F::kWidth - max_int(g.k, 1);  // k = 0: the shift below leaves 0 after the mask
-  const uint32_t threshold = rand >> rand_shift;
+  ShortPathGrid<T> g;
+  T scale1, scale2, quantum;
+  int left;
 
-  const Bits bits = to_bits(x);
-  const Bits sign = bits & g.sign_mask, mag = bits & ~g.sign_mask;
-  // From low_end up: the dropped bits, left-aligned (all zero when k = 0: mag & dropped is 0 then).
-  const uint32_t r_above = (uint32_t)(((mag & g.dropped) << left) >> (F::kWidth - 32));
-  const Bits above = (mag & ~g.dropped) + ((Bits)(threshold < (r_above >> rand_shift)) << g.k);
-  // Below low_end: t = a / 2^ql, its integer part and fraction.
-  const T scaled = from_bits<T>(mag) * scale1 * scale2;
-  // (The lanes of the other path, inf and NaN included, to cap. A bit blend: as a conditional, GCC moves
-  // the float arithmetic below into a branch, which it cannot if-convert, and so vectorise.)
-  const uint32_t lower = (uint32_t)(mag < g.low_end);
-  const T t = select(lower, scaled, cap);
-  const Int j = (Int)t;
-  const uint32_t r_below = (uint32_t)((t - (T)j) * two32);
-  const Bits below = to_bits((T)(j + (Int)(threshold < (r_below >> rand_shift))) * quantum);
-  return g.finish(sign, mag, select(lower, below, above));  // (a bit blend, as t's)
+  QSIM_HD explicit StochasticShortPath(const QuantParams& p) : g(p) {
+    const int up1 = min_int(-g.ql, F::kBias);
+    scale1 = pow2<T>(up1);
+    scale2 = pow2<T>(-g.ql - up1);
+    quantum = pow2<T>(g.ql);
+    left = F::kWidth - max_int(g.k, 1);  // k = 0: the shift below leaves 0 after the mask
+  }
+
+  template <typename Shift>
+  QSIM_HD T operator()(T x, uint32_t rand, Shift rand_shift) const {
+    return round(x, rand, rand_shift, g.low_end, scale1, scale2, quantum, g.limit_pos, g.limit_neg, g.over_pos,
+                 g.over_neg);
+  }
+
+  // The same on a grid that differs from g's in ql (so low_end, the scale factors 2^-ql = factor1·factor2 and
+  // the quantum unit = 2^ql) and in the limits only: a block's grid shifted by its power-of-two scale, whose
+  // constants the caller gives (cpu/block.cpp).
+  template <typename Shift>
+  QSIM_HD T round(T x, uint32_t rand, Shift rand_shift, Bits low_end, T factor1, T factor2, T unit, Bits limit_p,
+                  Bits limit_n, Bits over_p, Bits over_n) const {
+    const T two32 = (T)4294967296.0, cap = pow2<T>(F::kMant);
+    const uint32_t threshold = rand >> rand_shift;
+    const Bits bits = to_bits(x);
+    const Bits sign = bits & g.sign_mask, mag = bits & ~g.sign_mask;
+    // From low_end up: the dropped bits, left-aligned (all zero when k = 0: mag & dropped is 0 then).
+    const uint32_t r_above = (uint32_t)(((mag & g.dropped) << left) >> (F::kWidth - 32));
+    const Bits above = (mag & ~g.dropped) + ((Bits)(threshold < (r_above >> rand_shift)) << g.k);
+    // Below low_end: t = a / 2^ql, its integer part and fraction.
+    const T scaled = from_bits<T>(mag) * factor1 * factor2;
+    // (The lanes of the other path, inf and NaN included, to cap. A bit blend: as a conditional, GCC moves
+    // the float arithmetic below into a branch, which it cannot if-convert, and so vectorise.)
+    const uint32_t lower = (uint32_t)(mag < low_end);
+    const T t = select(lower, scaled, cap);
+    const Int j = (Int)t;
+    const uint32_t r_below = (uint32_t)((t - (T)j) * two32);
+    const Bits below = to_bits((T)(j + (Int)(threshold < (r_below >> rand_shift))) * unit);
+    return g.finish(sign, mag, select(lower, below, above), limit_p, limit_n, over_p, over_n);  // (a bit blend, as t's)
+  }
+};
+
+template <typename T, typename Shift>
+QSIM_HD T quantize_stochastic(T x, const QuantParams& p, uint32_t rand, Shift rand_shift) {
+  return StochasticShortPath<T>(p)(x, rand, rand_shift);
 }
 
 // The same for kWrap grids (fixed point with wrap-around): round as if unbounded, then keep the integer
