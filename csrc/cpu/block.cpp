@@ -106,11 +106,11 @@ template <typename T> QuantParams block_grid(QuantParams g, int emin, T limit_po
   return g;
 }
 
-// StochasticShortPath's constants that differ between blocks of power-of-two scales: those of the element
+// TruncatingShortPath's constants that differ between blocks of power-of-two scales: those of the element
 // grid `g` with its smallest normal exponent moved to emin and its limits to limit_pos/neg (so ql moves
-// with emin), as StochasticShortPath(block_grid(g, emin, limit_pos, limit_neg)) computes them, field by
+// with emin), as TruncatingShortPath(block_grid(g, emin, limit_pos, limit_neg)) computes them, field by
 // field, branch-free so that a loop over blocks vectorises; `applies` is stochastic_applies for that grid,
-// and also requires -ql ≤ kBias, where StochasticShortPath's second scale factor is 2^0 = 1 (its
+// and also requires -ql ≤ kBias, where TruncatingShortPath's second scale factor is 2^0 = 1 (its
 // multiply then changes no bit), so that one factor is kept here.
 template <typename T>
 struct ShiftedShortGrid {
@@ -337,16 +337,16 @@ void block_chunk(const T* in, T* out, int64_t k0, int64_t k1, int64_t per_row, i
   // Blocks j..j+U-1 through an FPU short path where this thread's environment and all their grids allow
   // it, else through quantize_on_grid. Same bits: quantize_on_grid(v, grid, emin, limit_pos, limit_neg) is
   // quantize_value(v, grid_of(block)), which quantize_stochastic and quantize_nearest_even equal where
-  // stochastic_applies / nearest_even_applies hold for that grid (rounding.h); DIVIDES divides v alike on
-  // both paths. For power-of-two scales, StochasticShortPath::round takes the block's ShiftedShortGrid in
-  // place of the fields of StochasticShortPath(grid_of(block)) that differ from the element grid's.
-  const StochasticShortPath<T> path(element_grid);
+  // truncating_applies / nearest_even_applies hold for that grid (rounding.h); DIVIDES divides v alike on
+  // both paths. For power-of-two scales, TruncatingShortPath::round takes the block's ShiftedShortGrid in
+  // place of the fields of TruncatingShortPath(grid_of(block)) that differ from the element grid's.
+  const TruncatingShortPath<T> path(element_grid);
   auto round_group = [&](int64_t j, int64_t i0, int64_t length, auto unroll) QSIM_INLINE_LAMBDA {
     constexpr int U = decltype(unroll)::value;
-    if constexpr (MODE == kStochastic && DIVIDES) {
-      if (fpu && stochastic_applies<T>(element_grid))
+    if constexpr (MODE != kNearest && DIVIDES) {
+      if (fpu && truncating_applies<T>(element_grid, MODE))
         return round_blocks(j, i0, length, unroll, [path, rand_shift](int, T v, uint32_t w) QSIM_INLINE_LAMBDA {
-          return path(v, w, rand_shift);
+          return path.template operator()<MODE>(v, w, rand_shift);
         });
     }
     if constexpr (MODE == kStochastic && !DIVIDES) {
@@ -436,7 +436,7 @@ template <int MODE, typename T>
 void blocks_loop(const T* in, T* out, int64_t rows, int64_t row_length, int64_t block, const BlockParams& b,
                  uint64_t seed, int rand_bits) {
   // The FPU's short paths (rounding.h), where this thread's floating-point environment allows them.
-  const bool fpu = (MODE == kNearest || MODE == kStochastic) && default_float_environment();
+  const bool fpu = default_float_environment();
   if (b.element.overflow == kSaturate && b.element.subnormals != 0)
     return blocks_loop<MODE, T, true>(in, out, rows, row_length, block, b, seed, 32 - rand_bits, fpu);
   blocks_loop<MODE, T, false>(in, out, rows, row_length, block, b, seed, 32 - rand_bits, fpu);
