@@ -1,5 +1,5 @@
-"""The CPU block kernels' FPU short paths (stochastic rounding on each block's shifted grid; every mode on
-NVFP4's divided elements) give the bits of the generic integer path, which the
+"""The CPU block kernels' FPU short paths (every mode but nearest-even on each block's shifted grid, and
+every mode on NVFP4's divided elements) give the bits of the generic integer path, which the
 kernels take instead where the floating-point environment is not the default one (rounding downward,
 subnormals flushed). Inputs: blocks spread over the whole exponent range, blocks whose maximum is
 subnormal, all-zero blocks of either sign, blocks holding NaN or ±inf, tiny elements beside large ones,
@@ -75,18 +75,20 @@ def assert_same_bits(got: torch.Tensor, expected: torch.Tensor, what: str) -> No
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mode", qsim.ROUNDING_MODES)
 @pytest.mark.parametrize("name", POWER_OF_TWO)
-def test_stochastic_power_of_two_blocks_round_as_the_integer_path_does(name, dtype):
+def test_power_of_two_blocks_round_as_the_integer_path_does(name, mode, dtype):
     """Rounding downward, the block kernels take the integer path (their scales and limits are exact
     either way): every bit must match the default environment's short path, for every random-bit count."""
     rng = np.random.default_rng(sum(map(ord, name)))
     x = nasty_blocks(dtype, rng, low=-160 if dtype == np.float32 else -1100, high=130 if dtype == np.float32 else 1000)
     for t in layouts(x):
-        for rand_bits in (32, 24, 7, 1):
-            fast = qsim.quantize(t, name, rounding="stochastic", seed=SEED, rand_bits=rand_bits)
+        for rand_bits in ((32, 24, 7, 1) if mode == "stochastic" else (None,)):
+            seed = SEED if mode == "stochastic" else None
+            fast = qsim.quantize(t, name, rounding=mode, seed=seed, rand_bits=rand_bits)
             with rounding_downward():
-                generic = qsim.quantize(t, name, rounding="stochastic", seed=SEED, rand_bits=rand_bits)
-            assert_same_bits(fast, generic, f"{name} {tuple(t.shape)} rand_bits={rand_bits}")
+                generic = qsim.quantize(t, name, rounding=mode, seed=seed, rand_bits=rand_bits)
+            assert_same_bits(fast, generic, f"{name} {mode} {tuple(t.shape)} rand_bits={rand_bits}")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

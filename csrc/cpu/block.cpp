@@ -109,9 +109,9 @@ template <typename T> QuantParams block_grid(QuantParams g, int emin, T limit_po
 // TruncatingShortPath's constants that differ between blocks of power-of-two scales: those of the element
 // grid `g` with its smallest normal exponent moved to emin and its limits to limit_pos/neg (so ql moves
 // with emin), as TruncatingShortPath(block_grid(g, emin, limit_pos, limit_neg)) computes them, field by
-// field, branch-free so that a loop over blocks vectorises; `applies` is stochastic_applies for that grid,
-// and also requires -ql ≤ kBias, where TruncatingShortPath's second scale factor is 2^0 = 1 (its
-// multiply then changes no bit), so that one factor is kept here.
+// field, branch-free so that a loop over blocks vectorises; `applies` is truncating_applies for that grid
+// and `mode`, and also requires -ql ≤ kBias, where TruncatingShortPath's second scale factor is 2^0 = 1
+// (its multiply then changes no bit), so that one factor is kept here.
 template <typename T>
 struct ShiftedShortGrid {
   typedef FloatTraits<T> F;
@@ -121,7 +121,7 @@ struct ShiftedShortGrid {
   uint32_t applies;
 
   ShiftedShortGrid() = default;
-  ShiftedShortGrid(const QuantParams& g, int emin, T limit_p, T limit_n) {
+  ShiftedShortGrid(const QuantParams& g, int mode, int emin, T limit_p, T limit_n) {
     // (Arithmetic and bit blends rather than conditionals on the grid's fields: GCC does not vectorise a
     // conditional between a value of the loop and one of the grid.)
     const int sub = (int)(g.subnormals != 0);
@@ -129,7 +129,7 @@ struct ShiftedShortGrid {
     const int magic_exp = ql + F::kMant;
     applies = (uint32_t)(g.overflow != kWrap && g.man >= 0) & (uint32_t)(emin >= 1 - F::kBias - sub) &
               (uint32_t)(magic_exp >= 1 - F::kBias) & (uint32_t)(magic_exp <= F::kBias) & (uint32_t)(ql <= 0) &
-              (uint32_t)(ql >= -F::kBias);
+              (uint32_t)(ql >= -F::kBias) & ((uint32_t)(mode == kStochastic) | (uint32_t)(g.overflow == kSaturate));
     const Bits inf_exp = to_bits(infinity<T>()) >> F::kMant;
     const Bits magic_bits = (Bits)(magic_exp + F::kBias) << F::kMant;  // 2^magic_exp, a normal T where applies
     const Bits normal_floor = (Bits)min_int(max_int(emin + F::kBias, 1), (int)inf_exp) << F::kMant;
@@ -271,7 +271,7 @@ void block_chunk(const T* in, T* out, int64_t k0, int64_t k1, int64_t per_row, i
   uint32_t nan[kChunk];
   T limit_pos[kChunk], limit_neg[kChunk], scale[kChunk];
   int32_t emin[kChunk];
-  ShiftedShortGrids<T, MODE == kStochastic && !DIVIDES ? kChunk : 1> short_grids;
+  ShiftedShortGrids<T, MODE != kNearest && !DIVIDES ? kChunk : 1> short_grids;
 #pragma omp simd
   for (int64_t j = 0; j < blocks; ++j) nan[j] = is_finite_bits<T>(amax[j]) ^ 1u;
   if (DIVIDES) {
@@ -289,11 +289,11 @@ void block_chunk(const T* in, T* out, int64_t k0, int64_t k1, int64_t per_row, i
       limit_pos[j] = shifted_limit<T>(grid.max_pos_d, E);
       limit_neg[j] = shifted_limit<T>(grid.max_neg_d, E);
     }
-    if (MODE == kStochastic && fpu) {
+    if (MODE != kNearest && fpu) {
       const QuantParams g = element_grid;
 #pragma omp simd
       for (int64_t j = 0; j < blocks; ++j)
-        short_grids.set(j, ShiftedShortGrid<T>(g, emin[j], limit_pos[j], limit_neg[j]));
+        short_grids.set(j, ShiftedShortGrid<T>(g, MODE, emin[j], limit_pos[j], limit_neg[j]));
     }
   }
   // Blocks j..j+U-1 of `length` elements each from x[i0]; U > 1 interleaves the blocks' chains of dependent
@@ -349,7 +349,7 @@ void block_chunk(const T* in, T* out, int64_t k0, int64_t k1, int64_t per_row, i
           return path.template operator()<MODE>(v, w, rand_shift);
         });
     }
-    if constexpr (MODE == kStochastic && !DIVIDES) {
+    if constexpr (MODE != kNearest && !DIVIDES) {
       uint32_t applies = (uint32_t)fpu;
       for (int u = 0; u < U; ++u) applies &= short_grids.applies[j + u];
       if (applies) {
@@ -357,8 +357,8 @@ void block_chunk(const T* in, T* out, int64_t k0, int64_t k1, int64_t per_row, i
         for (int u = 0; u < U; ++u) sg[u] = short_grids.get(j + u);
         return round_blocks(j, i0, length, unroll, [path, sg, rand_shift](int u, T v, uint32_t w) QSIM_INLINE_LAMBDA {
           const ShiftedShortGrid<T>& b = sg[u];
-          return path.round(v, w, rand_shift, b.low_end, b.scale, (T)1, b.quantum, b.limit_pos, b.limit_neg,
-                            b.over_pos, b.over_neg);
+          return path.template round<MODE>(v, w, rand_shift, b.low_end, b.scale, (T)1, b.quantum, b.limit_pos,
+                                            b.limit_neg, b.over_pos, b.over_neg);
         });
       }
     }
