@@ -25,6 +25,10 @@ constexpr int64_t kSpan = 1 << 14;   // elements per task of a parallel maximum
 
 template <typename T> using Bits = typename FloatTraits<T>::Bits;
 
+// On the lambdas of block_chunk's element loops: called from several places, GCC would stop inlining them,
+// and with that lose the loops' fixed block length (a third slower).
+#define QSIM_INLINE_LAMBDA __attribute__((always_inline))
+
 // The bit pattern of |x|. These integers order as the magnitudes do, with inf above every finite value and
 // NaN above inf: their maximum is the bits of the largest magnitude (+0 for an all-zero block, whatever
 // the signs of its zeros), or of inf or a NaN where the block holds one. An integer maximum vectorises
@@ -88,16 +92,93 @@ template <bool SAT> QuantParams loop_grid(QuantParams g) {
   return g;
 }
 
+// The element grid with its smallest normal exponent moved to emin and its limits (in T) to those of a
+// block's shifted grid: quantize_value on it is quantize_on_grid(x, grid, emin, limit_pos, limit_neg).
+template <typename T> QuantParams block_grid(QuantParams g, int emin, T limit_pos, T limit_neg) {
+  g.emin = emin;
+  if constexpr (std::is_same<T, float>::value) {
+    g.max_pos_f = limit_pos;
+    g.max_neg_f = limit_neg;
+  } else {
+    g.max_pos_d = limit_pos;
+    g.max_neg_d = limit_neg;
+  }
+  return g;
+}
+
+// TruncatingShortPath's constants that differ between blocks of power-of-two scales: those of the element
+// grid `g` with its smallest normal exponent moved to emin and its limits to limit_pos/neg (so ql moves
+// with emin), as TruncatingShortPath(block_grid(g, emin, limit_pos, limit_neg)) computes them, field by
+// field, branch-free so that a loop over blocks vectorises; `applies` is truncating_applies for that grid
+// and `mode`, and also requires -ql ≤ kBias, where TruncatingShortPath's second scale factor is 2^0 = 1
+// (its multiply then changes no bit), so that one factor is kept here.
+template <typename T>
+struct ShiftedShortGrid {
+  typedef FloatTraits<T> F;
+  typedef typename F::Bits Bits;
+  Bits low_end, limit_pos, limit_neg, over_pos, over_neg;
+  T scale, quantum;  // 2^-ql and 2^ql
+  uint32_t applies;
+
+  ShiftedShortGrid() = default;
+  ShiftedShortGrid(const QuantParams& g, int mode, int emin, T limit_p, T limit_n) {
+    // (Arithmetic and bit blends rather than conditionals on the grid's fields: GCC does not vectorise a
+    // conditional between a value of the loop and one of the grid.)
+    const int sub = (int)(g.subnormals != 0);
+    const int ql = emin - (g.man & -sub);  // nearest_low_quantum
+    const int magic_exp = ql + F::kMant;
+    applies = (uint32_t)(g.overflow != kWrap && g.man >= 0) & (uint32_t)(emin >= 1 - F::kBias - sub) &
+              (uint32_t)(magic_exp >= 1 - F::kBias) & (uint32_t)(magic_exp <= F::kBias) & (uint32_t)(ql <= 0) &
+              (uint32_t)(ql >= -F::kBias) & ((uint32_t)(mode == kStochastic) | (uint32_t)(g.overflow == kSaturate));
+    const Bits inf_exp = to_bits(infinity<T>()) >> F::kMant;
+    const Bits magic_bits = (Bits)(magic_exp + F::kBias) << F::kMant;  // 2^magic_exp, a normal T where applies
+    const Bits normal_floor = (Bits)min_int(max_int(emin + F::kBias, 1), (int)inf_exp) << F::kMant;
+    low_end = magic_bits < normal_floor ? magic_bits : normal_floor;
+    scale = from_bits<T>((Bits)(F::kBias - ql) << F::kMant);  // pow2(-ql) for 0 ≤ -ql ≤ kBias
+    quantum = pow2<T>(ql);
+    limit_pos = to_bits(limit_p);
+    limit_neg = to_bits(limit_n);
+    const Bits beyond = g.overflow == kInf ? to_bits(infinity<T>()) : to_bits(quiet_nan<T>());
+    over_pos = select((uint32_t)(g.overflow == kSaturate), limit_pos, beyond);
+    over_neg = select((uint32_t)(g.overflow == kSaturate), limit_neg, beyond);
+  }
+};
+
+// N blocks' ShiftedShortGrids, field by field (GCC vectorises no loop that copies whole structs).
+template <typename T, int64_t N>
+struct ShiftedShortGrids {
+  Bits<T> low_end[N], limit_pos[N], limit_neg[N], over_pos[N], over_neg[N];
+  T scale[N], quantum[N];
+  uint32_t applies[N];
+
+  void set(int64_t j, const ShiftedShortGrid<T>& s) {
+    low_end[j] = s.low_end, limit_pos[j] = s.limit_pos, limit_neg[j] = s.limit_neg;
+    over_pos[j] = s.over_pos, over_neg[j] = s.over_neg, scale[j] = s.scale, quantum[j] = s.quantum;
+    applies[j] = s.applies;
+  }
+  ShiftedShortGrid<T> get(int64_t j) const {
+    ShiftedShortGrid<T> s;
+    s.low_end = low_end[j], s.limit_pos = limit_pos[j], s.limit_neg = limit_neg[j];
+    s.over_pos = over_pos[j], s.over_neg = over_neg[j], s.scale = scale[j], s.quantum = quantum[j];
+    s.applies = applies[j];
+    return s;
+  }
+};
+
 // Elements x[0..count) of a block (count ≤ kChunk) into y, x[0] being element `index` of the tensor
 // (its random words: word index % 4 of group index / 4, drawn for the groups this chunk touches).
 template <int MODE, typename T, bool SAT>
 void chunk_elements(const T* x, T* y, int64_t count, int64_t index, const BlockScaling<T>& s, uint64_t seed,
-                    int rand_shift) {
+                    int rand_shift, bool fpu) {
   uint32_t words[kWordRoom];
   const uint32_t* w = MODE == kStochastic ? draw_words(seed, index, count, words) : words;
   const QuantParams grid = loop_grid<SAT>(s.grid);  // a copy: stores to y cannot alias it
   if (s.nan) {
     for (int64_t i = 0; i < count; ++i) y[i] = quiet_nan<T>();
+  } else if (MODE == kStochastic && fpu && s.scale == (T)1 && stochastic_applies<T>(s.grid)) {
+    const QuantParams exact = s.grid;  // (not loop_grid's: with its constants GCC does not vectorise this loop)
+#pragma omp simd
+    for (int64_t i = 0; i < count; ++i) y[i] = quantize_stochastic<T>(x[i], exact, w[i], rand_shift);  // (rounding.h)
   } else if (s.scale == (T)1) {  // a power-of-two scale, folded into the grid
 #pragma omp simd
     for (int64_t i = 0; i < count; ++i)
@@ -114,18 +195,20 @@ void chunk_elements(const T* x, T* y, int64_t count, int64_t index, const BlockS
 
 // One block on the calling thread: its maximum, then its elements.
 template <int MODE, typename T, bool SAT>
-void one_block(const T* in, T* out, int64_t n, int64_t index0, const BlockParams& b, uint64_t seed, int rand_shift) {
+void one_block(const T* in, T* out, int64_t n, int64_t index0, const BlockParams& b, uint64_t seed, int rand_shift,
+               bool fpu) {
   const BlockScaling<T> s = scaling_of<T>(max_magnitude_bits(in, n), b);
   for (int64_t start = 0; start < n; start += kChunk)
     chunk_elements<MODE, T, SAT>(in + start, out + start, n - start < kChunk ? n - start : kChunk, index0 + start, s,
-                                 seed, rand_shift);
+                                 seed, rand_shift, fpu);
 }
 
 // One block on all threads, in one parallel region: each thread's maximum over its contiguous share of
 // chunks, a barrier, then its elements over the same share. (Forward: backward chunk by chunk, to start
 // on what the first pass left in cache, ran at less than half the speed; the prefetchers lose the stream.)
 template <int MODE, typename T, bool SAT>
-void large_block(const T* in, T* out, int64_t n, int64_t index0, const BlockParams& b, uint64_t seed, int rand_shift) {
+void large_block(const T* in, T* out, int64_t n, int64_t index0, const BlockParams& b, uint64_t seed, int rand_shift,
+                 bool fpu) {
   const int64_t chunks = (n + kChunk - 1) / kChunk;
   std::vector<Bits<T>> maxima(omp_get_max_threads(), 0);
 #pragma omp parallel
@@ -141,7 +224,7 @@ void large_block(const T* in, T* out, int64_t n, int64_t index0, const BlockPara
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t start = c * kChunk;
       chunk_elements<MODE, T, SAT>(in + start, out + start, n - start < kChunk ? n - start : kChunk, index0 + start,
-                                   s, seed, rand_shift);
+                                   s, seed, rand_shift, fpu);
     }
   }
 }
@@ -164,7 +247,7 @@ template <typename F> void for_each(int64_t count, bool parallel, F f) {
 // vectorise without remainders; BLOCK = 0: `block` elements, the last of a row shorter.
 template <int MODE, typename T, int BLOCK, bool DIVIDES, bool SAT>
 void block_chunk(const T* in, T* out, int64_t k0, int64_t k1, int64_t per_row, int64_t row_length, int64_t block,
-                 const BlockParams& b, uint64_t seed, int rand_shift) {
+                 const BlockParams& b, uint64_t seed, int rand_shift, bool fpu) {
   const int64_t blocks = k1 - k0, first = (k0 / per_row) * row_length + (k0 % per_row) * block;
   int64_t begin[kChunk + 1];  // block j is x[begin[j] .. begin[j + 1])
   begin[0] = 0;
@@ -184,10 +267,11 @@ void block_chunk(const T* in, T* out, int64_t k0, int64_t k1, int64_t per_row, i
   uint32_t words[kWordRoom];
   const uint32_t* w = MODE == kStochastic ? draw_words(seed, first, count, words) : words;
 
-  const QuantParams grid = loop_grid<SAT>(b.element);
+  const QuantParams grid = loop_grid<SAT>(b.element), element_grid = b.element;
   uint32_t nan[kChunk];
   T limit_pos[kChunk], limit_neg[kChunk], scale[kChunk];
   int32_t emin[kChunk];
+  ShiftedShortGrids<T, MODE != kNearest && !DIVIDES ? kChunk : 1> short_grids;
 #pragma omp simd
   for (int64_t j = 0; j < blocks; ++j) nan[j] = is_finite_bits<T>(amax[j]) ^ 1u;
   if (DIVIDES) {
@@ -205,13 +289,21 @@ void block_chunk(const T* in, T* out, int64_t k0, int64_t k1, int64_t per_row, i
       limit_pos[j] = shifted_limit<T>(grid.max_pos_d, E);
       limit_neg[j] = shifted_limit<T>(grid.max_neg_d, E);
     }
+    if (MODE != kNearest && fpu) {
+      const QuantParams g = element_grid;
+#pragma omp simd
+      for (int64_t j = 0; j < blocks; ++j)
+        short_grids.set(j, ShiftedShortGrid<T>(g, MODE, emin[j], limit_pos[j], limit_neg[j]));
+    }
   }
   // Blocks j..j+U-1 of `length` elements each from x[i0]; U > 1 interleaves the blocks' chains of dependent
   // operations (one 16-element block per iteration, a single vector, left the core waiting on its chain).
-  auto round_blocks = [&](int64_t j, int64_t i0, int64_t length, auto unroll) {
+  // Each element goes through element(u, v, word): the rounding of v on block u's grid. (A local copy, and
+  // lambdas that capture by value: what stores to y might change, GCC reloads and cannot vectorise.)
+  auto round_blocks = [&](int64_t j, int64_t i0, int64_t length, auto unroll,
+                          const auto& element_in) QSIM_INLINE_LAMBDA {
     constexpr int U = decltype(unroll)::value;
-    T lp[U], ln[U], sc[U], divisor[U];
-    int32_t e[U];
+    T sc[U], divisor[U];
     uint32_t positive[U], bad[U];
     for (int u = 0; u < U; ++u) {
       bad[u] = nan[j + u];
@@ -219,74 +311,119 @@ void block_chunk(const T* in, T* out, int64_t k0, int64_t k1, int64_t per_row, i
         sc[u] = scale[j + u];
         divisor[u] = sc[u] > (T)0 ? sc[u] : (T)1;
         positive[u] = (uint32_t)(sc[u] > (T)0);
-        e[u] = grid.emin;
-        lp[u] = max_pos<T>(grid);
-        ln[u] = max_neg<T>(grid);
-      } else {
-        e[u] = emin[j + u];
-        lp[u] = limit_pos[j + u];
-        ln[u] = limit_neg[j + u];
       }
     }
     const T* xb = x + i0;
     T* yb = y + i0;
     const uint32_t* wb = w + i0;
+    const auto element = element_in;
 #pragma omp simd
     for (int64_t i = 0; i < length; ++i) {
 #pragma GCC unroll 4
       for (int u = 0; u < U; ++u) {
         const int64_t k = u * length + i;
         const T v = DIVIDES ? select(positive[u], xb[k] / divisor[u], (T)0) : xb[k];
-        T r = quantize_on_grid<MODE, T>(v, grid, e[u], lp[u], ln[u], MODE == kStochastic ? wb[k] : 0u, rand_shift);
+        T r = element(u, v, MODE == kStochastic ? wb[k] : 0u);
         if (DIVIDES) r *= sc[u];
         yb[k] = select(bad[u], quiet_nan<T>(), r);
       }
     }
   };
+  // The grid of block j: the element grid, shifted by the block's power-of-two scale unless DIVIDES. (Not
+  // loop_grid's: with its constants GCC does not vectorise the short paths.)
+  auto grid_of = [&](int64_t j) {
+    return DIVIDES ? element_grid : block_grid<T>(element_grid, emin[j], limit_pos[j], limit_neg[j]);
+  };
+  // Blocks j..j+U-1 through an FPU short path where this thread's environment and all their grids allow
+  // it, else through quantize_on_grid. Same bits: quantize_on_grid(v, grid, emin, limit_pos, limit_neg) is
+  // quantize_value(v, grid_of(block)), which quantize_stochastic and quantize_nearest_even equal where
+  // truncating_applies / nearest_even_applies hold for that grid (rounding.h); DIVIDES divides v alike on
+  // both paths. For power-of-two scales, TruncatingShortPath::round takes the block's ShiftedShortGrid in
+  // place of the fields of TruncatingShortPath(grid_of(block)) that differ from the element grid's.
+  const TruncatingShortPath<T> path(element_grid);
+  auto round_group = [&](int64_t j, int64_t i0, int64_t length, auto unroll) QSIM_INLINE_LAMBDA {
+    constexpr int U = decltype(unroll)::value;
+    if constexpr (MODE != kNearest && DIVIDES) {
+      if (fpu && truncating_applies<T>(element_grid, MODE))
+        return round_blocks(j, i0, length, unroll, [path, rand_shift](int, T v, uint32_t w) QSIM_INLINE_LAMBDA {
+          return path.template operator()<MODE>(v, w, rand_shift);
+        });
+    }
+    if constexpr (MODE != kNearest && !DIVIDES) {
+      uint32_t applies = (uint32_t)fpu;
+      for (int u = 0; u < U; ++u) applies &= short_grids.applies[j + u];
+      if (applies) {
+        ShiftedShortGrid<T> sg[U];
+        for (int u = 0; u < U; ++u) sg[u] = short_grids.get(j + u);
+        return round_blocks(j, i0, length, unroll, [path, sg, rand_shift](int u, T v, uint32_t w) QSIM_INLINE_LAMBDA {
+          const ShiftedShortGrid<T>& b = sg[u];
+          return path.template round<MODE>(v, w, rand_shift, b.low_end, b.scale, (T)1, b.quantum, b.limit_pos,
+                                            b.limit_neg, b.over_pos, b.over_neg);
+        });
+      }
+    }
+    if constexpr (MODE == kNearest && DIVIDES) {
+      if (fpu && nearest_even_applies<T>(element_grid))
+        return round_blocks(j, i0, length, unroll, [element_grid](int, T v, uint32_t) QSIM_INLINE_LAMBDA {
+          return quantize_nearest_even<T>(v, element_grid);
+        });
+    }
+    T lp[U], ln[U];
+    int32_t e[U];
+    for (int u = 0; u < U; ++u) {
+      const QuantParams g = grid_of(j + u);
+      e[u] = g.emin;
+      lp[u] = max_pos<T>(g);
+      ln[u] = max_neg<T>(g);
+    }
+    round_blocks(j, i0, length, unroll, [grid, e, lp, ln, rand_shift](int u, T v, uint32_t w) QSIM_INLINE_LAMBDA {
+      return quantize_on_grid<MODE, T>(v, grid, e[u], lp[u], ln[u], w, rand_shift);
+    });
+  };
   constexpr int U = BLOCK > 0 ? 64 / BLOCK : 1;  // four float vectors an iteration for MX (32) and NVFP4 (16)
   int64_t j = 0;
   for (; j + U <= blocks; j += U)
-    round_blocks(j, BLOCK > 0 ? j * BLOCK : begin[j], BLOCK > 0 ? BLOCK : begin[j + 1] - begin[j],
-                 std::integral_constant<int, U>());
+    round_group(j, BLOCK > 0 ? j * BLOCK : begin[j], BLOCK > 0 ? BLOCK : begin[j + 1] - begin[j],
+                std::integral_constant<int, U>());
   for (; j < blocks; ++j)
-    round_blocks(j, BLOCK > 0 ? j * BLOCK : begin[j], BLOCK > 0 ? BLOCK : begin[j + 1] - begin[j],
-                 std::integral_constant<int, 1>());
+    round_group(j, BLOCK > 0 ? j * BLOCK : begin[j], BLOCK > 0 ? BLOCK : begin[j + 1] - begin[j],
+                std::integral_constant<int, 1>());
 }
 
 template <int MODE, typename T, int BLOCK, bool DIVIDES, bool SAT>
 void small_blocks(const T* in, T* out, int64_t rows, int64_t row_length, int64_t block, const BlockParams& b,
-                  uint64_t seed, int rand_shift, bool parallel) {
+                  uint64_t seed, int rand_shift, bool fpu, bool parallel) {
   const int64_t per_row = (row_length + block - 1) / block;
   const int64_t total = rows * per_row, per_chunk = kChunk / block;
   for_each((total + per_chunk - 1) / per_chunk, parallel, [&](int64_t c) {
     const int64_t k0 = c * per_chunk, k1 = total - k0 < per_chunk ? total : k0 + per_chunk;
-    block_chunk<MODE, T, BLOCK, DIVIDES, SAT>(in, out, k0, k1, per_row, row_length, block, b, seed, rand_shift);
+    block_chunk<MODE, T, BLOCK, DIVIDES, SAT>(in, out, k0, k1, per_row, row_length, block, b, seed, rand_shift, fpu);
   });
 }
 
 template <int MODE, typename T, bool SAT>
 void blocks_loop(const T* in, T* out, int64_t rows, int64_t row_length, int64_t block, const BlockParams& b,
-                 uint64_t seed, int rand_shift) {
+                 uint64_t seed, int rand_shift, bool fpu) {
   const bool parallel = rows * row_length > kParallelThreshold && omp_get_max_threads() > 1;
   if (block <= kSmallBlock) {
     // Fixed lengths for the common layouts: MX (32, power-of-two scales) and NVFP4 (16, e4m3 scales).
     const bool whole = row_length % block == 0, divides = b.rule == kScaleFormat;
     if constexpr (SAT) {
       if (whole && block == 32 && !divides)
-        return small_blocks<MODE, T, 32, false, SAT>(in, out, rows, row_length, block, b, seed, rand_shift, parallel);
+        return small_blocks<MODE, T, 32, false, SAT>(in, out, rows, row_length, block, b, seed, rand_shift, fpu, parallel);
       if (whole && block == 16 && divides)
-        return small_blocks<MODE, T, 16, true, SAT>(in, out, rows, row_length, block, b, seed, rand_shift, parallel);
+        return small_blocks<MODE, T, 16, true, SAT>(in, out, rows, row_length, block, b, seed, rand_shift, fpu, parallel);
     }
     if (divides)
-      return small_blocks<MODE, T, 0, true, SAT>(in, out, rows, row_length, block, b, seed, rand_shift, parallel);
-    return small_blocks<MODE, T, 0, false, SAT>(in, out, rows, row_length, block, b, seed, rand_shift, parallel);
+      return small_blocks<MODE, T, 0, true, SAT>(in, out, rows, row_length, block, b, seed, rand_shift, fpu, parallel);
+    return small_blocks<MODE, T, 0, false, SAT>(in, out, rows, row_length, block, b, seed, rand_shift, fpu, parallel);
   }
   const int64_t per_row = (row_length + block - 1) / block;
   const int64_t total = rows * per_row;
   auto block_at = [&](int64_t k, auto run) {
     const int64_t start = (k / per_row) * row_length + (k % per_row) * block;
     const int64_t remaining = row_length - (k % per_row) * block;
-    run(in + start, out + start, remaining < block ? remaining : block, start, b, seed, rand_shift);
+    run(in + start, out + start, remaining < block ? remaining : block, start, b, seed, rand_shift, fpu);
   };
   if (parallel && total < 4 * omp_get_max_threads()) {
     for (int64_t k = 0; k < total; ++k) block_at(k, large_block<MODE, T, SAT>);
@@ -298,9 +435,11 @@ void blocks_loop(const T* in, T* out, int64_t rows, int64_t row_length, int64_t 
 template <int MODE, typename T>
 void blocks_loop(const T* in, T* out, int64_t rows, int64_t row_length, int64_t block, const BlockParams& b,
                  uint64_t seed, int rand_bits) {
+  // The FPU's short paths (rounding.h), where this thread's floating-point environment allows them.
+  const bool fpu = default_float_environment();
   if (b.element.overflow == kSaturate && b.element.subnormals != 0)
-    return blocks_loop<MODE, T, true>(in, out, rows, row_length, block, b, seed, 32 - rand_bits);
-  blocks_loop<MODE, T, false>(in, out, rows, row_length, block, b, seed, 32 - rand_bits);
+    return blocks_loop<MODE, T, true>(in, out, rows, row_length, block, b, seed, 32 - rand_bits, fpu);
+  blocks_loop<MODE, T, false>(in, out, rows, row_length, block, b, seed, 32 - rand_bits, fpu);
 }
 
 template <typename T>

@@ -3,6 +3,8 @@
 // random_words(seed, i / 4), drawn per block of elements first so both loops vectorise: results depend
 // on the seed only, not on the thread count.
 #pragma once
+#include <cfenv>
+#include <limits>
 #include <stdexcept>
 #include <type_traits>
 
@@ -14,6 +16,18 @@ constexpr int64_t kParallelThreshold = 1 << 15;  // below this, threads cost mor
 constexpr int kBlock = 768;                       // elements per block of random words (48-group runs)
 // The loops call a thread-local copy of `element`: through the caller's object GCC must assume that
 // stores to out (a float array) change the object's float fields, and reloads them every iteration.
+
+// quantize_nearest_even and quantize_stochastic round with the FPU (the latter needs subnormals kept only),
+// so they are taken (elementwise and in blocks) only where this thread's floating-point environment is the
+// default one: round to nearest-even, subnormals neither flushed nor read as zero
+// (torch.set_flush_denormal(True) sets both), no exception traps. The other paths use integers only.
+inline bool default_float_environment() {
+  volatile float tiny = std::numeric_limits<float>::denorm_min(), one = 1.0f, quarter = 0x1p-25f, three_quarters = 0x1.8p-24f;
+#if defined(__GLIBC__)
+  if (fegetexcept() != 0) return false;
+#endif
+  return tiny + tiny != 0.0f && one + quarter == one && one + three_quarters != one;
+}
 
 // The stochastic loop: blocks of kBlock elements, each block's random words drawn first. rand_shift is
 // an int, or std::integral_constant<int, 0> when all 32 bits are used (the default), which folds the

@@ -2,26 +2,11 @@
 // element arithmetic of qsim/rounding.h.
 #include "cpu/quantize.h"
 
-#include <cfenv>
-#include <limits>
-
 #include "cpu/loops.h"
 #include "qsim/rounding.h"
 
 namespace qsim {
 namespace {
-
-// quantize_nearest_even and quantize_stochastic round with the FPU (the latter needs subnormals kept only),
-// so they are taken only where this thread's floating-point environment is the default one: round to
-// nearest-even, subnormals neither flushed nor read as zero (torch.set_flush_denormal(True) sets both),
-// no exception traps. The other paths use integers only.
-bool default_float_environment() {
-  volatile float tiny = std::numeric_limits<float>::denorm_min(), one = 1.0f, quarter = 0x1p-25f, three_quarters = 0x1.8p-24f;
-#if defined(__GLIBC__)
-  if (fegetexcept() != 0) return false;
-#endif
-  return tiny + tiny != 0.0f && one + quarter == one && one + three_quarters != one;
-}
 
 template <typename T>
 void quantize_cpu(const T* in, T* out, int64_t n, const QuantParams& p, int rounding, uint64_t seed, int rand_bits) {

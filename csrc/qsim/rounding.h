@@ -350,8 +350,12 @@ struct ShortPathGrid {
   // The result for x = sign | mag whose magnitude rounds to `rounded` before the range check.
   // One integer ternary per statement: GCC turns each into a masked blend (nested, into branchy mask code).
   QSIM_HD T finish(Bits sign, Bits mag, Bits rounded) const {
-    const Bits limit = sign != 0 ? limit_neg : limit_pos;
-    const Bits over = sign != 0 ? over_neg : over_pos;
+    return finish(sign, mag, rounded, limit_pos, limit_neg, over_pos, over_neg);
+  }
+  // The same with the limits (and what overflows to) of a block's shifted grid in place of the grid's own.
+  QSIM_HD T finish(Bits sign, Bits mag, Bits rounded, Bits limit_p, Bits limit_n, Bits over_p, Bits over_n) const {
+    const Bits limit = sign != 0 ? limit_n : limit_p;
+    const Bits over = sign != 0 ? over_n : over_p;
     const Bits finite = rounded > limit ? over : rounded;
     const Bits magnitude = mag >= passes ? mag : finite;
     return from_bits<T>(magnitude | (sign & (magnitude != 0 ? sign_mask : zero_sign)));
@@ -407,33 +411,99 @@ QSIM_HD bool stochastic_applies(const QuantParams& p) {
   return nearest_even_applies<T>(p) && nearest_low_quantum(p) <= 0;
 }
 
-template <typename T, typename Shift>
-QSIM_HD T quantize_stochastic(T x, const QuantParams& p, uint32_t rand, Shift rand_shift) {
+// The same split rounds with the other modes but nearest-even (which quantize_nearest_even does in fewer
+// steps), MODE deciding the step away from zero from the dropped part instead of comparing it with the
+// random threshold: up to low_end, with the fraction f = t - j of a quantum (exact, see above), f ≥ 1/2
+// (kNearestAway: round_away's r32 ≥ 2^31 is the fraction's top bit), f ≠ 0 (kUp for positive, kDown for
+// negative values), nothing (kTowardZero), or j | (f ≠ 0) (kOdd, quantize_on_grid's q0 | inexact); from
+// low_end up, the same tests on the dropped bits mag & dropped: ≥ 2^(k-1) (adding 2^(k-1) = (dropped >> 1)
+// + 1 and truncating; nothing for k = 0, where nothing is dropped), ≠ 0, and for kOdd
+// the kept significand's last bit, bit k of the pattern, or'ed in (for k = kMant that is the implicit bit,
+// already 1: nothing changes, as q0 | inexact = 1). Overflow: quantize_on_grid sends a finite value of a
+// mode that rounds its sign toward zero to the limit rather than to inf or NaN, and an inf without inf in
+// the format to inf or NaN unless the grid saturates: `finish` does not tell these apart, so the grid must
+// saturate, where both give the limit (truncating_applies). None of this depends on the FPU's rounding
+// direction (the multiplies are exact, the conversions truncate), only on subnormals being kept.
+template <typename T>
+QSIM_HD bool truncating_applies(const QuantParams& p, int mode) {
+  return stochastic_applies<T>(p) && (mode == kStochastic || p.overflow == kSaturate);
+}
+
+// The grid's constants of quantize_stochastic (the same for every element, so hoisted out of the loop,
+// or built once per block where a block's power-of-two scale shifts the grid) and its per-element steps,
+// for stochastic rounding and the modes above.
+template <typename T>
+struct TruncatingShortPath {
   typedef FloatTraits<T> F;
   typedef typename F::Bits Bits;
   typedef typename F::Int Int;
-  const ShortPathGrid<T> g(p);
-  const int up1 = min_int(-g.ql, F::kBias);
-  const T scale1 = pow2<T>(up1), scale2 = pow2<T>(-g.ql - up1), quantum = pow2<T>(g.ql);
-  const T two32 = (T)4294967296.0, cap = pow2<T>(F::kMant);
-  const int left = F::kWidth - max_int(g.k, 1);  // k = 0: the shift below leaves 0 after the mask
-  const uint32_t threshold = rand >> rand_shift;
+  ShortPathGrid<T> g;
+  T scale1, scale2, quantum;
+  int left;
 
-  const Bits bits = to_bits(x);
-  const Bits sign = bits & g.sign_mask, mag = bits & ~g.sign_mask;
-  // From low_end up: the dropped bits, left-aligned (all zero when k = 0: mag & dropped is 0 then).
-  const uint32_t r_above = (uint32_t)(((mag & g.dropped) << left) >> (F::kWidth - 32));
-  const Bits above = (mag & ~g.dropped) + ((Bits)(threshold < (r_above >> rand_shift)) << g.k);
-  // Below low_end: t = a / 2^ql, its integer part and fraction.
-  const T scaled = from_bits<T>(mag) * scale1 * scale2;
-  // (The lanes of the other path, inf and NaN included, to cap. A bit blend: as a conditional, GCC moves
-  // the float arithmetic below into a branch, which it cannot if-convert, and so vectorise.)
-  const uint32_t lower = (uint32_t)(mag < g.low_end);
-  const T t = select(lower, scaled, cap);
-  const Int j = (Int)t;
-  const uint32_t r_below = (uint32_t)((t - (T)j) * two32);
-  const Bits below = to_bits((T)(j + (Int)(threshold < (r_below >> rand_shift))) * quantum);
-  return g.finish(sign, mag, select(lower, below, above));  // (a bit blend, as t's)
+  QSIM_HD explicit TruncatingShortPath(const QuantParams& p) : g(p) {
+    const int up1 = min_int(-g.ql, F::kBias);
+    scale1 = pow2<T>(up1);
+    scale2 = pow2<T>(-g.ql - up1);
+    quantum = pow2<T>(g.ql);
+    left = F::kWidth - max_int(g.k, 1);  // k = 0: the shift below leaves 0 after the mask
+  }
+
+  template <int MODE = kStochastic, typename Shift = int>
+  QSIM_HD T operator()(T x, uint32_t rand, Shift rand_shift) const {
+    return round<MODE>(x, rand, rand_shift, g.low_end, scale1, scale2, quantum, g.limit_pos, g.limit_neg, g.over_pos,
+                 g.over_neg);
+  }
+
+  // The same on a grid that differs from g's in ql (so low_end, the scale factors 2^-ql = factor1·factor2 and
+  // the quantum unit = 2^ql) and in the limits only: a block's grid shifted by its power-of-two scale, whose
+  // constants the caller gives (cpu/block.cpp).
+  template <int MODE = kStochastic, typename Shift = int>
+  QSIM_HD T round(T x, uint32_t rand, Shift rand_shift, Bits low_end, T factor1, T factor2, T unit, Bits limit_p,
+                  Bits limit_n, Bits over_p, Bits over_n) const {
+    static_assert(MODE != kNearest, "nearest-even: quantize_nearest_even");
+    const T two32 = (T)4294967296.0, cap = pow2<T>(F::kMant);
+    const uint32_t threshold = rand >> rand_shift;
+    const Bits bits = to_bits(x);
+    const Bits sign = bits & g.sign_mask, mag = bits & ~g.sign_mask;
+    const uint32_t neg = (uint32_t)(sign != 0);
+    // From low_end up: the dropped bits, left-aligned (all zero when k = 0: mag & dropped is 0 then).
+    const uint32_t r_above = (uint32_t)(((mag & g.dropped) << left) >> (F::kWidth - 32));
+    const uint32_t inexact_above = (uint32_t)((mag & g.dropped) != 0);
+    Bits above;
+    switch (MODE) {
+      case kNearestAway: above = (mag + (g.dropped >> 1) + (Bits)(g.k > 0)) & ~g.dropped; break;
+      case kTowardZero: above = mag & ~g.dropped; break;
+      case kUp: above = (mag & ~g.dropped) + ((Bits)(inexact_above & (neg ^ 1u)) << g.k); break;
+      case kDown: above = (mag & ~g.dropped) + ((Bits)(inexact_above & neg) << g.k); break;
+      case kOdd: above = (mag & ~g.dropped) | ((Bits)(inexact_above & (uint32_t)(g.k < F::kMant)) << g.k); break;
+      default: above = (mag & ~g.dropped) + ((Bits)(threshold < (r_above >> rand_shift)) << g.k);  // kStochastic
+    }
+    // Below low_end: t = a / 2^ql, its integer part and fraction.
+    const T scaled = from_bits<T>(mag) * factor1 * factor2;
+    // (The lanes of the other path, inf and NaN included, to cap. A bit blend: as a conditional, GCC moves
+    // the float arithmetic below into a branch, which it cannot if-convert, and so vectorise.)
+    const uint32_t lower = (uint32_t)(mag < low_end);
+    const T t = select(lower, scaled, cap);
+    const Int j = (Int)t;
+    const T f = t - (T)j;
+    Int kept;
+    switch (MODE) {
+      case kNearestAway: kept = j + (Int)(f >= (T)0.5); break;
+      case kTowardZero: kept = j; break;
+      case kUp: kept = j + (Int)((uint32_t)(f != (T)0) & (neg ^ 1u)); break;
+      case kDown: kept = j + (Int)((uint32_t)(f != (T)0) & neg); break;
+      case kOdd: kept = j | (Int)(f != (T)0); break;
+      default: kept = j + (Int)(threshold < ((uint32_t)(f * two32) >> rand_shift));  // kStochastic
+    }
+    const Bits below = to_bits((T)kept * unit);
+    return g.finish(sign, mag, select(lower, below, above), limit_p, limit_n, over_p, over_n);  // (a bit blend, as t's)
+  }
+};
+
+template <typename T, typename Shift>
+QSIM_HD T quantize_stochastic(T x, const QuantParams& p, uint32_t rand, Shift rand_shift) {
+  return TruncatingShortPath<T>(p)(x, rand, rand_shift);
 }
 
 // The same for kWrap grids (fixed point with wrap-around): round as if unbounded, then keep the integer
