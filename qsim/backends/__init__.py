@@ -13,8 +13,8 @@ from qsim.formats import Format
 
 # Fresh CPU outputs from this size on ask for huge pages. A 4 KiB page faults in at ~0.6 µs, ~4x the time
 # to round its 1024 floats, so faults are most of the time of quantizing into a new tensor; one fault per
-# 2 MiB makes that time the kernel's (2^24 float32: 13 ms -> 4 ms). A smaller buffer spans at most one
-# whole aligned 2 MiB page: not worth the system call.
+# 2 MiB makes that time the kernel's (2^24 float32: 13 ms -> 4 ms). Smaller buffers are mostly recycled
+# by the allocator, already faulted in.
 _HUGE_PAGE_MIN_BYTES = 4 << 20
 
 
