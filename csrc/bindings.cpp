@@ -11,7 +11,6 @@
 #include "cpu/accumulate.h"
 #include "cpu/block.h"
 #include "cpu/nonuniform.h"
-#include "cpu/pages.h"
 #include "cpu/quantize.h"
 #include "qsim/philox.h"
 
@@ -80,9 +79,6 @@ PYBIND11_MODULE(_C, m) {
         qsim::quantize_blocks_f64(reinterpret_cast<const double*>(in), reinterpret_cast<double*>(out), rows,
                                   row_length, block, b, rounding, seed, rand_bits);
       });
-  m.def(
-      "advise_huge_pages", [](uintptr_t address, size_t bytes) { qsim::advise_huge_pages(reinterpret_cast<void*>(address), bytes); },
-      py::arg("address"), py::arg("bytes"), "Transparent huge pages for a fresh buffer (cpu/pages.h); a hint.");
   m.def("max_magnitude_f32", [](uintptr_t in, int64_t n) {
     py::gil_scoped_release release;
     return qsim::max_magnitude_f32(reinterpret_cast<const float*>(in), n);

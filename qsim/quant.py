@@ -43,14 +43,14 @@ def _quantize_into(x: torch.Tensor, out: torch.Tensor, spec: str, rounding: int,
     work_dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
     source = x if x.dtype == work_dtype and x.is_contiguous() else x.contiguous().to(work_dtype)
     direct = out.dtype == work_dtype and out.is_contiguous()
-    target = out if direct else backends.empty_output(source)
+    target = out if direct else torch.empty_like(source)
     _run_kernel(source, target, spec, rounding, seed, rand_bits)
     if not direct:
         out.copy_(target)
 
 
 def _quantized_copy(x: torch.Tensor, spec: str, rounding: int, seed: int, rand_bits: int) -> torch.Tensor:
-    out = backends.empty_output(x)
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
     _quantize_into(x, out, spec, rounding, seed, rand_bits)
     return out
 

@@ -1,7 +1,5 @@
 """The quantize API: dtypes, shapes, layouts, out= and in-place forms, autograd, torch.compile, and
 clear errors for bad input."""
-import os
-
 import pytest
 import torch
 
@@ -133,29 +131,3 @@ def test_derived_limits_match_the_published_ones():
     assert get("bf16").max == float(torch.finfo(torch.bfloat16).max)
     assert get("fp32").max == float(torch.finfo(torch.float32).max) and get("fp32").min_positive == 2.0**-149
     assert get("int8").max == 127 and get("fixed<8,4>").eps == 1 / 16
-
-
-def _vm_flags(address: int) -> list[str]:
-    """The VmFlags of the mapping of this process that holds `address` (/proc/self/smaps)."""
-    inside = False
-    for line in open("/proc/self/smaps"):
-        fields = line.split()
-        if "-" in fields[0] and not fields[0].endswith(":"):
-            start, end = (int(a, 16) for a in fields[0].split("-"))
-            inside = start <= address < end
-        elif inside and fields[0] == "VmFlags:":
-            return fields[1:]
-    raise AssertionError(f"no mapping holds {address:#x}")
-
-
-@pytest.mark.skipif(not os.path.exists("/sys/kernel/mm/transparent_hugepage/enabled"),
-                    reason="the system has no transparent huge pages")
-@pytest.mark.parametrize("fmt", ["bf16", "bfp8", "posit8"])
-def test_large_fresh_outputs_ask_for_huge_pages_and_keep_their_values(fmt):
-    x = torch.randn(3 << 20)  # 12 MiB
-    y = qsim.quantize(x, fmt)
-    middle = (y.data_ptr() + y.nbytes // 2) & ~((2 << 20) - 1)
-    assert "hg" in _vm_flags(middle)  # madvise(MADV_HUGEPAGE) took on y's memory
-    assert torch.equal(y, qsim.quantize(x, fmt, out=torch.empty_like(x)))
-    small = x[:1000]
-    assert torch.equal(qsim.quantize(small, fmt), qsim.quantize(small, fmt, out=torch.empty_like(small)))

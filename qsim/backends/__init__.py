@@ -6,16 +6,7 @@ from __future__ import annotations
 
 import functools
 
-import torch
-
-from qsim import _C
 from qsim.formats import Format
-
-# Fresh CPU outputs from this size on ask for huge pages. A 4 KiB page faults in at ~0.6 µs, ~4x the time
-# to round its 1024 floats, so faults are most of the time of quantizing into a new tensor; one fault per
-# 2 MiB makes that time the kernel's (2^24 float32: 13 ms -> 4 ms). Smaller buffers are mostly recycled
-# by the allocator, already faulted in.
-_HUGE_PAGE_MIN_BYTES = 4 << 20
 
 
 @functools.cache
@@ -31,13 +22,3 @@ def supports(fmt: Format) -> bool:
 
 def quantize(x, out, fmt: Format, rounding: int, seed: int, rand_bits: int) -> None:
     _by_type()[type(fmt)].quantize(x, out, fmt, rounding, seed, rand_bits)
-
-
-def empty_output(like: torch.Tensor) -> torch.Tensor:
-    """An uninitialised contiguous tensor of like's shape, dtype and device for a kernel to fill, large
-    CPU ones backed by transparent huge pages where the system has them (as torch's own allocator does
-    for every tensor under THP_MEM_ALLOC_ENABLE=1)."""
-    out = torch.empty_like(like, memory_format=torch.contiguous_format)
-    if out.device.type == "cpu" and out.nbytes >= _HUGE_PAGE_MIN_BYTES:
-        _C.advise_huge_pages(out.data_ptr(), out.nbytes)
-    return out

@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from qsim import _C, backends, cuda
+from qsim import _C, cuda
 from qsim.backends.elementwise import kernel_params, params_as_args
 from qsim.formats.block import MX, SCALE_RULES, BlockFloatingPoint
 
@@ -63,7 +63,7 @@ def quantize(x: torch.Tensor, out: torch.Tensor, fmt, rounding: int, seed: int, 
     source, result = x, out
     if moved_dim is not None:  # (..., n, ...) → the block axis last (MX) or first (BFP slices), contiguous
         source = x.movedim(moved_dim, moved_to).contiguous()
-        result = backends.empty_output(source)
+        result = torch.empty_like(source)
     params = block_params(fmt)
     if isinstance(fmt, MX) and fmt.tensor_scale:
         params = _with_tensor_scale(params, fmt, source)
