@@ -24,13 +24,13 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 BLOCKS, THREADS = 3, 5  # a grid smaller than the work, so every thread strides
 _ARGUMENT_TYPES = {"i32": ctypes.c_int32, "i64": ctypes.c_int64, "u64": ctypes.c_uint64, "f32": ctypes.c_float,
                    "f64": ctypes.c_double}
-_BUILD = pathlib.Path(tempfile.mkdtemp(prefix="qsim-emulated-gpu-"))
+_BUILD = tempfile.TemporaryDirectory(prefix="qsim-emulated-gpu-")  # removed at exit
 
 
 @functools.cache
 def host_build(source: str) -> ctypes.CDLL:
     """csrc/<source> compiled for the host as a shared library."""
-    library = _BUILD / (pathlib.Path(source).stem + ".so")
+    library = pathlib.Path(_BUILD.name) / (pathlib.Path(source).stem + ".so")
     subprocess.run(["g++", "-O2", "-std=c++17", "-shared", "-fPIC", "-fno-strict-aliasing", "-include",
                     str(ROOT / "tests" / "cuda_host.h"), f"-I{ROOT / 'csrc'}", "-x", "c++", str(ROOT / "csrc" / source),
                     "-o", str(library)], check=True, capture_output=True)
