@@ -195,19 +195,38 @@ def test_stochastic_rounding_of_block_formats_is_unbiased(name):
     assert torch.all((q.mean(0) - x[0]).abs() < 5 * step / math.sqrt(20000))
 
 
-def test_nvfp4_uses_e4m3_block_scales_under_a_tensor_scale():
-    """NVFP4: 16-element blocks; the tensor factor is s = amax_tensor / (6 · 448); each block's scale is
-    S = e4m3(amax_block / 6 / s) · s (computed in float64, stored in float32); elements are
-    e2m1(x / S) · S in float32 arithmetic."""
-    x = (np.random.default_rng(11).standard_normal((4, 64)) * 3).astype(np.float32)
-    q = qsim.quantize(torch.from_numpy(x), "nvfp4").numpy()
+def nvfp4_reference(x: np.ndarray) -> np.ndarray:
+    """NVFP4 by its definition, the maxima from numpy: 16-element blocks; the tensor factor is
+    s = amax_tensor / (6 · 448); each block's scale is S = e4m3(amax_block / 6 / s) · s (computed in
+    float64, stored in float32); elements are e2m1(x / S) · S in float32 arithmetic."""
     s = float(np.abs(x).max()) / (6 * 448)
     blocks = x.reshape(-1, 16)
     wanted = (np.abs(blocks).max(1, keepdims=True).astype(np.float64) / 6 / s).astype(np.float32)
     e4m3 = qsim.quantize(torch.from_numpy(wanted), "fp8_e4m3").numpy()
     scale = (e4m3.astype(np.float64) * s).astype(np.float32)
     elements = qsim.quantize(torch.from_numpy(blocks / scale), "fp4_e2m1").numpy()
-    assert np.array_equal(q.reshape(-1, 16), elements * scale)
+    return (elements * scale).reshape(x.shape)
+
+
+def test_nvfp4_uses_e4m3_block_scales_under_a_tensor_scale():
+    x = (np.random.default_rng(11).standard_normal((4, 64)) * 3).astype(np.float32)
+    assert np.array_equal(qsim.quantize(torch.from_numpy(x), "nvfp4").numpy(), nvfp4_reference(x))
+
+
+@pytest.mark.parametrize("blocks", [16, 32, 20, 47, 16 * 40 + 9])
+def test_nvfp4_block_maxima_at_every_lane_match_numpys(blocks):
+    """Each block scales by its own maximum: magnitudes in [0.1, 1) and one element 2-8x larger (so a
+    wrong maximum changes the block's scale), at lane (block + shift) % 16 for every shift, so every
+    lane of every block position in a group of 16 holds the maximum once; signs random. Tensors of 16
+    to 649 blocks: whole and partial chunks of blocks."""
+    rng = np.random.default_rng(blocks)
+    for shift in range(16):
+        x = rng.uniform(0.1, 1.0, size=(blocks, 16)) * rng.choice([-1.0, 1.0], size=(blocks, 16))
+        lane = (np.arange(blocks) + shift) % 16
+        x[np.arange(blocks), lane] = rng.uniform(2.0, 8.0, size=blocks) * rng.choice([-1.0, 1.0], size=blocks)
+        x = x.astype(np.float32).reshape(-1, 16 * (blocks if blocks % 2 else 2))
+        got = qsim.quantize(torch.from_numpy(x), "nvfp4").numpy()
+        assert np.array_equal(got.view(np.int32), nvfp4_reference(x).view(np.int32)), f"shift {shift}"
 
 
 @pytest.mark.parametrize("spec,error", [
