@@ -189,16 +189,7 @@ void accumulate(const Problem& pr, const QuantParams& params) {
 }
 
 void dispatch(const Problem& pr, const QuantParams& p, int rounding) {
-  switch (rounding) {
-    case kNearest: return accumulate<kNearest>(pr, p);
-    case kNearestAway: return accumulate<kNearestAway>(pr, p);
-    case kTowardZero: return accumulate<kTowardZero>(pr, p);
-    case kUp: return accumulate<kUp>(pr, p);
-    case kDown: return accumulate<kDown>(pr, p);
-    case kOdd: return accumulate<kOdd>(pr, p);
-    case kStochastic: return accumulate<kStochastic>(pr, p);
-    default: throw std::invalid_argument("rounding: unknown mode code");
-  }
+  with_mode(rounding, [&](auto mode) { accumulate<decltype(mode)::value>(pr, p); });
 }
 
 }  // namespace

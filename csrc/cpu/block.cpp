@@ -445,16 +445,9 @@ void blocks_loop(const T* in, T* out, int64_t rows, int64_t row_length, int64_t 
 template <typename T>
 void dispatch(int rounding, const T* in, T* out, int64_t rows, int64_t row_length, int64_t block,
               const BlockParams& b, uint64_t seed, int rand_bits) {
-  switch (rounding) {
-    case kNearest: return blocks_loop<kNearest>(in, out, rows, row_length, block, b, seed, rand_bits);
-    case kNearestAway: return blocks_loop<kNearestAway>(in, out, rows, row_length, block, b, seed, rand_bits);
-    case kTowardZero: return blocks_loop<kTowardZero>(in, out, rows, row_length, block, b, seed, rand_bits);
-    case kUp: return blocks_loop<kUp>(in, out, rows, row_length, block, b, seed, rand_bits);
-    case kDown: return blocks_loop<kDown>(in, out, rows, row_length, block, b, seed, rand_bits);
-    case kOdd: return blocks_loop<kOdd>(in, out, rows, row_length, block, b, seed, rand_bits);
-    case kStochastic: return blocks_loop<kStochastic>(in, out, rows, row_length, block, b, seed, rand_bits);
-    default: throw std::invalid_argument("rounding: unknown mode code");
-  }
+  with_mode(rounding, [&](auto mode) {
+    blocks_loop<decltype(mode)::value>(in, out, rows, row_length, block, b, seed, rand_bits);
+  });
 }
 
 }  // namespace

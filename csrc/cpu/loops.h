@@ -14,8 +14,6 @@ namespace qsim {
 
 constexpr int64_t kParallelThreshold = 1 << 15;  // below this, threads cost more than they save
 constexpr int kBlock = 768;                       // elements per block of random words (48-group runs)
-// The loops call a thread-local copy of `element`: through the caller's object GCC must assume that
-// stores to out (a float array) change the object's float fields, and reloads them every iteration.
 
 // quantize_nearest_even and quantize_stochastic round with the FPU (the latter needs subnormals kept only),
 // so they are taken (elementwise and in blocks) only where this thread's floating-point environment is the
@@ -28,6 +26,9 @@ inline bool default_float_environment() {
 #endif
   return tiny + tiny != 0.0f && one + quarter == one && one + three_quarters != one;
 }
+
+// The loops call a thread-local copy of `element`: through the caller's object GCC must assume that
+// stores to out (a float array) change the object's float fields, and reloads them every iteration.
 
 // The stochastic loop: blocks of kBlock elements, each block's random words drawn first. rand_shift is
 // an int, or std::integral_constant<int, 0> when all 32 bits are used (the default), which folds the
@@ -78,19 +79,26 @@ void round_loop(const T* in, T* out, int64_t n, uint64_t seed, int rand_bits, co
   }
 }
 
+// f(std::integral_constant<int, MODE>()) for the rounding mode with code `rounding`: each mode compiles
+// to its own code.
+template <typename F>
+void with_mode(int rounding, F f) {
+  switch (rounding) {
+    case kNearest: return f(std::integral_constant<int, kNearest>());
+    case kNearestAway: return f(std::integral_constant<int, kNearestAway>());
+    case kTowardZero: return f(std::integral_constant<int, kTowardZero>());
+    case kUp: return f(std::integral_constant<int, kUp>());
+    case kDown: return f(std::integral_constant<int, kDown>());
+    case kOdd: return f(std::integral_constant<int, kOdd>());
+    case kStochastic: return f(std::integral_constant<int, kStochastic>());
+    default: throw std::invalid_argument("rounding: unknown mode code");
+  }
+}
+
 // Runs round_loop with the rounding mode as a compile-time constant.
 template <typename T, typename Element>
 void dispatch_mode(int rounding, const T* in, T* out, int64_t n, uint64_t seed, int rand_bits, const Element& element) {
-  switch (rounding) {
-    case kNearest: return round_loop<kNearest>(in, out, n, seed, rand_bits, element);
-    case kNearestAway: return round_loop<kNearestAway>(in, out, n, seed, rand_bits, element);
-    case kTowardZero: return round_loop<kTowardZero>(in, out, n, seed, rand_bits, element);
-    case kUp: return round_loop<kUp>(in, out, n, seed, rand_bits, element);
-    case kDown: return round_loop<kDown>(in, out, n, seed, rand_bits, element);
-    case kOdd: return round_loop<kOdd>(in, out, n, seed, rand_bits, element);
-    case kStochastic: return round_loop<kStochastic>(in, out, n, seed, rand_bits, element);
-    default: throw std::invalid_argument("rounding: unknown mode code");
-  }
+  with_mode(rounding, [&](auto mode) { round_loop<decltype(mode)::value>(in, out, n, seed, rand_bits, element); });
 }
 
 }  // namespace qsim

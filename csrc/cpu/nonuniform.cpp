@@ -248,15 +248,9 @@ void lns_cpu(const T* in, T* out, int64_t n, const LnsParams& p, const typename 
   if constexpr (std::is_same<T, float>::value) {
     if (rounding == kStochastic) return lns_f32_stochastic_blocks(in, out, n, p, table, seed, rand_bits);
     if (table[6] != 0) {
-      switch (rounding) {
-        case kNearest: return lns_f32_blocks<kNearest>(in, out, n, p, table);
-        case kNearestAway: return lns_f32_blocks<kNearestAway>(in, out, n, p, table);
-        case kTowardZero: return lns_f32_blocks<kTowardZero>(in, out, n, p, table);
-        case kUp: return lns_f32_blocks<kUp>(in, out, n, p, table);
-        case kDown: return lns_f32_blocks<kDown>(in, out, n, p, table);
-        case kOdd: return lns_f32_blocks<kOdd>(in, out, n, p, table);
-        default: throw std::invalid_argument("rounding: unknown mode code");
-      }
+      return with_mode(rounding, [&](auto mode) {
+        if constexpr (decltype(mode)::value != kStochastic) lns_f32_blocks<decltype(mode)::value>(in, out, n, p, table);
+      });
     }
   }
 #endif
