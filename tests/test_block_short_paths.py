@@ -4,42 +4,16 @@ kernels take instead where the floating-point environment is not the default one
 subnormals flushed). Inputs: blocks spread over the whole exponent range, blocks whose maximum is
 subnormal, all-zero blocks of either sign, blocks holding NaN or ±inf, tiny elements beside large ones,
 elements at the block maximum; float32 and float64; 32, 24, 7 and 1 random bits."""
-import contextlib
-import ctypes
-import ctypes.util
-import platform
-
 import numpy as np
 import pytest
 import torch
 
 import qsim
+from float_environment import flushing_subnormals, rounding_downward
 
 SEED = 11
 # Rows of 32 (BLOCK = 32 chunks of blocks), 97 (short last blocks) and 1024 (bfp8: one block per row).
 POWER_OF_TWO = ["bfp8", "bfp8_32", "bfp<6,16>", "mxfp8_e4m3", "mxfp6_e2m3", "mxfp4", "mxint8", "mx<fp4_e2m1,48>"]
-
-
-@contextlib.contextmanager
-def rounding_downward():
-    if platform.machine() not in ("x86_64", "AMD64") or not ctypes.util.find_library("m"):
-        pytest.skip("FE_DOWNWARD's value is known here for x86-64 glibc only")
-    libm = ctypes.CDLL(ctypes.util.find_library("m"))
-    assert libm.fesetround(0x400) == 0  # FE_DOWNWARD
-    try:
-        yield
-    finally:
-        libm.fesetround(0)  # FE_TONEAREST
-
-
-@contextlib.contextmanager
-def flushing_subnormals():
-    if not torch.set_flush_denormal(True):
-        pytest.skip("no flush-to-zero control on this CPU")
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(False)
 
 
 def nasty_blocks(dtype, rng, rows=700, width=32, low=-160, high=130) -> np.ndarray:

@@ -4,10 +4,7 @@ for float32 and float64 inputs. Then overflow, in every mode, against the rules 
 Nearest rounding (which has a path of its own in the CPU kernel) is also checked on the whole input range:
 random bit patterns, subnormals, ±0, ±inf, NaN, the ties just past the largest values, and random formats;
 and it must not depend on the FPU's rounding mode or flush-to-zero setting."""
-import ctypes
-import ctypes.util
 import math
-import platform
 
 import numpy as np
 import pytest
@@ -16,6 +13,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import qsim
+from float_environment import flushing_subnormals, rounding_downward
 from reference import GridReference
 
 DIRECTED = ["nearest", "nearest_away", "toward_zero", "up", "down", "odd"]
@@ -239,22 +237,8 @@ def test_nearest_does_not_depend_on_the_fpu_environment(environment, name):
     x = np.concatenate([probes, (rng.integers(1, 1 << 23, size=4096) * 2.0**-149).astype(np.float32)])
     x = torch.from_numpy(np.concatenate([x, -x]))  # below the parallel threshold: rounded on this thread
     expected = qsim.quantize(x, fmt)
-    if environment == "flush_denormal":
-        if not torch.set_flush_denormal(True):
-            pytest.skip("no flush-to-zero control on this CPU")
-        try:
-            got = qsim.quantize(x, fmt)
-        finally:
-            torch.set_flush_denormal(False)
-    else:
-        if platform.machine() not in ("x86_64", "AMD64") or not ctypes.util.find_library("m"):
-            pytest.skip("FE_DOWNWARD's value is known here for x86-64 glibc only")
-        libm = ctypes.CDLL(ctypes.util.find_library("m"))
-        assert libm.fesetround(0x400) == 0  # FE_DOWNWARD
-        try:
-            got = qsim.quantize(x, fmt)
-        finally:
-            libm.fesetround(0)  # FE_TONEAREST
+    with flushing_subnormals() if environment == "flush_denormal" else rounding_downward():
+        got = qsim.quantize(x, fmt)
     assert torch.equal(got.view(torch.int32), expected.view(torch.int32))
     if name in ("bf16", "float<e8m7,fnuz>"):
         assert (expected[x.abs() < 2.0**-126] != 0).any()  # the subnormal inputs did matter
