@@ -30,16 +30,24 @@ QTORCH = {
     "bfp8": ("block_quantize", dict(wl=8, dim=-1)),
     "bfp8_dim0": ("block_quantize", dict(wl=8, dim=0)),
 }
-# torchao's MX emulation (to_mx, then back to float32) for the MX formats it has.
-TORCHAO = {"mxfp8_e4m3": "float8_e4m3fn", "mxfp6_e2m3": "fp6_e2m3", "mxfp4": "fp4_e2m1"}
+# torchao's MX emulation (to_mx, then back to float32) for the MX formats it has (their element dtypes),
+# and its NVFP4 (two-level, the per-tensor scale from the tensor's maximum).
+TORCHAO = {"mxfp8_e4m3": "float8_e4m3fn", "mxfp6_e2m3": "fp6_e2m3", "mxfp4": "fp4_e2m1", "nvfp4": None}
 
 
 def torchao_mx(name):
-    """A function quantizing with torchao's MX emulation, or None where torchao is missing."""
+    """A function quantizing with torchao's MX or NVFP4 emulation, or None where torchao is missing."""
     try:
         import torchao.prototype.mx_formats.mx_tensor as mx
+        import torchao.prototype.mx_formats.nvfp4_tensor as nvfp4
     except ImportError:
         return None
+    if name == "nvfp4":
+        def quantize(x):
+            scale = nvfp4.per_tensor_amax_to_scale(x.abs().max())
+            return nvfp4.NVFP4Tensor.to_nvfp4(x, per_tensor_scale=scale).dequantize(torch.float32)
+
+        return quantize
     elem = TORCHAO[name]
     elem = getattr(torch, elem) if hasattr(torch, elem) else getattr(mx, f"DTYPE_{elem.upper()}", torch.float4_e2m1fn_x2)
 

@@ -62,7 +62,8 @@ PYBIND11_MODULE(_C, m) {
       .def_readwrite("scale_emin", &qsim::BlockParams::scale_emin)
       .def_readwrite("scale_emax", &qsim::BlockParams::scale_emax)
       .def_readwrite("element_max", &qsim::BlockParams::element_max)
-      .def_readwrite("tensor_scale", &qsim::BlockParams::tensor_scale);
+      .def_readwrite("tensor_scale", &qsim::BlockParams::tensor_scale)
+      .def_readwrite("smallest_scale", &qsim::BlockParams::smallest_scale);
   m.def(
       "quantize_blocks_f32",
       [](uintptr_t in, uintptr_t out, int64_t rows, int64_t row_length, int64_t block, const qsim::BlockParams& b,

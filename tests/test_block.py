@@ -195,17 +195,19 @@ def test_stochastic_rounding_of_block_formats_is_unbiased(name):
     assert torch.all((q.mean(0) - x[0]).abs() < 5 * step / math.sqrt(20000))
 
 
-def nvfp4_reference(x: np.ndarray) -> np.ndarray:
-    """NVFP4 by its definition, the maxima from numpy: 16-element blocks; the tensor factor is
-    s = amax_tensor / (6 · 448); each block's scale is S = e4m3(amax_block / 6 / s) · s (computed in
-    float64, stored in float32); elements are e2m1(x / S) · S in float32 arithmetic."""
-    s = float(np.abs(x).max()) / (6 * 448)
+def nvfp4_reference(x: np.ndarray, tensor_scale: bool = True) -> np.ndarray:
+    """NVFP4 by its definition (torchao's, after NVIDIA's kernels), in numpy float32 with ml_dtypes'
+    casts: 16-element blocks; the tensor factor s = fp32(amax_tensor / (6 · 448)) (1 without
+    tensor_scale); each block's scale S = e4m3(clip(amax_block / 6 / s, 2^-6, 448)); elements are
+    e2m1(x · ((1 / s) / S)) · (s · S)."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    x = x.astype(np.float32)
+    s = np.float32(np.abs(x).max()) / np.float32(6 * 448) if tensor_scale else np.float32(1)
     blocks = x.reshape(-1, 16)
-    wanted = (np.abs(blocks).max(1, keepdims=True).astype(np.float64) / 6 / s).astype(np.float32)
-    e4m3 = qsim.quantize(torch.from_numpy(wanted), "fp8_e4m3").numpy()
-    scale = (e4m3.astype(np.float64) * s).astype(np.float32)
-    elements = qsim.quantize(torch.from_numpy(blocks / scale), "fp4_e2m1").numpy()
-    return (elements * scale).reshape(x.shape)
+    wanted = np.abs(blocks).max(1, keepdims=True) / np.float32(6) / s
+    scale = np.clip(wanted, np.float32(2.0 ** -6), np.float32(448)).astype(ml_dtypes.float8_e4m3fn).astype(np.float32)
+    elements = (blocks * (np.float32(1) / s / scale)).astype(ml_dtypes.float4_e2m1fn).astype(np.float32)
+    return (elements * (s * scale)).reshape(x.shape)
 
 
 def test_nvfp4_uses_e4m3_block_scales_under_a_tensor_scale():
@@ -227,6 +229,56 @@ def test_nvfp4_block_maxima_at_every_lane_match_numpys(blocks):
         x = x.astype(np.float32).reshape(-1, 16 * (blocks if blocks % 2 else 2))
         got = qsim.quantize(torch.from_numpy(x), "nvfp4").numpy()
         assert np.array_equal(got.view(np.int32), nvfp4_reference(x).view(np.int32)), f"shift {shift}"
+
+
+def wide_range_inputs(rows: int = 64, seed: int = 5) -> np.ndarray:
+    """Rows of 1024 normal values scaled by e^(3·N(0,1)), some blocks zero and some ~2^-30 of the
+    tensor's maximum: block scales from e4m3's top to below its smallest normal (raised to 2^-6)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((rows, 1024)) * np.exp(3 * rng.standard_normal((rows, 1)))
+    x[0, :16] = 0.0
+    x[1, 16:32] *= 2.0 ** -30
+    return x.astype(np.float32)
+
+
+@pytest.mark.parametrize("two_level", [True, False])
+def test_nvfp4_matches_torchao_bit_for_bit(two_level):
+    """torchao's NVFP4Tensor (two-level with per_tensor_amax_to_scale, or block scales alone) against
+    nvfp4 and mx<fp4_e2m1,16,scale=fp8_e4m3>, over a wide dynamic range, zero blocks and blocks whose
+    scale falls below e4m3's smallest normal."""
+    nvfp4_tensor = pytest.importorskip("torchao.prototype.mx_formats.nvfp4_tensor")
+    x = torch.from_numpy(wide_range_inputs())
+    if two_level:
+        scale = nvfp4_tensor.per_tensor_amax_to_scale(x.abs().max())
+        expected = nvfp4_tensor.NVFP4Tensor.to_nvfp4(x, per_tensor_scale=scale).dequantize(torch.float32)
+        got = qsim.quantize(x, "nvfp4")
+    else:
+        expected = nvfp4_tensor.NVFP4Tensor.to_nvfp4(x).dequantize(torch.float32)
+        got = qsim.quantize(x, "mx<fp4_e2m1,16,scale=fp8_e4m3>")
+    assert torch.equal(got.view(torch.int32), expected.view(torch.int32))
+
+
+@pytest.mark.parametrize("two_level", [True, False])
+def test_nvfp4_over_a_wide_range_matches_its_definition(two_level):
+    x = wide_range_inputs(seed=9)
+    name = "nvfp4" if two_level else "mx<fp4_e2m1,16,scale=fp8_e4m3>"
+    got = qsim.quantize(torch.from_numpy(x), name).numpy()
+    assert np.array_equal(got.view(np.int32), nvfp4_reference(x, two_level).view(np.int32))
+    got64 = qsim.quantize(torch.from_numpy(x.astype(np.float64)), name).numpy()
+    assert np.allclose(got64, got, rtol=2 ** -20, atol=0)  # float64 arithmetic, same scales
+
+
+@pytest.mark.parametrize("amax", [0.0, 2.0 ** -112, 2.0 ** -100, float("inf"), float("nan")])
+def test_nvfp4_falls_back_to_block_scales_where_the_tensor_factor_cannot_serve(amax):
+    """A tensor of zeros, NaN or inf, or of magnitudes so small that 1 / factor / 2^-6 overflows
+    float32, takes the block scales alone; every other block of it stays finite and scaled."""
+    x = np.linspace(-1, 1, 64, dtype=np.float32) * np.float32(amax if math.isfinite(amax) else 1)
+    x[0] = amax
+    got = qsim.quantize(torch.from_numpy(x), "nvfp4").numpy()
+    block_scales_alone = qsim.quantize(torch.from_numpy(x), "mx<fp4_e2m1,16,scale=fp8_e4m3>").numpy()
+    expected = nvfp4_reference(x) if amax == 2.0 ** -100 else block_scales_alone  # 2^-112 / 2688 / 2^-6 > 2^128
+    assert np.array_equal(got, expected, equal_nan=True)
+    assert np.all(np.isfinite(got[16:]))
 
 
 @pytest.mark.parametrize("spec,error", [

@@ -175,21 +175,19 @@ void chunk_elements(const T* x, T* y, int64_t count, int64_t index, const BlockS
   const QuantParams grid = loop_grid<SAT>(s.grid);  // a copy: stores to y cannot alias it
   if (s.nan) {
     for (int64_t i = 0; i < count; ++i) y[i] = quiet_nan<T>();
-  } else if (MODE == kStochastic && fpu && s.scale == (T)1 && stochastic_applies<T>(s.grid)) {
+  } else if (MODE == kStochastic && fpu && !s.by_format && stochastic_applies<T>(s.grid)) {
     const QuantParams exact = s.grid;  // (not loop_grid's: with its constants GCC does not vectorise this loop)
 #pragma omp simd
     for (int64_t i = 0; i < count; ++i) y[i] = quantize_stochastic<T>(x[i], exact, w[i], rand_shift);  // (rounding.h)
-  } else if (s.scale == (T)1) {  // a power-of-two scale, folded into the grid
+  } else if (!s.by_format) {  // a power-of-two scale, folded into the grid
 #pragma omp simd
     for (int64_t i = 0; i < count; ++i)
       y[i] = quantize_value<MODE, T>(x[i], grid, MODE == kStochastic ? w[i] : 0u, rand_shift);
-  } else {  // quantize_in_block's division by a scale, with its branches hoisted so the loop vectorises
-    const T scale = s.scale, divisor = s.scale > (T)0 ? s.scale : (T)1;
-    const uint32_t positive = (uint32_t)(s.scale > (T)0);
+  } else {  // quantize_in_block's scaling, with its branch hoisted so the loop vectorises
+    const T scale = s.scale, reciprocal = s.reciprocal;
 #pragma omp simd
     for (int64_t i = 0; i < count; ++i)
-      y[i] = quantize_value<MODE, T>(select(positive, x[i] / divisor, (T)0), grid, MODE == kStochastic ? w[i] : 0u,
-                                     rand_shift) * scale;
+      y[i] = quantize_value<MODE, T>(x[i] * reciprocal, grid, MODE == kStochastic ? w[i] : 0u, rand_shift) * scale;
   }
 }
 
@@ -241,11 +239,11 @@ template <typename F> void for_each(int64_t count, bool parallel, F f) {
 
 // Blocks k0..k1 of at most kSmallBlock elements each, consecutive in memory (across rows too) from
 // in[first]: (1) each block's largest magnitude, (2) the scalings of all of them in one vectorised loop
-// (block_scaling's arithmetic: DIVIDES, a scale in its own format; else a power-of-two scale folded into
+// (block_scaling's arithmetic: BY_FORMAT, a scale in its own format; else a power-of-two scale folded into
 // the grid), (3) each block's elements in a vectorised loop with its scaling broadcast. BLOCK > 0: every
 // block has BLOCK elements (rows are whole blocks), so the per-block loops have a fixed length and
 // vectorise without remainders; BLOCK = 0: `block` elements, the last of a row shorter.
-template <int MODE, typename T, int BLOCK, bool DIVIDES, bool SAT>
+template <int MODE, typename T, int BLOCK, bool BY_FORMAT, bool SAT>
 void block_chunk(const T* in, T* out, int64_t k0, int64_t k1, int64_t per_row, int64_t row_length, int64_t block,
                  const BlockParams& b, uint64_t seed, int rand_shift, bool fpu) {
   const int64_t blocks = k1 - k0, first = (k0 / per_row) * row_length + (k0 % per_row) * block;
@@ -269,17 +267,28 @@ void block_chunk(const T* in, T* out, int64_t k0, int64_t k1, int64_t per_row, i
 
   const QuantParams grid = loop_grid<SAT>(b.element), element_grid = b.element;
   uint32_t nan[kChunk];
-  T limit_pos[kChunk], limit_neg[kChunk], scale[kChunk];
+  T limit_pos[kChunk], limit_neg[kChunk], scale[kChunk], reciprocal[kChunk];
   int32_t emin[kChunk];
-  ShiftedShortGrids<T, MODE != kNearest && !DIVIDES ? kChunk : 1> short_grids;
+  ShiftedShortGrids<T, MODE != kNearest && !BY_FORMAT ? kChunk : 1> short_grids;
 #pragma omp simd
   for (int64_t j = 0; j < blocks; ++j) nan[j] = is_finite_bits<T>(amax[j]) ^ 1u;
-  if (DIVIDES) {
+  if (BY_FORMAT) {
     const QuantParams scale_grid = b.scale;
-    const double element_max = b.element_max, tensor_scale = b.tensor_scale;
+    const T element_max = (T)b.element_max, tensor_scale = (T)b.tensor_scale, smallest = (T)b.smallest_scale;
+    auto scales = [&](auto fpu_rounding) QSIM_INLINE_LAMBDA {
 #pragma omp simd
-    for (int64_t j = 0; j < blocks; ++j)
-      scale[j] = format_scale(from_bits<T>(amax[j]), scale_grid, element_max, tensor_scale);
+      for (int64_t j = 0; j < blocks; ++j) {
+        const T S = format_scale<T, decltype(fpu_rounding)::value>(from_bits<T>(amax[j]), scale_grid, element_max,
+                                                                    tensor_scale, smallest);
+        scale[j] = scale_factor(S, tensor_scale);
+        reciprocal[j] = reciprocal_factor(S, tensor_scale);
+      }
+    };
+    if (fpu && nearest_even_applies<T>(scale_grid)) {
+      scales(std::true_type());
+    } else {
+      scales(std::false_type());
+    }
   } else {
     const BlockParams params = b;
 #pragma omp simd
@@ -303,15 +312,12 @@ void block_chunk(const T* in, T* out, int64_t k0, int64_t k1, int64_t per_row, i
   auto round_blocks = [&](int64_t j, int64_t i0, int64_t length, auto unroll,
                           const auto& element_in) QSIM_INLINE_LAMBDA {
     constexpr int U = decltype(unroll)::value;
-    T sc[U], divisor[U];
-    uint32_t positive[U], bad[U];
+    T sc[U], rec[U];
+    uint32_t bad[U];
     for (int u = 0; u < U; ++u) {
       bad[u] = nan[j + u];
-      if (DIVIDES) {  // quantize_in_block's division by a scale, with its branches hoisted
-        sc[u] = scale[j + u];
-        divisor[u] = sc[u] > (T)0 ? sc[u] : (T)1;
-        positive[u] = (uint32_t)(sc[u] > (T)0);
-      }
+      sc[u] = BY_FORMAT ? scale[j + u] : (T)1;
+      rec[u] = BY_FORMAT ? reciprocal[j + u] : (T)1;
     }
     const T* xb = x + i0;
     T* yb = y + i0;
@@ -322,34 +328,34 @@ void block_chunk(const T* in, T* out, int64_t k0, int64_t k1, int64_t per_row, i
 #pragma GCC unroll 4
       for (int u = 0; u < U; ++u) {
         const int64_t k = u * length + i;
-        const T v = DIVIDES ? select(positive[u], xb[k] / divisor[u], (T)0) : xb[k];
+        const T v = BY_FORMAT ? xb[k] * rec[u] : xb[k];
         T r = element(u, v, MODE == kStochastic ? wb[k] : 0u);
-        if (DIVIDES) r *= sc[u];
+        if (BY_FORMAT) r *= sc[u];
         yb[k] = select(bad[u], quiet_nan<T>(), r);
       }
     }
   };
-  // The grid of block j: the element grid, shifted by the block's power-of-two scale unless DIVIDES. (Not
+  // The grid of block j: the element grid, shifted by the block's power-of-two scale unless BY_FORMAT. (Not
   // loop_grid's: with its constants GCC does not vectorise the short paths.)
   auto grid_of = [&](int64_t j) {
-    return DIVIDES ? element_grid : block_grid<T>(element_grid, emin[j], limit_pos[j], limit_neg[j]);
+    return BY_FORMAT ? element_grid : block_grid<T>(element_grid, emin[j], limit_pos[j], limit_neg[j]);
   };
   // Blocks j..j+U-1 through an FPU short path where this thread's environment and all their grids allow
   // it, else through quantize_on_grid. Same bits: quantize_on_grid(v, grid, emin, limit_pos, limit_neg) is
   // quantize_value(v, grid_of(block)), which quantize_stochastic and quantize_nearest_even equal where
-  // truncating_applies / nearest_even_applies hold for that grid (rounding.h); DIVIDES divides v alike on
+  // truncating_applies / nearest_even_applies hold for that grid (rounding.h); BY_FORMAT scales v alike on
   // both paths. For power-of-two scales, TruncatingShortPath::round takes the block's ShiftedShortGrid in
   // place of the fields of TruncatingShortPath(grid_of(block)) that differ from the element grid's.
   const TruncatingShortPath<T> path(element_grid);
   auto round_group = [&](int64_t j, int64_t i0, int64_t length, auto unroll) QSIM_INLINE_LAMBDA {
     constexpr int U = decltype(unroll)::value;
-    if constexpr (MODE != kNearest && DIVIDES) {
+    if constexpr (MODE != kNearest && BY_FORMAT) {
       if (fpu && truncating_applies<T>(element_grid, MODE))
         return round_blocks(j, i0, length, unroll, [path, rand_shift](int, T v, uint32_t w) QSIM_INLINE_LAMBDA {
           return path.template operator()<MODE>(v, w, rand_shift);
         });
     }
-    if constexpr (MODE != kNearest && !DIVIDES) {
+    if constexpr (MODE != kNearest && !BY_FORMAT) {
       uint32_t applies = (uint32_t)fpu;
       for (int u = 0; u < U; ++u) applies &= short_grids.applies[j + u];
       if (applies) {
@@ -362,7 +368,7 @@ void block_chunk(const T* in, T* out, int64_t k0, int64_t k1, int64_t per_row, i
         });
       }
     }
-    if constexpr (MODE == kNearest && DIVIDES) {
+    if constexpr (MODE == kNearest && BY_FORMAT) {
       if (fpu && nearest_even_applies<T>(element_grid))
         return round_blocks(j, i0, length, unroll, [element_grid](int, T v, uint32_t) QSIM_INLINE_LAMBDA {
           return quantize_nearest_even<T>(v, element_grid);
@@ -390,14 +396,14 @@ void block_chunk(const T* in, T* out, int64_t k0, int64_t k1, int64_t per_row, i
                 std::integral_constant<int, 1>());
 }
 
-template <int MODE, typename T, int BLOCK, bool DIVIDES, bool SAT>
+template <int MODE, typename T, int BLOCK, bool BY_FORMAT, bool SAT>
 void small_blocks(const T* in, T* out, int64_t rows, int64_t row_length, int64_t block, const BlockParams& b,
                   uint64_t seed, int rand_shift, bool fpu, bool parallel) {
   const int64_t per_row = (row_length + block - 1) / block;
   const int64_t total = rows * per_row, per_chunk = kChunk / block;
   for_each((total + per_chunk - 1) / per_chunk, parallel, [&](int64_t c) {
     const int64_t k0 = c * per_chunk, k1 = total - k0 < per_chunk ? total : k0 + per_chunk;
-    block_chunk<MODE, T, BLOCK, DIVIDES, SAT>(in, out, k0, k1, per_row, row_length, block, b, seed, rand_shift, fpu);
+    block_chunk<MODE, T, BLOCK, BY_FORMAT, SAT>(in, out, k0, k1, per_row, row_length, block, b, seed, rand_shift, fpu);
   });
 }
 
@@ -407,14 +413,14 @@ void blocks_loop(const T* in, T* out, int64_t rows, int64_t row_length, int64_t 
   const bool parallel = rows * row_length > kParallelThreshold && omp_get_max_threads() > 1;
   if (block <= kSmallBlock) {
     // Fixed lengths for the common layouts: MX (32, power-of-two scales) and NVFP4 (16, e4m3 scales).
-    const bool whole = row_length % block == 0, divides = b.rule == kScaleFormat;
+    const bool whole = row_length % block == 0, by_format = b.rule == kScaleFormat;
     if constexpr (SAT) {
-      if (whole && block == 32 && !divides)
+      if (whole && block == 32 && !by_format)
         return small_blocks<MODE, T, 32, false, SAT>(in, out, rows, row_length, block, b, seed, rand_shift, fpu, parallel);
-      if (whole && block == 16 && divides)
+      if (whole && block == 16 && by_format)
         return small_blocks<MODE, T, 16, true, SAT>(in, out, rows, row_length, block, b, seed, rand_shift, fpu, parallel);
     }
-    if (divides)
+    if (by_format)
       return small_blocks<MODE, T, 0, true, SAT>(in, out, rows, row_length, block, b, seed, rand_shift, fpu, parallel);
     return small_blocks<MODE, T, 0, false, SAT>(in, out, rows, row_length, block, b, seed, rand_shift, fpu, parallel);
   }

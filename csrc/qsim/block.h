@@ -3,7 +3,7 @@
 // rounded with rounding.h onto the element grid scaled by that scale (quantize_in_block). The loops over
 // blocks are the devices' own (cpu/block.cpp, cuda/block.cu); the arithmetic is here, once. Power-of-two scales shift the grid itself
 // (emin and the limits move by the scale's exponent), so no division happens and no extra rounding
-// either; other scales (an fp8 scale, as in NVFP4) divide, round and multiply back in T.
+// either; other scales (an fp8 scale, as in NVFP4) multiply by a reciprocal, round and multiply back in T.
 #pragma once
 #include "qsim/rounding.h"
 
@@ -14,7 +14,7 @@ enum ScaleRule : int32_t {
   kScaleFloor = 0,  // E = floor(log2 amax) - emax: OCP MX v1.0 §6.3 (the block maximum may clip)
   kScaleCeil = 1,   // E = ceil(log2 amax) - emax
   kScaleRceil = 2,  // the smallest E with amax ≤ element_max · 2^E: never clips (NVIDIA's rounding)
-  kScaleFormat = 3, // a scale in its own format: S = round(amax / element_max / tensor_scale)
+  kScaleFormat = 3, // a scale in its own format: S = round(amax / element_max / tensor_scale) (format_scale)
 };
 
 struct BlockParams {
@@ -25,7 +25,8 @@ struct BlockParams {
   int32_t scale_emin;   // range of E for power-of-two scales (E8M0: -127..127)
   int32_t scale_emax;
   double element_max;
-  double tensor_scale;  // a per-tensor factor above the block scales (NVFP4), else 1
+  double tensor_scale;    // a per-tensor fp32 factor above the block scales (NVFP4), else 1
+  double smallest_scale;  // kScaleFormat: the scale format's smallest normal, the least block scale
 };
 
 // floor(log2 v) for a finite v > 0, from the bits (no libm: the same on every device).
@@ -66,45 +67,56 @@ QSIM_HD QuantParams shift_grid(QuantParams p, int E) {
   return p;
 }
 
+// A scale in its own format (kScaleFormat), as torchao's NVFP4 (and NVIDIA's kernels it follows) computes
+// it in T: S = the scale format's nearest rounding of amax / element_max / tensor_scale, raised to the
+// scale format's smallest normal (so an all-zero block, or one far below the tensor's maximum, keeps a
+// positive scale). Branch-free, so that a CPU loop over many blocks' maxima vectorises. FPU: the
+// rounding by quantize_nearest_even, the same bits where nearest_even_applies to scale_grid and this
+// thread's floating-point environment is the default one (the CPU caller checks both).
+template <typename T, bool FPU = false>
+QSIM_HD T format_scale(T amax, const QuantParams& scale_grid, T element_max, T tensor_scale, T smallest) {
+  const T wanted = amax / element_max / tensor_scale;
+  const T raised = select((uint32_t)(wanted > smallest), wanted, smallest);  // (NaN: a NaN block's, unused)
+  return FPU ? quantize_nearest_even<T>(raised, scale_grid) : quantize_value<kNearest, T>(raised, scale_grid, 0u, 0);
+}
+
+// A block of scale S in its own format rounds each element as x · reciprocal_factor (1 / tensor_scale
+// first, then / S: torchao's order) and multiplies the result back by scale_factor.
+template <typename T> QSIM_HD T reciprocal_factor(T S, T tensor_scale) { return (T)1 / tensor_scale / S; }
+template <typename T> QSIM_HD T scale_factor(T S, T tensor_scale) { return tensor_scale * S; }
+
 // What a block's elements are rounded with, once its largest magnitude is known.
 template <typename T>
 struct BlockScaling {
   QuantParams grid;  // the element grid, shifted by a power-of-two scale
-  T scale;           // a scale to divide by and multiply back (kScaleFormat), else 1
+  bool by_format;    // a scale in its own format (kScaleFormat): x · reciprocal rounds, times scale
+  T scale, reciprocal;
   bool nan;          // the block held NaN or ±inf: it has no scale, all of it becomes NaN (OCP MX v1.0 §6.3)
 };
-
-// A scale in its own format (kScaleFormat): S = the scale format's rounding of amax / element_max /
-// tensor_scale, times tensor_scale. An all-zero block's maximum is +0 whatever order a vectorised
-// reduction met -0 and +0 in (the GPU scans in order from +0), so its scale is +0 on every device.
-// Branch-free, so that a CPU loop over many blocks' maxima vectorises.
-template <typename T>
-QSIM_HD T format_scale(T amax, const QuantParams& scale_grid, double element_max, double tensor_scale) {
-  const T wanted = (T)((double)select((uint32_t)(amax > (T)0), amax, (T)0) / element_max / tensor_scale);
-  return (T)((double)quantize_value<kNearest, T>(wanted, scale_grid, 0u, 0) * tensor_scale);
-}
 
 template <typename T>
 QSIM_HD BlockScaling<T> block_scaling(T amax, bool finite, const BlockParams& b) {
   BlockScaling<T> s;
   s.nan = !finite;
-  s.scale = (T)1;
   s.grid = b.element;
-  if (b.rule == kScaleFormat) {
-    s.scale = format_scale(amax, b.scale, b.element_max, b.tensor_scale);
+  s.by_format = b.rule == kScaleFormat;
+  s.scale = s.reciprocal = (T)1;
+  if (s.by_format) {
+    const T S = format_scale(amax, b.scale, (T)b.element_max, (T)b.tensor_scale, (T)b.smallest_scale);
+    s.scale = scale_factor(S, (T)b.tensor_scale);
+    s.reciprocal = reciprocal_factor(S, (T)b.tensor_scale);
   } else {
     s.grid = shift_grid(b.element, scale_exponent(amax, b));
   }
   return s;
 }
 
-// One element of a block: rounded onto the shifted grid, or divided by the scale, rounded, multiplied back.
+// One element of a block: rounded onto the shifted grid, or scaled, rounded and multiplied back.
 template <int MODE, typename T>
 QSIM_HD T quantize_in_block(T x, const BlockScaling<T>& s, uint32_t rand, int rand_shift) {
   if (s.nan) return quiet_nan<T>();
-  if (s.scale == (T)1) return quantize_value<MODE, T>(x, s.grid, rand, rand_shift);
-  const T y = s.scale > (T)0 ? x / s.scale : (T)0;
-  return quantize_value<MODE, T>(y, s.grid, rand, rand_shift) * s.scale;
+  if (!s.by_format) return quantize_value<MODE, T>(x, s.grid, rand, rand_shift);
+  return quantize_value<MODE, T>(x * s.reciprocal, s.grid, rand, rand_shift) * s.scale;
 }
 
 }  // namespace qsim

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import math
 
+import numpy as np
 import torch
 
 from qsim import _C, cuda
@@ -24,10 +25,11 @@ def block_params(fmt) -> _C.BlockParams:
     b.element_emax = fmt.element_emax
     b.scale_emin, b.scale_emax = fmt.scale_range
     b.element_max = float(fmt.element_grid().max_pos)
-    b.tensor_scale = 1.0
+    b.tensor_scale = b.smallest_scale = 1.0
     if isinstance(fmt, MX) and fmt.scale != "e8m0":
         b.rule = _SCALE_FORMAT
         b.scale = kernel_params(fmt.scale.grid())
+        b.smallest_scale = 2.0 ** fmt.scale.grid().emin
     else:
         b.rule = SCALE_RULES.index(fmt.scale_rule) if isinstance(fmt, MX) else 0
         b.scale = b.element
@@ -80,19 +82,30 @@ def quantize(x: torch.Tensor, out: torch.Tensor, fmt, rounding: int, seed: int, 
 
 
 def _with_tensor_scale(params: _C.BlockParams, fmt: MX, x: torch.Tensor) -> _C.BlockParams:
-    """NVFP4's per-tensor factor amax / (max(element) · max(scale)), so block scales fit the scale format.
-    amax is NaN where the tensor holds a NaN (then the factor is 1) and inf where it holds an inf, on
-    both devices: the CPU's one-read maximum (csrc/cpu/block.cpp) and torch's reduction on the GPU."""
+    """NVFP4's per-tensor factor, from the tensor's largest magnitude: the CPU's one-read maximum
+    (csrc/cpu/block.cpp) or torch's reduction on the GPU, NaN where the tensor holds a NaN."""
     if x.is_cuda:
         amax = x.abs().max().item()
     else:
         amax = (_C.max_magnitude_f32 if x.dtype == torch.float32 else _C.max_magnitude_f64)(x.data_ptr(), x.numel())
     scaled = _C.BlockParams(params)
-    scaled.tensor_scale = amax / (fmt.element.max * fmt.scale.max) if amax > 0 else 1.0
+    scaled.tensor_scale = tensor_scale(amax, fmt, params.smallest_scale)
     return scaled
+
+
+def tensor_scale(amax: float, fmt: MX, smallest_scale: float) -> float:
+    """The fp32 rounding of amax / (max(element) · max(scale)), so that block scales span the scale
+    format's range (torchao's `per_tensor_amax_to_scale`). 1 (block scales alone) where that is not
+    finite, or so small that the largest reciprocal of a block scale, 1 / factor / smallest_scale,
+    overflows float32 (a tensor of zeros, NaN or inf, or of magnitudes below ~2^-110 for NVFP4)."""
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        factor = np.float32(amax / (fmt.element.max * fmt.scale.max))
+        largest_reciprocal = np.float32(1) / factor / np.float32(smallest_scale)
+    return float(factor) if np.isfinite(factor) and np.isfinite(largest_reciprocal) else 1.0
 
 
 def block_args(b: _C.BlockParams) -> list:
     """BlockParams field by field, as csrc/cuda/block.cu's kernels take them."""
     return [*params_as_args(b.element), *params_as_args(b.scale), ("i32", b.rule), ("i32", b.element_emax),
-            ("i32", b.scale_emin), ("i32", b.scale_emax), ("f64", b.element_max), ("f64", b.tensor_scale)]
+            ("i32", b.scale_emin), ("i32", b.scale_emax), ("f64", b.element_max), ("f64", b.tensor_scale),
+            ("f64", b.smallest_scale)]

@@ -135,9 +135,13 @@ class MX(BlockFormat):
       "ceil"   E = ceil(log2 amax) - emax(element),
       "rceil"  the smallest E with amax ≤ max(element)·2^E (NVIDIA's rule; never clips);
       E is clamped to E8M0's range [-127, 127]; an all-zero block uses 2^-127.
-    scale=<a format>: X = that format's nearest rounding of amax / max(element) (NVFP4: e4m3 scales
-    over blocks of 16 e2m1 elements), times a per-tensor fp32 factor amax(tensor) / (max(element) ·
-    max(scale)) when tensor_scale=True, so the block scales use the scale format's range."""
+    scale=<a format>: S = that format's nearest rounding of amax / max(element) / s, raised to the
+    format's smallest normal and saturating at its largest, with s = 1, or with tensor_scale=True a
+    per-tensor fp32 factor s = amax(tensor) / (max(element) · max(scale)) so that the block scales span
+    the scale format's range (NVFP4: e4m3 scales over blocks of 16 e2m1 elements). Each element becomes
+    element(x · ((1 / s) / S)) · (s · S), all in the tensor's float arithmetic: torchao's NVFP4, after
+    NVIDIA's kernels, bit for bit. Where s is not finite, or too small for 1 / s / S to stay within
+    float32 (a tensor of zeros, NaN or inf, or of magnitudes below ~2^-110), s = 1."""
 
     element: GridFormat
     block_size: int = 32
