@@ -61,6 +61,7 @@ PYBIND11_MODULE(_C, m) {
       .def_readwrite("element_emax", &qsim::BlockParams::element_emax)
       .def_readwrite("scale_emin", &qsim::BlockParams::scale_emin)
       .def_readwrite("scale_emax", &qsim::BlockParams::scale_emax)
+      .def_readwrite("even_bits", &qsim::BlockParams::even_bits)
       .def_readwrite("element_max", &qsim::BlockParams::element_max)
       .def_readwrite("tensor_scale", &qsim::BlockParams::tensor_scale)
       .def_readwrite("smallest_scale", &qsim::BlockParams::smallest_scale);

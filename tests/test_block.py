@@ -18,10 +18,12 @@ MX_NAMES = ["mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e2m3", "mxfp6_e3m2", "mxfp4", "mx
 
 def spec_mx(x: np.ndarray, fmt: MX) -> np.ndarray:
     """OCP MX v1.0 §6.3, written from the text: per block of the last dim, X = 2^E with
-    E = floor(log2(max|V|)) - emax(element) (or the ceil / rceil rules), clamped to E8M0's range;
+    E = floor(log2(max|V|)) - emax(element) (or the ceil / rceil / even rules), clamped to E8M0's range;
     P_i = the element format's round-to-nearest-even of V_i / X, saturating. NaN/inf → NaN block."""
     ref = GridReference(fmt.element)
     emax = math.floor(math.log2(fmt.element.max))
+    top_binade = ref.values[ref.values >= 2.0**emax]  # "even" rounds amax to its precision first
+    even_bits = emax - round(math.log2(np.diff(top_binade).min()))
     out = np.empty_like(x)
     rows = x.reshape(-1, x.shape[-1])
     result = out.reshape(-1, x.shape[-1])
@@ -41,6 +43,8 @@ def spec_mx(x: np.ndarray, fmt: MX) -> np.ndarray:
                     E += 1
                 if fmt.scale_rule == "rceil" and amax > fmt.element.max * 2.0**E:
                     E += 1
+                if fmt.scale_rule == "even" and mantissa >= 1 - 2.0 ** -(even_bits + 2):
+                    E += 1
                 E = min(max(E, -127), 127)
             scaled = np.clip(block / 2.0**E, ref.bottom, ref.top)  # exact: a power-of-two division
             result[r, start:start + fmt.block_size] = ref.round(scaled, "nearest") * 2.0**E
@@ -57,7 +61,7 @@ def mx_inputs(columns=96) -> np.ndarray:
 
 
 @pytest.mark.parametrize("name", MX_NAMES)
-@pytest.mark.parametrize("rule", ["floor", "ceil", "rceil"])
+@pytest.mark.parametrize("rule", ["floor", "ceil", "rceil", "even"])
 def test_mx_matches_the_spec_bit_for_bit(name, rule):
     fmt = qsim.formats.get(name)
     fmt = MX(fmt.element, fmt.block_size, scale_rule=rule)
@@ -123,8 +127,10 @@ def test_blocks_with_nan_or_inf_become_nan_and_others_are_untouched():
 @pytest.mark.parametrize("name,elem_dtype", [("mxfp8_e4m3", torch.float8_e4m3fn), ("mxfp8_e5m2", torch.float8_e5m2),
                                              ("mxfp6_e2m3", "fp6_e2m3"), ("mxfp6_e3m2", "fp6_e3m2"),
                                              ("mxfp4", "fp4_e2m1")])
-def test_mx_matches_torchao_to_mx_with_the_floor_rule(name, elem_dtype):
-    """torchao clamps scales at 2^-126 (documented), so inputs keep block maxima above that."""
+@pytest.mark.parametrize("rule", ["floor", "ceil", "rceil", "even"])
+def test_mx_matches_torchao_to_mx(name, elem_dtype, rule):
+    """Each of torchao's scale calculation modes against the rule of that name. torchao clamps scales at
+    2^-126 (documented), so inputs keep block maxima above that."""
     mx_tensor = pytest.importorskip("torchao.prototype.mx_formats.mx_tensor")
     from torchao.prototype.mx_formats.config import ScaleCalculationMode
 
@@ -132,10 +138,12 @@ def test_mx_matches_torchao_to_mx_with_the_floor_rule(name, elem_dtype):
     elem = getattr(mx_tensor, f"DTYPE_{elem_dtype.upper()}", None) if isinstance(elem_dtype, str) else elem_dtype
     if elem is None:
         elem = torch.float4_e2m1fn_x2
-    scale, data = mx_tensor.to_mx(x, elem, 32, ScaleCalculationMode.FLOOR)
+    scale, data = mx_tensor.to_mx(x, elem, 32, ScaleCalculationMode(rule))
     expected = mx_tensor.to_dtype(data, scale, elem, 32, torch.float32)
-    got = qsim.quantize(x, name)
+    got = qsim.quantize(x, dataclasses.replace(qsim.formats.get(name), scale_rule=rule))
     assert torch.equal(got, expected)
+    if rule != "floor":
+        assert not torch.equal(got, qsim.quantize(x, name)), "the rule changes some block's scale"
 
 
 def exact_bfp(x: np.ndarray, wl: int) -> np.ndarray:
@@ -296,7 +304,7 @@ def test_block_dim_out_of_range_is_reported():
         qsim.quantize(torch.ones(4, 4), BlockFloatingPoint(8, block_size=2, dim=3))
 
 
-@pytest.mark.parametrize("rule", ["floor", "ceil", "rceil"])
+@pytest.mark.parametrize("rule", ["floor", "ceil", "rceil", "even"])
 def test_mx_with_elements_without_subnormals_matches_the_spec(rule):
     """Elements without subnormals take the kernels' general grid path (registered MX elements have
     subnormals and saturate, and compile with those fields fixed); both must follow the same spec."""

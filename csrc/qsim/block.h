@@ -14,7 +14,8 @@ enum ScaleRule : int32_t {
   kScaleFloor = 0,  // E = floor(log2 amax) - emax: OCP MX v1.0 §6.3 (the block maximum may clip)
   kScaleCeil = 1,   // E = ceil(log2 amax) - emax
   kScaleRceil = 2,  // the smallest E with amax ≤ element_max · 2^E: never clips (NVIDIA's rounding)
-  kScaleFormat = 3, // a scale in its own format: S = round(amax / element_max / tensor_scale) (format_scale)
+  kScaleEven = 3,   // floor's E of amax rounded half up to the element's precision first (torchao's EVEN)
+  kScaleFormat = 4, // a scale in its own format: S = round(amax / element_max / tensor_scale) (format_scale)
 };
 
 struct BlockParams {
@@ -24,6 +25,7 @@ struct BlockParams {
   int32_t element_emax; // floor(log2(element max))
   int32_t scale_emin;   // range of E for power-of-two scales (E8M0: -127..127)
   int32_t scale_emax;
+  int32_t even_bits;    // kScaleEven: the element's fraction bits in its top binade
   double element_max;
   double tensor_scale;    // a per-tensor fp32 factor above the block scales (NVFP4), else 1
   double smallest_scale;  // kScaleFormat: the scale format's smallest normal, the least block scale
@@ -39,6 +41,17 @@ template <typename T> QSIM_HD int floor_log2(T v) {
   return (int)select((uint32_t)(exp_field != 0), (uint32_t)((int)exp_field - F::kBias), (uint32_t)subnormal);
 }
 
+// Whether amax, rounded half up to `bits` fraction bits on its own bit pattern, carries into the next
+// power of two (as torchao's EVEN rule adds half a unit and keeps the exponent field; at subnormal
+// maxima, whose scales clamp to E8M0's least, the exponent's count differs, never the clamped scale).
+template <typename T> QSIM_HD uint32_t even_carry(T amax, int bits) {
+  typedef FloatTraits<T> F;
+  typedef typename F::Bits Bits;
+  const Bits fraction = to_bits(amax) & (((Bits)1 << F::kMant) - 1);
+  const Bits half = (Bits)1 << max_int(F::kMant - 1 - bits, 0);
+  return (uint32_t)(bits < F::kMant) & (uint32_t)((fraction + half) >> F::kMant);
+}
+
 // The exponent of the power-of-two scale of a block with largest magnitude amax (an all-zero block
 // takes the smallest). Branch-free (the rule's terms are 0/1 flags), so that a CPU loop over many
 // blocks' maxima vectorises.
@@ -46,6 +59,7 @@ template <typename T> QSIM_HD int scale_exponent(T amax, const BlockParams& b) {
   const int e = floor_log2(amax);
   int E = e - b.element_emax;
   E += (int)((uint32_t)(b.rule == kScaleCeil) & (uint32_t)(amax != pow2<T>(e)));
+  E += (int)((uint32_t)(b.rule == kScaleEven) & even_carry(amax, b.even_bits));
   E += (int)((uint32_t)(b.rule == kScaleRceil) & (uint32_t)((double)amax > b.element_max * (double)pow2<double>(E)));
   E = min_int(max_int(E, b.scale_emin), b.scale_emax);
   return (int)select((uint32_t)(amax > (T)0), (uint32_t)E, (uint32_t)b.scale_emin);

@@ -15,7 +15,7 @@ from qsim.backends.elementwise import kernel_params, params_as_args
 from qsim.formats.block import MX, SCALE_RULES, BlockFloatingPoint
 
 FORMATS = (BlockFloatingPoint, MX)
-_SCALE_FORMAT = 3  # kScaleFormat
+_SCALE_FORMAT = 4  # kScaleFormat (after the SCALE_RULES)
 
 
 @functools.lru_cache(maxsize=256)
@@ -32,6 +32,8 @@ def block_params(fmt) -> _C.BlockParams:
         b.smallest_scale = 2.0 ** fmt.scale.grid().emin
     else:
         b.rule = SCALE_RULES.index(fmt.scale_rule) if isinstance(fmt, MX) else 0
+        grid = fmt.element_grid()  # its quantum in the top binade: 2^(max(emax, emin) - man)
+        b.even_bits = max(0, grid.man - max(0, grid.emin - fmt.element_emax))
         b.scale = b.element
     return b
 
@@ -107,5 +109,5 @@ def tensor_scale(amax: float, fmt: MX, smallest_scale: float) -> float:
 def block_args(b: _C.BlockParams) -> list:
     """BlockParams field by field, as csrc/cuda/block.cu's kernels take them."""
     return [*params_as_args(b.element), *params_as_args(b.scale), ("i32", b.rule), ("i32", b.element_emax),
-            ("i32", b.scale_emin), ("i32", b.scale_emax), ("f64", b.element_max), ("f64", b.tensor_scale),
-            ("f64", b.smallest_scale)]
+            ("i32", b.scale_emin), ("i32", b.scale_emax), ("i32", b.even_bits), ("f64", b.element_max),
+            ("f64", b.tensor_scale), ("f64", b.smallest_scale)]

@@ -16,7 +16,7 @@ from fractions import Fraction
 from qsim.formats.base import Format, check_bool, check_choice, check_int
 from qsim.formats.elementwise import _FIXED_EMIN, FloatingPoint, Grid, GridFormat
 
-SCALE_RULES = ("floor", "ceil", "rceil")
+SCALE_RULES = ("floor", "ceil", "rceil", "even")
 _E8M0 = "e8m0"
 _E8M0_RANGE = (-127, 127)  # E8M0 encodes 2^-127 .. 2^127 (0xFF is NaN)
 _FLOAT32_EXP_RANGE = (-149, 127)
@@ -133,7 +133,10 @@ class MX(BlockFormat):
     scale="e8m0": X = 2^E with E from the block's largest magnitude amax by `scale_rule`:
       "floor"  E = floor(log2 amax) - emax(element) (the OCP rule; the block maximum may clip),
       "ceil"   E = ceil(log2 amax) - emax(element),
-      "rceil"  the smallest E with amax ≤ max(element)·2^E (NVIDIA's rule; never clips);
+      "rceil"  the smallest E with amax ≤ max(element)·2^E (NVIDIA's rule; never clips),
+      "even"   floor's E of amax rounded half up to the element's precision in its top binade
+               (torchao's EVEN: with e2m1 elements amax = 7.5 rounds to 8, so E = 3 - 2 = 1 where
+               floor gives 0);
       E is clamped to E8M0's range [-127, 127]; an all-zero block uses 2^-127.
     scale=<a format>: S = that format's nearest rounding of amax / max(element) / s, raised to the
     format's smallest normal and saturating at its largest, with s = 1, or with tensor_scale=True a
@@ -194,7 +197,7 @@ class MX(BlockFormat):
 
     @classmethod
     def from_spec(cls, spec: str, args: list[str]) -> "MX":
-        """mx<ELEMENT[,block_size][,floor|ceil|rceil][,scale=FORMAT][,tensor_scale][,dim=N]>"""
+        """mx<ELEMENT[,block_size][,floor|ceil|rceil|even][,scale=FORMAT][,tensor_scale][,dim=N]>"""
         block, dim, rest = _block_options(args[1:], spec)
         options = dict(element=args[0], block_size=32 if block is None else block, dim=-1 if dim is None else dim)
         for arg in rest:
