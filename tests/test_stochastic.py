@@ -98,7 +98,7 @@ def test_vector_generator_gives_the_scalar_philox_words(seed):
     """Element i rounds up iff word i % 4 of Philox4x32-10(counter i / 4, key seed) is below its
     fraction (scaled by 2^32), so x_i = w_i and w_i + 1 (in units of 2^-32 of a quantum) pin each
     word the kernels draw to the scalar Philox's, the one the known-answer test checks. 4099
-    elements: eight blocks of 512 and a tail that is not a whole vector of groups."""
+    elements: five blocks of 768 and a tail that is not a whole vector of groups."""
     from qsim import _C
 
     n = 4099

@@ -19,7 +19,7 @@
 namespace qsim {
 namespace {
 
-constexpr int64_t kChunk = 512;      // elements per chunk of random words (a multiple of 4)
+constexpr int64_t kChunk = 768;      // elements per chunk of random words (a multiple of 4)
 constexpr int64_t kSmallBlock = 64;  // blocks up to this length go kChunk / block to a chunk
 constexpr int64_t kSpan = 1 << 14;   // elements per task of a parallel maximum
 
