@@ -249,21 +249,22 @@ def wide_range_inputs(rows: int = 64, seed: int = 5) -> np.ndarray:
     return x.astype(np.float32)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("two_level", [True, False])
-def test_nvfp4_matches_torchao_bit_for_bit(two_level):
+def test_nvfp4_matches_torchao_bit_for_bit(two_level, dtype):
     """torchao's NVFP4Tensor (two-level with per_tensor_amax_to_scale, or block scales alone) against
     nvfp4 and mx<fp4_e2m1,16,scale=fp8_e4m3>, over a wide dynamic range, zero blocks and blocks whose
     scale falls below e4m3's smallest normal."""
     nvfp4_tensor = pytest.importorskip("torchao.prototype.mx_formats.nvfp4_tensor")
-    x = torch.from_numpy(wide_range_inputs())
+    x = torch.from_numpy(wide_range_inputs()).to(dtype)
     if two_level:
         scale = nvfp4_tensor.per_tensor_amax_to_scale(x.abs().max())
-        expected = nvfp4_tensor.NVFP4Tensor.to_nvfp4(x, per_tensor_scale=scale).dequantize(torch.float32)
+        expected = nvfp4_tensor.NVFP4Tensor.to_nvfp4(x, per_tensor_scale=scale).dequantize(dtype)
         got = qsim.quantize(x, "nvfp4")
     else:
-        expected = nvfp4_tensor.NVFP4Tensor.to_nvfp4(x).dequantize(torch.float32)
+        expected = nvfp4_tensor.NVFP4Tensor.to_nvfp4(x).dequantize(dtype)
         got = qsim.quantize(x, "mx<fp4_e2m1,16,scale=fp8_e4m3>")
-    assert torch.equal(got.view(torch.int32), expected.view(torch.int32))
+    assert got.dtype == dtype and torch.equal(got.view(torch.uint8), expected.view(torch.uint8))  # bits, signed zeros too
 
 
 @pytest.mark.parametrize("two_level", [True, False])
