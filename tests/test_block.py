@@ -264,7 +264,8 @@ def test_nvfp4_matches_torchao_bit_for_bit(two_level, dtype):
     else:
         expected = nvfp4_tensor.NVFP4Tensor.to_nvfp4(x).dequantize(dtype)
         got = qsim.quantize(x, "mx<fp4_e2m1,16,scale=fp8_e4m3>")
-    assert got.dtype == dtype and torch.equal(got.view(torch.uint8), expected.view(torch.uint8))  # bits, signed zeros too
+    assert got.dtype == dtype
+    assert torch.equal(got.view(torch.uint8), expected.view(torch.uint8))  # bits: signed zeros too
 
 
 @pytest.mark.parametrize("two_level", [True, False])
