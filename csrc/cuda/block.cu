@@ -40,9 +40,8 @@ __device__ void block_on_thread(const T* in, T* out, long long n, long long inde
   extern "C" __global__ void NAME(const T* in, T* out, long long n, long long rows, long long row_length,   \
                                   long long block, QSIM_GRID_ARGS(e_), QSIM_GRID_ARGS(s_), int rule,         \
                                   int element_emax, int scale_emin, int scale_emax, int even_bits,           \
-                                  double element_max,                                                        \
-                                  double tensor_scale, double smallest_scale, unsigned long long seed,       \
-                                  int rand_shift) {                                                          \
+                                  double element_max, double tensor_scale, double smallest_scale,            \
+                                  unsigned long long seed, int rand_shift) {                                 \
     const qsim::BlockParams b = {QSIM_GRID(e_), QSIM_GRID(s_), rule, element_emax, scale_emin, scale_emax,  \
                                  even_bits, element_max, tensor_scale, smallest_scale};                      \
     const long long per_row = (row_length + block - 1) / block;                                             \
