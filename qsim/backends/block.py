@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import functools
 import math
+import struct
 
-import numpy as np
 import torch
 
 from qsim import _C, cuda
@@ -100,10 +100,21 @@ def tensor_scale(amax: float, fmt: MX, smallest_scale: float) -> float:
     format's range (torchao's `per_tensor_amax_to_scale`). 1 (block scales alone) where that is not
     finite, or so small that the largest reciprocal of a block scale, 1 / factor / smallest_scale,
     overflows float32 (a tensor of zeros, NaN or inf, or of magnitudes below ~2^-110 for NVFP4)."""
-    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-        factor = np.float32(amax / (fmt.element.max * fmt.scale.max))
-        largest_reciprocal = np.float32(1) / factor / np.float32(smallest_scale)
-    return float(factor) if np.isfinite(factor) and np.isfinite(largest_reciprocal) else 1.0
+    factor = _float32(amax / (fmt.element.max * fmt.scale.max))
+    usable = math.isfinite(factor) and factor > 0 and _float32(1 / factor) / smallest_scale <= _FLOAT32_MAX
+    return factor if usable else 1.0
+
+
+_FLOAT32_MAX = struct.unpack("<f", b"\xff\xff\x7f\x7f")[0]
+
+
+def _float32(v: float) -> float:
+    """v rounded to float32 as a cast rounds it, ±inf beyond its range (struct, not numpy: a tenth of
+    the time, which small tensors feel)."""
+    try:
+        return struct.unpack("<f", struct.pack("<f", v))[0]
+    except OverflowError:
+        return math.copysign(math.inf, v)
 
 
 def block_args(b: _C.BlockParams) -> list:

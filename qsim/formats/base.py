@@ -18,7 +18,7 @@ class Format:
         """Storage bits per element (block formats add their amortised shared scale)."""
         raise NotImplementedError
 
-    @property
+    @functools.cached_property
     def spec(self) -> str:
         """The inline spec that `qsim.formats.parse` turns back into this value."""
         raise NotImplementedError
@@ -28,7 +28,7 @@ class Format:
         """The format of an inline spec "KIND<args>" (args already split on commas)."""
         raise NotImplementedError
 
-    @property
+    @functools.cached_property
     def name(self) -> str:
         """The registered name of this format if it has one, else its inline spec."""
         from qsim.formats.registry import names_by_format

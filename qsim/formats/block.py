@@ -8,6 +8,7 @@ same rule for BFP, whose shared exponent would be meaningless)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -93,7 +94,7 @@ class BlockFloatingPoint(BlockFormat):
     def bits_per_element(self) -> float:
         return self.wl + (8 / self.block_size if self.block_size else 0.0)
 
-    @property
+    @functools.cached_property
     def spec(self) -> str:
         parts = [str(self.wl)] + ([str(self.block_size)] if self.block_size else [])
         return f"bfp<{','.join(parts + ([f'dim={self.dim}'] if self.dim is not None else []))}>"
@@ -182,7 +183,7 @@ class MX(BlockFormat):
         scale_bits = 8 if self.scale == _E8M0 else self.scale.bits_per_element
         return self.element.bits_per_element + scale_bits / self.block_size
 
-    @property
+    @functools.cached_property
     def spec(self) -> str:
         parts = [self.element.name, str(self.block_size)]
         if self.scale != _E8M0:

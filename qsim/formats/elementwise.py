@@ -6,6 +6,7 @@ only through `grid()`, the plain description of the set of values (see csrc/qsim
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -125,7 +126,7 @@ class FixedPoint(GridFormat):
     def bits_per_element(self) -> float:
         return float(self.wl)
 
-    @property
+    @functools.cached_property
     def spec(self) -> str:
         options = ("" if self.signed else ",unsigned") + ("" if self.overflow == "saturate" else f",{self.overflow}")
         return f"fixed<{self.wl},{self.fl}{options}>"
@@ -218,7 +219,7 @@ class FloatingPoint(GridFormat):
     def bits_per_element(self) -> float:
         return float(1 + self.exp + self.man)
 
-    @property
+    @functools.cached_property
     def spec(self) -> str:
         options = "" if self.special == "ieee" else f",{self.special}"
         if self.overflow != ("inf" if self.special == "ieee" else "saturate"):

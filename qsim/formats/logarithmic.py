@@ -142,7 +142,7 @@ class Logarithmic(Format):
     def bits_per_element(self) -> float:
         return float(self.code_bits + self.signed)
 
-    @property
+    @functools.cached_property
     def spec(self) -> str:
         options = ("" if self.signed else ",unsigned") + ("" if self.midpoint == "log" else f",{self.midpoint}")
         return f"lns<{self.int_bits},{self.frac_bits}{options}>"

@@ -8,6 +8,7 @@ an independent decoder of bit patterns that the tests and `values()` use.
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -66,7 +67,7 @@ class Posit(Format):
     def bits_per_element(self) -> float:
         return float(self.nbits)
 
-    @property
+    @functools.cached_property
     def spec(self) -> str:
         return f"posit<{self.nbits},{self.es}>"
 
