@@ -70,7 +70,7 @@ def quantize(x: torch.Tensor, out: torch.Tensor, fmt, rounding: int, seed: int, 
         result = torch.empty_like(source)
     params = block_params(fmt)
     if isinstance(fmt, MX) and fmt.tensor_scale:
-        params = _with_tensor_scale(params, fmt, source)
+        params = _with_tensor_scale(params, source)
     if x.is_cuda:
         per_row = (row_length + block - 1) // block
         cuda.launch("cuda/block.cu", cuda.kernel_name("quantize_blocks", rounding, x.dtype), source, result,
@@ -83,7 +83,7 @@ def quantize(x: torch.Tensor, out: torch.Tensor, fmt, rounding: int, seed: int, 
         out.copy_(result.movedim(moved_to, moved_dim))
 
 
-def _with_tensor_scale(params: _C.BlockParams, fmt: MX, x: torch.Tensor) -> _C.BlockParams:
+def _with_tensor_scale(params: _C.BlockParams, x: torch.Tensor) -> _C.BlockParams:
     """NVFP4's per-tensor factor, from the tensor's largest magnitude: the CPU's one-read maximum
     (csrc/cpu/block.cpp) or torch's reduction on the GPU, NaN where the tensor holds a NaN."""
     if x.is_cuda:
@@ -91,17 +91,17 @@ def _with_tensor_scale(params: _C.BlockParams, fmt: MX, x: torch.Tensor) -> _C.B
     else:
         amax = (_C.max_magnitude_f32 if x.dtype == torch.float32 else _C.max_magnitude_f64)(x.data_ptr(), x.numel())
     scaled = _C.BlockParams(params)
-    scaled.tensor_scale = tensor_scale(amax, fmt, params.smallest_scale)
+    scaled.tensor_scale = tensor_scale(amax, params)
     return scaled
 
 
-def tensor_scale(amax: float, fmt: MX, smallest_scale: float) -> float:
+def tensor_scale(amax: float, params: _C.BlockParams) -> float:
     """The fp32 rounding of amax / (max(element) · max(scale)), so that block scales span the scale
     format's range (torchao's `per_tensor_amax_to_scale`). 1 (block scales alone) where that is not
-    finite, or so small that the largest reciprocal of a block scale, 1 / factor / smallest_scale,
+    finite, or so small that the largest reciprocal of a block scale, 1 / factor / smallest scale,
     overflows float32 (a tensor of zeros, NaN or inf, or of magnitudes below ~2^-110 for NVFP4)."""
-    factor = _float32(amax / (fmt.element.max * fmt.scale.max))
-    usable = math.isfinite(factor) and factor > 0 and _float32(1 / factor) / smallest_scale <= _FLOAT32_MAX
+    factor = _float32(amax / (params.element_max * params.scale.max_pos_d))
+    usable = math.isfinite(factor) and factor > 0 and _float32(1 / factor) / params.smallest_scale <= _FLOAT32_MAX
     return factor if usable else 1.0
 
 
