@@ -1,5 +1,5 @@
-"""The CPU block kernels' FPU short paths (every mode but nearest-even on each block's shifted grid, and
-every mode on NVFP4's divided elements) give the bits of the generic integer path, which the
+"""The CPU block kernels' FPU short paths (every mode on each block's shifted grid, and every mode on
+NVFP4's scaled elements) give the bits of the generic integer path, which the
 kernels take instead where the floating-point environment is not the default one (rounding downward,
 subnormals flushed). Inputs: blocks spread over the whole exponent range, blocks whose maximum is
 subnormal, all-zero blocks of either sign, blocks holding NaN or ±inf, tiny elements beside large ones,

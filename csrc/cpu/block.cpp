@@ -106,18 +106,19 @@ template <typename T> QuantParams block_grid(QuantParams g, int emin, T limit_po
   return g;
 }
 
-// TruncatingShortPath's constants that differ between blocks of power-of-two scales: those of the element
-// grid `g` with its smallest normal exponent moved to emin and its limits to limit_pos/neg (so ql moves
-// with emin), as TruncatingShortPath(block_grid(g, emin, limit_pos, limit_neg)) computes them, field by
-// field, branch-free so that a loop over blocks vectorises; `applies` is truncating_applies for that grid
-// and `mode`, and also requires -ql ≤ kBias, where TruncatingShortPath's second scale factor is 2^0 = 1
-// (its multiply then changes no bit), so that one factor is kept here.
+// The constants of TruncatingShortPath (and, for nearest-even, of NearestEvenShortPath) that differ
+// between blocks of power-of-two scales: those of the element grid `g` with its smallest normal exponent
+// moved to emin and its limits to limit_pos/neg (so ql moves with emin), as the short path built on
+// block_grid(g, emin, limit_pos, limit_neg) computes them, field by field, branch-free so that a loop over
+// blocks vectorises. `applies` is nearest_even_applies for that grid (kNearest), or truncating_applies for
+// it and `mode` and also -ql ≤ kBias, where TruncatingShortPath's second scale factor is 2^0 = 1 (its
+// multiply then changes no bit), so that one factor is kept here.
 template <typename T>
 struct ShiftedShortGrid {
   typedef FloatTraits<T> F;
   typedef typename F::Bits Bits;
   Bits low_end, limit_pos, limit_neg, over_pos, over_neg;
-  T scale, quantum;  // 2^-ql and 2^ql
+  T scale, quantum, magic;  // 2^-ql, 2^ql and 2^(ql + kMant)
   uint32_t applies;
 
   ShiftedShortGrid() = default;
@@ -127,11 +128,15 @@ struct ShiftedShortGrid {
     const int sub = (int)(g.subnormals != 0);
     const int ql = emin - (g.man & -sub);  // nearest_low_quantum
     const int magic_exp = ql + F::kMant;
-    applies = (uint32_t)(g.overflow != kWrap && g.man >= 0) & (uint32_t)(emin >= 1 - F::kBias - sub) &
-              (uint32_t)(magic_exp >= 1 - F::kBias) & (uint32_t)(magic_exp <= F::kBias) & (uint32_t)(ql <= 0) &
-              (uint32_t)(ql >= -F::kBias) & ((uint32_t)(mode == kStochastic) | (uint32_t)(g.overflow == kSaturate));
+    const uint32_t nearest_even = (uint32_t)(g.overflow != kWrap && g.man >= 0) &
+                                  (uint32_t)(emin >= 1 - F::kBias - sub) & (uint32_t)(magic_exp >= 1 - F::kBias) &
+                                  (uint32_t)(magic_exp <= F::kBias);
+    const uint32_t truncating = (uint32_t)(ql <= 0) & (uint32_t)(ql >= -F::kBias) &
+                                ((uint32_t)(mode == kStochastic) | (uint32_t)(g.overflow == kSaturate));
+    applies = nearest_even & ((uint32_t)(mode == kNearest) | truncating);
     const Bits inf_exp = to_bits(infinity<T>()) >> F::kMant;
     const Bits magic_bits = (Bits)(magic_exp + F::kBias) << F::kMant;  // 2^magic_exp, a normal T where applies
+    magic = from_bits<T>(magic_bits);
     const Bits normal_floor = (Bits)min_int(max_int(emin + F::kBias, 1), (int)inf_exp) << F::kMant;
     low_end = magic_bits < normal_floor ? magic_bits : normal_floor;
     scale = from_bits<T>((Bits)(F::kBias - ql) << F::kMant);  // pow2(-ql) for 0 ≤ -ql ≤ kBias
@@ -148,19 +153,19 @@ struct ShiftedShortGrid {
 template <typename T, int64_t N>
 struct ShiftedShortGrids {
   Bits<T> low_end[N], limit_pos[N], limit_neg[N], over_pos[N], over_neg[N];
-  T scale[N], quantum[N];
+  T scale[N], quantum[N], magic[N];
   uint32_t applies[N];
 
   void set(int64_t j, const ShiftedShortGrid<T>& s) {
     low_end[j] = s.low_end, limit_pos[j] = s.limit_pos, limit_neg[j] = s.limit_neg;
     over_pos[j] = s.over_pos, over_neg[j] = s.over_neg, scale[j] = s.scale, quantum[j] = s.quantum;
-    applies[j] = s.applies;
+    magic[j] = s.magic, applies[j] = s.applies;
   }
   ShiftedShortGrid<T> get(int64_t j) const {
     ShiftedShortGrid<T> s;
     s.low_end = low_end[j], s.limit_pos = limit_pos[j], s.limit_neg = limit_neg[j];
     s.over_pos = over_pos[j], s.over_neg = over_neg[j], s.scale = scale[j], s.quantum = quantum[j];
-    s.applies = applies[j];
+    s.magic = magic[j], s.applies = applies[j];
     return s;
   }
 };
@@ -175,6 +180,10 @@ void chunk_elements(const T* x, T* y, int64_t count, int64_t index, const BlockS
   const QuantParams grid = loop_grid<SAT>(s.grid);  // a copy: stores to y cannot alias it
   if (s.nan) {
     for (int64_t i = 0; i < count; ++i) y[i] = quiet_nan<T>();
+  } else if (MODE == kNearest && fpu && !s.by_format && nearest_even_applies<T>(s.grid)) {
+    const NearestEvenShortPath<T> nearest(s.grid);
+#pragma omp simd
+    for (int64_t i = 0; i < count; ++i) y[i] = nearest(x[i]);  // (rounding.h)
   } else if (MODE == kStochastic && fpu && !s.by_format && stochastic_applies<T>(s.grid)) {
     const QuantParams exact = s.grid;  // (not loop_grid's: with its constants GCC does not vectorise this loop)
 #pragma omp simd
@@ -269,7 +278,7 @@ void block_chunk(const T* in, T* out, int64_t k0, int64_t k1, int64_t per_row, i
   uint32_t nan[kChunk];
   T limit_pos[kChunk], limit_neg[kChunk], scale[kChunk], reciprocal[kChunk];
   int32_t emin[kChunk];
-  ShiftedShortGrids<T, MODE != kNearest && !BY_FORMAT ? kChunk : 1> short_grids;
+  ShiftedShortGrids<T, !BY_FORMAT ? kChunk : 1> short_grids;
 #pragma omp simd
   for (int64_t j = 0; j < blocks; ++j) nan[j] = is_finite_bits<T>(amax[j]) ^ 1u;
   if (BY_FORMAT) {
@@ -298,7 +307,7 @@ void block_chunk(const T* in, T* out, int64_t k0, int64_t k1, int64_t per_row, i
       limit_pos[j] = shifted_limit<T>(grid.max_pos_d, E);
       limit_neg[j] = shifted_limit<T>(grid.max_neg_d, E);
     }
-    if (MODE != kNearest && fpu) {
+    if (fpu) {
       const QuantParams g = element_grid;
 #pragma omp simd
       for (int64_t j = 0; j < blocks; ++j)
@@ -344,9 +353,11 @@ void block_chunk(const T* in, T* out, int64_t k0, int64_t k1, int64_t per_row, i
   // it, else through quantize_on_grid. Same bits: quantize_on_grid(v, grid, emin, limit_pos, limit_neg) is
   // quantize_value(v, grid_of(block)), which quantize_stochastic and quantize_nearest_even equal where
   // truncating_applies / nearest_even_applies hold for that grid (rounding.h); BY_FORMAT scales v alike on
-  // both paths. For power-of-two scales, TruncatingShortPath::round takes the block's ShiftedShortGrid in
-  // place of the fields of TruncatingShortPath(grid_of(block)) that differ from the element grid's.
+  // both paths. For power-of-two scales, TruncatingShortPath::round and NearestEvenShortPath::round take the
+  // block's ShiftedShortGrid in place of the fields of the short path of grid_of(block) that differ from the
+  // element grid's.
   const TruncatingShortPath<T> path(element_grid);
+  const NearestEvenShortPath<T> nearest(element_grid);
   auto round_group = [&](int64_t j, int64_t i0, int64_t length, auto unroll) QSIM_INLINE_LAMBDA {
     constexpr int U = decltype(unroll)::value;
     if constexpr (MODE != kNearest && BY_FORMAT) {
@@ -355,23 +366,29 @@ void block_chunk(const T* in, T* out, int64_t k0, int64_t k1, int64_t per_row, i
           return path.template operator()<MODE>(v, w, rand_shift);
         });
     }
-    if constexpr (MODE != kNearest && !BY_FORMAT) {
+    if constexpr (!BY_FORMAT) {
       uint32_t applies = (uint32_t)fpu;
       for (int u = 0; u < U; ++u) applies &= short_grids.applies[j + u];
       if (applies) {
         ShiftedShortGrid<T> sg[U];
         for (int u = 0; u < U; ++u) sg[u] = short_grids.get(j + u);
-        return round_blocks(j, i0, length, unroll, [path, sg, rand_shift](int u, T v, uint32_t w) QSIM_INLINE_LAMBDA {
-          const ShiftedShortGrid<T>& b = sg[u];
-          return path.template round<MODE>(v, w, rand_shift, b.low_end, b.scale, (T)1, b.quantum, b.limit_pos,
-                                            b.limit_neg, b.over_pos, b.over_neg);
-        });
+        if constexpr (MODE == kNearest)
+          return round_blocks(j, i0, length, unroll, [nearest, sg](int u, T v, uint32_t) QSIM_INLINE_LAMBDA {
+            const ShiftedShortGrid<T>& b = sg[u];
+            return nearest.round(v, b.magic, b.low_end, b.limit_pos, b.limit_neg, b.over_pos, b.over_neg);
+          });
+        else
+          return round_blocks(j, i0, length, unroll, [path, sg, rand_shift](int u, T v, uint32_t w) QSIM_INLINE_LAMBDA {
+            const ShiftedShortGrid<T>& b = sg[u];
+            return path.template round<MODE>(v, w, rand_shift, b.low_end, b.scale, (T)1, b.quantum, b.limit_pos,
+                                              b.limit_neg, b.over_pos, b.over_neg);
+          });
       }
     }
     if constexpr (MODE == kNearest && BY_FORMAT) {
       if (fpu && nearest_even_applies<T>(element_grid))
-        return round_blocks(j, i0, length, unroll, [element_grid](int, T v, uint32_t) QSIM_INLINE_LAMBDA {
-          return quantize_nearest_even<T>(v, element_grid);
+        return round_blocks(j, i0, length, unroll, [nearest](int, T v, uint32_t) QSIM_INLINE_LAMBDA {
+          return nearest(v);
         });
     }
     T lp[U], ln[U];

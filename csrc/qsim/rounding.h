@@ -362,21 +362,40 @@ struct ShortPathGrid {
   }
 };
 
+// The grid's constants of quantize_nearest_even (hoisted out of loops, or built once per block where a
+// block's power-of-two scale shifts the grid) and its per-element steps.
 template <typename T>
-QSIM_HD T quantize_nearest_even(T x, const QuantParams& p) {
+struct NearestEvenShortPath {
   typedef FloatTraits<T> F;
   typedef typename F::Bits Bits;
-  const ShortPathGrid<T> g(p);
-  const T magic = from_bits<T>(g.magic_bits);
-  const Bits kept_lsb = (Bits)(g.k > 0);  // no rounding bit to look at when nothing is dropped
+  ShortPathGrid<T> g;
+  T magic;
+  Bits kept_lsb;  // no rounding bit to look at when nothing is dropped
 
-  const Bits bits = to_bits(x);
-  const Bits sign = bits & g.sign_mask, mag = bits & ~g.sign_mask;
-  const T a = from_bits<T>(mag);
-  const Bits below = to_bits((a + magic) - magic);
-  const Bits odd = ((mag | ((Bits)1 << F::kMant)) >> g.k) & kept_lsb;
-  const Bits above = (mag + (g.dropped >> 1) + odd) & ~g.dropped;
-  return g.finish(sign, mag, mag < g.low_end ? below : above);
+  QSIM_HD explicit NearestEvenShortPath(const QuantParams& p)
+      : g(p), magic(from_bits<T>(g.magic_bits)), kept_lsb((Bits)(g.k > 0)) {}
+
+  QSIM_HD T operator()(T x) const {
+    return round(x, magic, g.low_end, g.limit_pos, g.limit_neg, g.over_pos, g.over_neg);
+  }
+
+  // The same on a grid that differs from g's in ql (so the magic number 2^(ql + kMant) and low_end) and in
+  // the limits only: a block's grid shifted by its power-of-two scale, whose constants the caller gives
+  // (cpu/block.cpp).
+  QSIM_HD T round(T x, T magic_number, Bits low_end, Bits limit_p, Bits limit_n, Bits over_p, Bits over_n) const {
+    const Bits bits = to_bits(x);
+    const Bits sign = bits & g.sign_mask, mag = bits & ~g.sign_mask;
+    const T a = from_bits<T>(mag);
+    const Bits below = to_bits((a + magic_number) - magic_number);
+    const Bits odd = ((mag | ((Bits)1 << F::kMant)) >> g.k) & kept_lsb;
+    const Bits above = (mag + (g.dropped >> 1) + odd) & ~g.dropped;
+    return g.finish(sign, mag, mag < low_end ? below : above, limit_p, limit_n, over_p, over_n);
+  }
+};
+
+template <typename T>
+QSIM_HD T quantize_nearest_even(T x, const QuantParams& p) {
+  return NearestEvenShortPath<T>(p)(x);
 }
 
 // ---- Stochastic rounding: a short path as well -----------------------------------------------------
