@@ -9,9 +9,6 @@
 #include "cpu/block.h"
 
 #include <omp.h>
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 
 #include <stdexcept>
 #include <type_traits>
@@ -22,7 +19,7 @@
 namespace qsim {
 namespace {
 
-constexpr int64_t kChunk = 1024;     // elements per chunk of random words: 32 MX or 64 NVFP4 blocks, whole sixteens
+constexpr int64_t kChunk = 768;      // elements per chunk of random words (a multiple of 4)
 constexpr int64_t kSmallBlock = 64;  // blocks up to this length go kChunk / block to a chunk
 constexpr int64_t kSpan = 1 << 14;   // elements per task of a parallel maximum
 
@@ -59,43 +56,6 @@ template <typename T> Bits<T> max_magnitude_bits_parallel(const T* x, int64_t n)
     m = a > m ? a : m;
   }
   return m;
-}
-
-// The maxima of `blocks` consecutive blocks of BLOCK elements from x (max_magnitude_bits of each) into
-// amax. With AVX-512, float blocks of 16 or 32 go sixteen at a time: each block's vector of lane maxima,
-// then a transpose by max-reductions (pairs of blocks share a vector after one step, four after two; the
-// lanes end in the order 0, 4, 8, 12, 1, ...), about six operations a block where reducing each block's
-// vector alone takes a chain of eleven.
-template <typename T, int BLOCK> void block_maxima(const T* x, int64_t blocks, Bits<T>* amax) {
-  int64_t j = 0;
-#if defined(__AVX512F__)
-  if constexpr (std::is_same<T, float>::value && (BLOCK == 16 || BLOCK == 32)) {
-    const __m512i magnitude = _mm512_set1_epi32(0x7FFFFFFF);
-    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-    for (; j + 16 <= blocks; j += 16) {
-      __m512i v[16];
-      for (int b = 0; b < 16; ++b) {
-        const float* xb = x + (j + b) * BLOCK;
-        v[b] = _mm512_and_si512(_mm512_loadu_si512(xb), magnitude);
-        if (BLOCK == 32) v[b] = _mm512_max_epu32(v[b], _mm512_and_si512(_mm512_loadu_si512(xb + 16), magnitude));
-      }
-      for (int b = 0; b < 8; ++b)  // 128-bit lanes 0-1: block 2b's maxima of lane pairs, 2-3: block 2b+1's
-        v[b] = _mm512_max_epu32(_mm512_shuffle_i32x4(v[2 * b], v[2 * b + 1], 0x44),
-                                _mm512_shuffle_i32x4(v[2 * b], v[2 * b + 1], 0xEE));
-      for (int b = 0; b < 4; ++b)  // 128-bit lane l: block 4b + l's four partial maxima
-        v[b] = _mm512_max_epu32(_mm512_shuffle_i32x4(v[2 * b], v[2 * b + 1], 0x88),
-                                _mm512_shuffle_i32x4(v[2 * b], v[2 * b + 1], 0xDD));
-      for (int b = 0; b < 2; ++b)  // lane l: blocks 8b + l and 8b + l + 4, two partial maxima each
-        v[b] = _mm512_max_epu32(_mm512_unpacklo_epi64(v[2 * b], v[2 * b + 1]),
-                                _mm512_unpackhi_epi64(v[2 * b], v[2 * b + 1]));
-      const __m512 t0 = _mm512_castsi512_ps(v[0]), t1 = _mm512_castsi512_ps(v[1]);
-      const __m512i maxima = _mm512_max_epu32(_mm512_castps_si512(_mm512_shuffle_ps(t0, t1, _MM_SHUFFLE(2, 0, 2, 0))),
-                                              _mm512_castps_si512(_mm512_shuffle_ps(t0, t1, _MM_SHUFFLE(3, 1, 3, 1))));
-      _mm512_storeu_si512(amax + j, _mm512_permutexvar_epi32(order, maxima));
-    }
-  }
-#endif
-  for (; j < blocks; ++j) amax[j] = max_magnitude_bits(x + j * BLOCK, BLOCK);
 }
 
 template <typename T> uint32_t is_finite_bits(Bits<T> magnitude) {
@@ -307,11 +267,9 @@ void block_chunk(const T* in, T* out, int64_t k0, int64_t k1, int64_t per_row, i
   T* y = out + first;
 
   Bits<T> amax[kChunk];
-  if constexpr (BLOCK > 0) {
-    block_maxima<T, BLOCK>(x, blocks, amax);
-  } else {
-    for (int64_t j = 0; j < blocks; ++j) amax[j] = max_magnitude_bits(x + begin[j], begin[j + 1] - begin[j]);
-  }
+  for (int64_t j = 0; j < blocks; ++j)
+    amax[j] = BLOCK > 0 ? max_magnitude_bits(x + j * BLOCK, BLOCK)
+                        : max_magnitude_bits(x + begin[j], begin[j + 1] - begin[j]);
 
   uint32_t words[kWordRoom];
   const uint32_t* w = MODE == kStochastic ? draw_words(seed, first, count, words) : words;
