@@ -51,6 +51,24 @@ PYBIND11_MODULE(_C, m) {
       },
       py::arg("in_ptr"), py::arg("out_ptr"), py::arg("n"), py::arg("params"), py::arg("rounding"), py::arg("seed"),
       py::arg("rand_bits"));
+  m.def(
+      "quantize_bf16",
+      [](uintptr_t in, uintptr_t out, int64_t n, const QuantParams& p, int rounding, uint64_t seed, int rand_bits) {
+        py::gil_scoped_release release;
+        qsim::quantize_cpu_bf16(reinterpret_cast<const uint16_t*>(in), reinterpret_cast<uint16_t*>(out), n, p, rounding,
+                                seed, rand_bits);
+      },
+      py::arg("in_ptr"), py::arg("out_ptr"), py::arg("n"), py::arg("params"), py::arg("rounding"), py::arg("seed"),
+      py::arg("rand_bits"));
+  m.def(
+      "quantize_f16",
+      [](uintptr_t in, uintptr_t out, int64_t n, const QuantParams& p, int rounding, uint64_t seed, int rand_bits) {
+        py::gil_scoped_release release;
+        qsim::quantize_cpu_f16(reinterpret_cast<const uint16_t*>(in), reinterpret_cast<uint16_t*>(out), n, p, rounding,
+                               seed, rand_bits);
+      },
+      py::arg("in_ptr"), py::arg("out_ptr"), py::arg("n"), py::arg("params"), py::arg("rounding"), py::arg("seed"),
+      py::arg("rand_bits"));
   // Block formats (qsim/block.h).
   py::class_<qsim::BlockParams>(m, "BlockParams")
       .def(py::init<>())

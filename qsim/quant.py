@@ -6,7 +6,8 @@ d quantize(x) / dx = 1, the estimator QPyTorch and the low-precision training li
 The kernels are chosen by format family (qsim/backends/): CPU tensors go to qsim._C (OpenMP), CUDA
 tensors to the same rounding headers compiled for the GPU (qsim/cuda.py). float16 and bfloat16 tensors
 are rounded in float32 (which holds them exactly) and converted back with round-to-nearest-even, so a
-format finer than the tensor's dtype is rounded twice.
+format finer than the tensor's dtype is rounded twice; the CPU elementwise kernels do this as they load
+and store, in one pass, and the other kernels on a float32 copy.
 Eager calls skip the torch.library dispatcher, which costs tens of microseconds a call (layer hooks and
 optimizers make thousands): a small autograd Function gives the same straight-through gradient.
 """
@@ -31,20 +32,17 @@ def _format_from_spec(spec: str) -> Format:
     return formats.get(spec)
 
 
-def _run_kernel(x: torch.Tensor, out: torch.Tensor, spec: str, rounding: int, seed: int, rand_bits: int) -> None:
-    """out[...] = q(x[...]); both contiguous, same dtype (float32 or float64) and device."""
-    backends.quantize(x, out, _format_from_spec(spec), rounding, seed, rand_bits)
-
-
 def _quantize_into(x: torch.Tensor, out: torch.Tensor, spec: str, rounding: int, seed: int, rand_bits: int) -> None:
-    """Writes q(x) into `out` (any strides), working in float32/float64 as the kernels need."""
+    """Writes q(x) into `out` (any strides), in x's dtype where the format's kernel takes it, else in
+    float32 (float16/bfloat16 on other kernels)."""
     if x.numel() == 0:
         return
-    work_dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+    fmt = _format_from_spec(spec)
+    work_dtype = x.dtype if x.dtype in backends.dtypes(fmt, x.device) else torch.float32
     source = x if x.dtype == work_dtype and x.is_contiguous() else x.contiguous().to(work_dtype)
     direct = out.dtype == work_dtype and out.is_contiguous()
     target = out if direct else torch.empty_like(source)
-    _run_kernel(source, target, spec, rounding, seed, rand_bits)
+    backends.quantize(source, target, fmt, rounding, seed, rand_bits)
     if not direct:
         out.copy_(target)
 

@@ -1,7 +1,8 @@
 // cpu/loops.h: the one OpenMP loop of every elementwise format: one pass over contiguous memory,
-// out[i] = element(mode, in[i], random word of i). Stochastic rounding takes word i % 4 of
-// random_words(seed, i / 4), drawn per block of elements first so both loops vectorise: results depend
-// on the seed only, not on the thread count.
+// out[i] = element(mode, in[i], random word of i), each element loaded into and stored from its compute
+// type by Storage (cpu/storage.h). Stochastic rounding takes word i % 4 of random_words(seed, i / 4),
+// drawn per block of elements first so both loops vectorise: results depend on the seed only, not on
+// the thread count.
 #pragma once
 #include <cfenv>
 #include <limits>
@@ -9,6 +10,7 @@
 #include <type_traits>
 
 #include "cpu/random.h"
+#include "cpu/storage.h"
 
 namespace qsim {
 
@@ -33,8 +35,8 @@ inline bool default_float_environment() {
 // The stochastic loop: blocks of kBlock elements, each block's random words drawn first. rand_shift is
 // an int, or std::integral_constant<int, 0> when all 32 bits are used (the default), which folds the
 // shifts of the words and fractions away.
-template <int MODE, typename T, typename Element, typename Shift>
-void stochastic_loop(const T* in, T* out, int64_t n, uint64_t seed, Shift rand_shift, const Element& element) {
+template <int MODE, typename S, typename Element, typename Shift>
+void stochastic_loop(const S* in, S* out, int64_t n, uint64_t seed, Shift rand_shift, const Element& element) {
   const std::integral_constant<int, MODE> mode;
   const int64_t blocks = (n + kBlock - 1) / kBlock;
 #pragma omp parallel for schedule(static) if (n > kParallelThreshold)
@@ -45,14 +47,15 @@ void stochastic_loop(const T* in, T* out, int64_t n, uint64_t seed, Shift rand_s
     random_words_run(seed, (uint64_t)first_group, kBlock / 4, words);
     const int64_t start = b * kBlock, count = n - start < kBlock ? n - start : kBlock;
 #pragma omp simd
-    for (int64_t i = 0; i < count; ++i) out[start + i] = local(mode, in[start + i], words[i], rand_shift);
+    for (int64_t i = 0; i < count; ++i)
+      out[start + i] = Storage<S>::store(local(mode, Storage<S>::load(in[start + i]), words[i], rand_shift));
   }
 }
 
 // out[i] = element(MODE, in[i], random word of i); `element` is a generic lambda taking the mode as a
 // std::integral_constant, so each mode compiles to its own loop.
-template <int MODE, typename T, typename Element>
-void round_loop(const T* in, T* out, int64_t n, uint64_t seed, int rand_bits, const Element& element) {
+template <int MODE, typename S, typename Element>
+void round_loop(const S* in, S* out, int64_t n, uint64_t seed, int rand_bits, const Element& element) {
   const std::integral_constant<int, MODE> mode;
   const int rand_shift = 32 - rand_bits;
   if constexpr (MODE == kStochastic) {
@@ -69,12 +72,12 @@ void round_loop(const T* in, T* out, int64_t n, uint64_t seed, int rand_bits, co
       {
         const Element local = element;
 #pragma omp for simd schedule(static)
-        for (int64_t i = 0; i < n; ++i) out[i] = local(mode, in[i], 0u, rand_shift);
+        for (int64_t i = 0; i < n; ++i) out[i] = Storage<S>::store(local(mode, Storage<S>::load(in[i]), 0u, rand_shift));
       }
     } else {
       const Element local = element;
 #pragma omp simd
-      for (int64_t i = 0; i < n; ++i) out[i] = local(mode, in[i], 0u, rand_shift);
+      for (int64_t i = 0; i < n; ++i) out[i] = Storage<S>::store(local(mode, Storage<S>::load(in[i]), 0u, rand_shift));
     }
   }
 }
@@ -96,8 +99,8 @@ void with_mode(int rounding, F f) {
 }
 
 // Runs round_loop with the rounding mode as a compile-time constant.
-template <typename T, typename Element>
-void dispatch_mode(int rounding, const T* in, T* out, int64_t n, uint64_t seed, int rand_bits, const Element& element) {
+template <typename S, typename Element>
+void dispatch_mode(int rounding, const S* in, S* out, int64_t n, uint64_t seed, int rand_bits, const Element& element) {
   with_mode(rounding, [&](auto mode) { round_loop<decltype(mode)::value>(in, out, n, seed, rand_bits, element); });
 }
 

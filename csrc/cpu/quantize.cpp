@@ -1,5 +1,6 @@
 // cpu/quantize.cpp: fixed point and floating point on the CPU: the loop of cpu/loops.h around the
-// element arithmetic of qsim/rounding.h.
+// element arithmetic of qsim/rounding.h, for float32/float64 tensors and, rounded in float32 as they
+// load, bfloat16/float16 ones.
 #include "cpu/quantize.h"
 
 #include "cpu/loops.h"
@@ -8,8 +9,9 @@
 namespace qsim {
 namespace {
 
-template <typename T>
-void quantize_cpu(const T* in, T* out, int64_t n, const QuantParams& p, int rounding, uint64_t seed, int rand_bits) {
+template <typename S>
+void quantize_cpu(const S* in, S* out, int64_t n, const QuantParams& p, int rounding, uint64_t seed, int rand_bits) {
+  typedef typename Storage<S>::Compute T;
   // The wrap-around, nearest-even and stochastic paths are chosen once per call, so no loop branches.
   if (p.overflow == kWrap) {
     dispatch_mode(rounding, in, out, n, seed, rand_bits, [p](auto mode, T x, uint32_t rand, int rand_shift) {
@@ -36,6 +38,16 @@ void quantize_cpu_f32(const float* in, float* out, int64_t n, const QuantParams&
 
 void quantize_cpu_f64(const double* in, double* out, int64_t n, const QuantParams& p, int rounding, uint64_t seed, int rand_bits) {
   quantize_cpu(in, out, n, p, rounding, seed, rand_bits);
+}
+
+void quantize_cpu_bf16(const uint16_t* in, uint16_t* out, int64_t n, const QuantParams& p, int rounding, uint64_t seed,
+                       int rand_bits) {
+  quantize_cpu(reinterpret_cast<const BFloat16*>(in), reinterpret_cast<BFloat16*>(out), n, p, rounding, seed, rand_bits);
+}
+
+void quantize_cpu_f16(const uint16_t* in, uint16_t* out, int64_t n, const QuantParams& p, int rounding, uint64_t seed,
+                      int rand_bits) {
+  quantize_cpu(reinterpret_cast<const Float16*>(in), reinterpret_cast<Float16*>(out), n, p, rounding, seed, rand_bits);
 }
 
 }  // namespace qsim

@@ -5,4 +5,9 @@
 namespace qsim {
 void quantize_cpu_f32(const float* in, float* out, int64_t n, const QuantParams& p, int rounding, uint64_t seed, int rand_bits);
 void quantize_cpu_f64(const double* in, double* out, int64_t n, const QuantParams& p, int rounding, uint64_t seed, int rand_bits);
+// bfloat16 / float16 tensors (their bit patterns), rounded in float32 and stored back nearest-even.
+void quantize_cpu_bf16(const uint16_t* in, uint16_t* out, int64_t n, const QuantParams& p, int rounding, uint64_t seed,
+                       int rand_bits);
+void quantize_cpu_f16(const uint16_t* in, uint16_t* out, int64_t n, const QuantParams& p, int rounding, uint64_t seed,
+                      int rand_bits);
 }  // namespace qsim

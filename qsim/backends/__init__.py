@@ -1,12 +1,17 @@
 """Kernel back ends, one module per format family. Each module exposes FORMATS (the Format types it
 serves) and quantize(x, out, fmt, rounding, seed, rand_bits), which writes the rounding of x into out:
-both contiguous tensors of the same shape, dtype (float32 or float64) and device (CPU or CUDA).
-Random bits for element i (row-major index) depend only on (seed, i), whichever device runs it."""
+both contiguous tensors of the same shape, dtype (float32, float64, or one of the module's
+HALF_DTYPES on the CPU) and device (CPU or CUDA). Random bits for element i (row-major index) depend
+only on (seed, i), whichever device runs it."""
 from __future__ import annotations
 
 import functools
 
+import torch
+
 from qsim.formats import Format
+
+_FLOATS = (torch.float32, torch.float64)
 
 
 @functools.cache
@@ -18,6 +23,11 @@ def _by_type() -> dict[type, object]:
 
 def supports(fmt: Format) -> bool:
     return type(fmt) in _by_type()
+
+
+def dtypes(fmt: Format, device: torch.device) -> tuple:
+    """The tensor dtypes the kernel of `fmt` rounds as they are on `device` (others go through float32)."""
+    return _FLOATS + getattr(_by_type()[type(fmt)], "HALF_DTYPES", ()) if device.type == "cpu" else _FLOATS
 
 
 def quantize(x, out, fmt: Format, rounding: int, seed: int, rand_bits: int) -> None:
