@@ -17,6 +17,20 @@
 namespace py = pybind11;
 using qsim::QuantParams;
 
+// An elementwise kernel over elements of type E (their storage), taking buffer addresses.
+template <typename E>
+void def_elementwise(py::module_& m, const char* name,
+                     void (*kernel)(const E*, E*, int64_t, const QuantParams&, int, uint64_t, int)) {
+  m.def(
+      name,
+      [kernel](uintptr_t in, uintptr_t out, int64_t n, const QuantParams& p, int rounding, uint64_t seed, int rand_bits) {
+        py::gil_scoped_release release;
+        kernel(reinterpret_cast<const E*>(in), reinterpret_cast<E*>(out), n, p, rounding, seed, rand_bits);
+      },
+      py::arg("in_ptr"), py::arg("out_ptr"), py::arg("n"), py::arg("params"), py::arg("rounding"), py::arg("seed"),
+      py::arg("rand_bits"));
+}
+
 PYBIND11_MODULE(_C, m) {
   m.doc() = "qsim's fused CPU quantization kernels";
 
@@ -35,40 +49,10 @@ PYBIND11_MODULE(_C, m) {
       .def_readwrite("max_pos_d", &QuantParams::max_pos_d)
       .def_readwrite("max_neg_d", &QuantParams::max_neg_d);
 
-  m.def(
-      "quantize_f32",
-      [](uintptr_t in, uintptr_t out, int64_t n, const QuantParams& p, int rounding, uint64_t seed, int rand_bits) {
-        py::gil_scoped_release release;
-        qsim::quantize_cpu_f32(reinterpret_cast<const float*>(in), reinterpret_cast<float*>(out), n, p, rounding, seed, rand_bits);
-      },
-      py::arg("in_ptr"), py::arg("out_ptr"), py::arg("n"), py::arg("params"), py::arg("rounding"), py::arg("seed"),
-      py::arg("rand_bits"));
-  m.def(
-      "quantize_f64",
-      [](uintptr_t in, uintptr_t out, int64_t n, const QuantParams& p, int rounding, uint64_t seed, int rand_bits) {
-        py::gil_scoped_release release;
-        qsim::quantize_cpu_f64(reinterpret_cast<const double*>(in), reinterpret_cast<double*>(out), n, p, rounding, seed, rand_bits);
-      },
-      py::arg("in_ptr"), py::arg("out_ptr"), py::arg("n"), py::arg("params"), py::arg("rounding"), py::arg("seed"),
-      py::arg("rand_bits"));
-  m.def(
-      "quantize_bf16",
-      [](uintptr_t in, uintptr_t out, int64_t n, const QuantParams& p, int rounding, uint64_t seed, int rand_bits) {
-        py::gil_scoped_release release;
-        qsim::quantize_cpu_bf16(reinterpret_cast<const uint16_t*>(in), reinterpret_cast<uint16_t*>(out), n, p, rounding,
-                                seed, rand_bits);
-      },
-      py::arg("in_ptr"), py::arg("out_ptr"), py::arg("n"), py::arg("params"), py::arg("rounding"), py::arg("seed"),
-      py::arg("rand_bits"));
-  m.def(
-      "quantize_f16",
-      [](uintptr_t in, uintptr_t out, int64_t n, const QuantParams& p, int rounding, uint64_t seed, int rand_bits) {
-        py::gil_scoped_release release;
-        qsim::quantize_cpu_f16(reinterpret_cast<const uint16_t*>(in), reinterpret_cast<uint16_t*>(out), n, p, rounding,
-                               seed, rand_bits);
-      },
-      py::arg("in_ptr"), py::arg("out_ptr"), py::arg("n"), py::arg("params"), py::arg("rounding"), py::arg("seed"),
-      py::arg("rand_bits"));
+  def_elementwise<float>(m, "quantize_f32", qsim::quantize_cpu_f32);
+  def_elementwise<double>(m, "quantize_f64", qsim::quantize_cpu_f64);
+  def_elementwise<uint16_t>(m, "quantize_bf16", qsim::quantize_cpu_bf16);
+  def_elementwise<uint16_t>(m, "quantize_f16", qsim::quantize_cpu_f16);
   // Block formats (qsim/block.h).
   py::class_<qsim::BlockParams>(m, "BlockParams")
       .def(py::init<>())
