@@ -1,9 +1,10 @@
-"""Throughput of qsim.quantize on a 2^24-element float32 tensor, as ratios to references measured in the
-same run: `y.copy_(x)` for the `out=` form (the memory-bandwidth limit of an elementwise op) and a fresh
+"""Throughput of qsim.quantize on a 2^24-element float32 tensor (or --dtype), as ratios to references measured
+in the same run: `y.copy_(x)` for the `out=` form (the memory-bandwidth limit of an elementwise op) and a fresh
 `x.clone()` for the allocating form; and against QPyTorch (qtorch) and torchao's MX emulation on the
 formats they have (each is skipped when not installed).
 
     python benchmarks/quantize.py [--size 24] [--repeat 15] [--threads N] [--device cpu|cuda] [--formats a,b]
+                                  [--dtype float32|bfloat16|float16|float64]
 """
 from __future__ import annotations
 
@@ -78,11 +79,14 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--modes", default=",".join(qsim.ROUNDING_MODES))
     parser.add_argument("--formats", default=",".join(FORMATS), help="comma-separated format names")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16", "float64"],
+                        help="the tensor's dtype (peers run on float32 only)")
     args = parser.parse_args()
+    dtype = getattr(torch, args.dtype)
     torch.set_num_threads(args.threads)
     sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
     n = 1 << args.size
-    x = torch.randn(n, device=args.device).reshape(1 << (args.size // 2), -1)  # 2-D, for the block formats
+    x = torch.randn(n, device=args.device).to(dtype).reshape(1 << (args.size // 2), -1)  # 2-D, for the block formats
     y = torch.empty_like(x)
 
     copy = median_seconds(lambda: y.copy_(x), args.repeat, sync)
@@ -94,7 +98,7 @@ def main() -> None:
     except ImportError:
         qtorch_quant = None
 
-    table = Table(title=f"qsim.quantize, 2^{args.size} float32 on {args.device} ({args.threads} threads)")
+    table = Table(title=f"qsim.quantize, 2^{args.size} {args.dtype} on {args.device} ({args.threads} threads)")
     for column in ("format", "rounding", "out= Gelem/s", "÷ copy_", "alloc ÷ clone", "vs QPyTorch", "vs torchao"):
         table.add_column(column, justify="left" if column in ("format", "rounding") else "right")
     for name in args.formats.split(","):
@@ -106,13 +110,14 @@ def main() -> None:
             t_out = median_seconds(lambda: qsim.quantize(x, name, rounding=mode, seed=seed, out=y), args.repeat, sync)
             t_alloc = median_seconds(lambda: qsim.quantize(x, name, rounding=mode, seed=seed), args.repeat, sync)
             versus_qtorch = "-"
-            if qtorch_quant is not None and name in QTORCH and mode in ("nearest", "stochastic"):
+            peers = dtype == torch.float32
+            if peers and qtorch_quant is not None and name in QTORCH and mode in ("nearest", "stochastic"):
                 function, kwargs = QTORCH[name]
                 quantizer = getattr(qtorch_quant, function)
                 t_q = median_seconds(lambda: quantizer(x, rounding=mode, **kwargs), args.repeat, sync)
                 versus_qtorch = f"{t_q / t_alloc:.1f}× faster"
             versus_torchao = "-"
-            if name in TORCHAO and mode == "nearest" and args.device == "cpu" and torchao_mx(name) is not None:
+            if peers and name in TORCHAO and mode == "nearest" and args.device == "cpu" and torchao_mx(name):
                 t_ao = median_seconds(lambda: torchao_mx(name)(x), args.repeat, sync)
                 versus_torchao = f"{t_ao / t_alloc:.1f}× faster"
             table.add_row(name, mode, f"{n / t_out / 1e9:.2f}", f"{copy / t_out:.2f}", f"{clone / t_alloc:.2f}",
