@@ -41,7 +41,8 @@ def _quantize_into(x: torch.Tensor, out: torch.Tensor, spec: str, rounding: int,
     work_dtype = x.dtype if x.dtype in backends.dtypes(fmt, x.device) else torch.float32
     source = x if x.dtype == work_dtype and x.is_contiguous() else x.contiguous().to(work_dtype)
     direct = out.dtype == work_dtype and out.is_contiguous()
-    target = out if direct else torch.empty_like(source)
+    # A copy of x made here is rounded in place: a second fresh buffer costs page faults as large as the work.
+    target = out if direct else source if source is not x else torch.empty_like(source)
     backends.quantize(source, target, fmt, rounding, seed, rand_bits)
     if not direct:
         out.copy_(target)
