@@ -31,6 +31,27 @@ void def_elementwise(py::module_& m, const char* name,
       py::arg("rand_bits"));
 }
 
+// A block-format kernel over elements of type E (their storage).
+template <typename E>
+void def_blocks(py::module_& m, const char* name,
+                void (*kernel)(const E*, E*, int64_t, int64_t, int64_t, const qsim::BlockParams&, int, uint64_t, int)) {
+  m.def(name, [kernel](uintptr_t in, uintptr_t out, int64_t rows, int64_t row_length, int64_t block,
+                       const qsim::BlockParams& b, int rounding, uint64_t seed, int rand_bits) {
+    py::gil_scoped_release release;
+    kernel(reinterpret_cast<const E*>(in), reinterpret_cast<E*>(out), rows, row_length, block, b, rounding, seed,
+           rand_bits);
+  });
+}
+
+// The largest magnitude of n elements of type E (a float, or a double for double elements).
+template <typename E, typename R>
+void def_max_magnitude(py::module_& m, const char* name, R (*kernel)(const E*, int64_t)) {
+  m.def(name, [kernel](uintptr_t in, int64_t n) {
+    py::gil_scoped_release release;
+    return kernel(reinterpret_cast<const E*>(in), n);
+  });
+}
+
 PYBIND11_MODULE(_C, m) {
   m.doc() = "qsim's fused CPU quantization kernels";
 
@@ -67,30 +88,14 @@ PYBIND11_MODULE(_C, m) {
       .def_readwrite("element_max", &qsim::BlockParams::element_max)
       .def_readwrite("tensor_scale", &qsim::BlockParams::tensor_scale)
       .def_readwrite("smallest_scale", &qsim::BlockParams::smallest_scale);
-  m.def(
-      "quantize_blocks_f32",
-      [](uintptr_t in, uintptr_t out, int64_t rows, int64_t row_length, int64_t block, const qsim::BlockParams& b,
-         int rounding, uint64_t seed, int rand_bits) {
-        py::gil_scoped_release release;
-        qsim::quantize_blocks_f32(reinterpret_cast<const float*>(in), reinterpret_cast<float*>(out), rows, row_length,
-                                  block, b, rounding, seed, rand_bits);
-      });
-  m.def(
-      "quantize_blocks_f64",
-      [](uintptr_t in, uintptr_t out, int64_t rows, int64_t row_length, int64_t block, const qsim::BlockParams& b,
-         int rounding, uint64_t seed, int rand_bits) {
-        py::gil_scoped_release release;
-        qsim::quantize_blocks_f64(reinterpret_cast<const double*>(in), reinterpret_cast<double*>(out), rows,
-                                  row_length, block, b, rounding, seed, rand_bits);
-      });
-  m.def("max_magnitude_f32", [](uintptr_t in, int64_t n) {
-    py::gil_scoped_release release;
-    return qsim::max_magnitude_f32(reinterpret_cast<const float*>(in), n);
-  });
-  m.def("max_magnitude_f64", [](uintptr_t in, int64_t n) {
-    py::gil_scoped_release release;
-    return qsim::max_magnitude_f64(reinterpret_cast<const double*>(in), n);
-  });
+  def_blocks<float>(m, "quantize_blocks_f32", qsim::quantize_blocks_f32);
+  def_blocks<double>(m, "quantize_blocks_f64", qsim::quantize_blocks_f64);
+  def_blocks<uint16_t>(m, "quantize_blocks_bf16", qsim::quantize_blocks_bf16);
+  def_blocks<uint16_t>(m, "quantize_blocks_f16", qsim::quantize_blocks_f16);
+  def_max_magnitude<float>(m, "max_magnitude_f32", qsim::max_magnitude_f32);
+  def_max_magnitude<double>(m, "max_magnitude_f64", qsim::max_magnitude_f64);
+  def_max_magnitude<uint16_t>(m, "max_magnitude_bf16", qsim::max_magnitude_bf16);
+  def_max_magnitude<uint16_t>(m, "max_magnitude_f16", qsim::max_magnitude_f16);
 
   // Posits and logarithmic numbers (cpu/nonuniform.cpp); an LNS table is the address of a uint32
   // (float32) or uint64 (float64) array laid out as qsim/lns.h describes.

@@ -1,5 +1,5 @@
-"""bfloat16 and float16 tensors: the CPU elementwise kernels load them into float32, round, and store
-back nearest-even in one pass. Oracle: the same rounding of the tensor converted to float32 by torch,
+"""bfloat16 and float16 tensors: the CPU elementwise and block kernels load them into float32, round,
+and store back nearest-even in one pass. Oracle: the same rounding of the tensor converted to float32 by torch,
 converted back by torch, over every bit pattern of the dtype (NaN compared as NaN), every rounding mode
 and formats coarser and finer than the dtype. A rounded half is a half again unless it overflows (to inf
 when stored), so this covers every value the store meets from these formats."""
@@ -32,3 +32,25 @@ def test_half_tensors_round_as_their_float32_copies_do(name, dtype):
             kw = dict(rounding=mode, seed=7, rand_bits=rand_bits)
             expected = qsim.quantize(x.float(), name, **kw).to(dtype)
             assert_same(qsim.quantize(x, name, **kw), expected, f"{name} {mode} rand_bits={rand_bits}")
+
+
+BLOCK_FORMATS = ["mxfp8_e4m3", "mxfp4", "mxint8", "nvfp4", "bfp8", "bfp8_dim0", "bfp<8,32>", "mx<fp4_e2m1,48>",
+                 "mx<fp6_e3m2,32,rceil>", "mx<fp4_e2m1,16,scale=fp8_e4m3>"]
+
+
+def wide_blocks(dtype) -> torch.Tensor:
+    """Rows of different magnitudes (blocks of every scale), a NaN, an inf, zero blocks of either sign."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(300, 96, generator=g) * torch.exp(torch.randn(300, 1, generator=g) * 4)
+    x[5, 3], x[7, 40], x[9], x[11, :16] = float("nan"), float("inf"), 0.0, -0.0
+    return x.to(dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("name", BLOCK_FORMATS)
+def test_half_tensors_in_blocks_round_as_their_float32_copies_do(name, dtype):
+    for x in (wide_blocks(dtype), every_pattern(dtype).reshape(-1, 64)):
+        for mode in qsim.ROUNDING_MODES:
+            kw = dict(rounding=mode, seed=3)
+            expected = qsim.quantize(x.float(), name, **kw).to(dtype)
+            assert_same(qsim.quantize(x, name, **kw), expected, f"{name} {mode}")

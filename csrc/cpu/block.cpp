@@ -24,6 +24,7 @@ constexpr int64_t kSmallBlock = 64;  // blocks up to this length go kChunk / blo
 constexpr int64_t kSpan = 1 << 14;   // elements per task of a parallel maximum
 
 template <typename T> using Bits = typename FloatTraits<T>::Bits;
+template <typename S> using Compute = typename Storage<S>::Compute;  // float for bfloat16/float16 storage
 
 // On the lambdas of block_chunk's element loops: called from several places, GCC would stop inlining them,
 // and with that lose the loops' fixed block length (a third slower).
@@ -35,18 +36,20 @@ template <typename T> using Bits = typename FloatTraits<T>::Bits;
 // without the compare-and-blend of a float one.
 template <typename T> Bits<T> magnitude_bits(T x) { return to_bits(x) & (~(Bits<T>)0 >> 1); }
 
-template <typename T> Bits<T> max_magnitude_bits(const T* x, int64_t n) {
+template <typename S> Bits<Compute<S>> max_magnitude_bits(const S* x, int64_t n) {
+  typedef Compute<S> T;
   Bits<T> m = 0;
 #pragma omp simd reduction(max : m)
   for (int64_t i = 0; i < n; ++i) {
-    const Bits<T> a = magnitude_bits(x[i]);
+    const Bits<T> a = magnitude_bits(Storage<S>::load(x[i]));
     m = a > m ? a : m;
   }
   return m;
 }
 
 // max_magnitude_bits over all threads (tasks of kSpan elements) above kParallelThreshold.
-template <typename T> Bits<T> max_magnitude_bits_parallel(const T* x, int64_t n) {
+template <typename S> Bits<Compute<S>> max_magnitude_bits_parallel(const S* x, int64_t n) {
+  typedef Compute<S> T;
   if (n <= kParallelThreshold) return max_magnitude_bits(x, n);
   const int64_t spans = (n + kSpan - 1) / kSpan;
   Bits<T> m = 0;
@@ -172,50 +175,55 @@ struct ShiftedShortGrids {
 
 // Elements x[0..count) of a block (count ≤ kChunk) into y, x[0] being element `index` of the tensor
 // (its random words: word index % 4 of group index / 4, drawn for the groups this chunk touches).
-template <int MODE, typename T, bool SAT>
-void chunk_elements(const T* x, T* y, int64_t count, int64_t index, const BlockScaling<T>& s, uint64_t seed,
+template <int MODE, typename S, bool SAT>
+void chunk_elements(const S* x, S* y, int64_t count, int64_t index, const BlockScaling<Compute<S>>& s, uint64_t seed,
                     int rand_shift, bool fpu) {
+  typedef Compute<S> T;
+  typedef Storage<S> IO;
   uint32_t words[kWordRoom];
   const uint32_t* w = MODE == kStochastic ? draw_words(seed, index, count, words) : words;
   const QuantParams grid = loop_grid<SAT>(s.grid);  // a copy: stores to y cannot alias it
   if (s.nan) {
-    for (int64_t i = 0; i < count; ++i) y[i] = quiet_nan<T>();
+    for (int64_t i = 0; i < count; ++i) y[i] = IO::store(quiet_nan<T>());
   } else if (MODE == kNearest && fpu && !s.by_format && nearest_even_applies<T>(s.grid)) {
     const NearestEvenShortPath<T> nearest(s.grid);
 #pragma omp simd
-    for (int64_t i = 0; i < count; ++i) y[i] = nearest(x[i]);  // (rounding.h)
+    for (int64_t i = 0; i < count; ++i) y[i] = IO::store(nearest(IO::load(x[i])));  // (rounding.h)
   } else if (MODE == kStochastic && fpu && !s.by_format && stochastic_applies<T>(s.grid)) {
     const QuantParams exact = s.grid;  // (not loop_grid's: with its constants GCC does not vectorise this loop)
 #pragma omp simd
-    for (int64_t i = 0; i < count; ++i) y[i] = quantize_stochastic<T>(x[i], exact, w[i], rand_shift);  // (rounding.h)
+    for (int64_t i = 0; i < count; ++i)
+      y[i] = IO::store(quantize_stochastic<T>(IO::load(x[i]), exact, w[i], rand_shift));  // (rounding.h)
   } else if (!s.by_format) {  // a power-of-two scale, folded into the grid
 #pragma omp simd
     for (int64_t i = 0; i < count; ++i)
-      y[i] = quantize_value<MODE, T>(x[i], grid, MODE == kStochastic ? w[i] : 0u, rand_shift);
+      y[i] = IO::store(quantize_value<MODE, T>(IO::load(x[i]), grid, MODE == kStochastic ? w[i] : 0u, rand_shift));
   } else {  // quantize_in_block's scaling, with its branch hoisted so the loop vectorises
     const T scale = s.scale, reciprocal = s.reciprocal;
 #pragma omp simd
     for (int64_t i = 0; i < count; ++i)
-      y[i] = quantize_value<MODE, T>(x[i] * reciprocal, grid, MODE == kStochastic ? w[i] : 0u, rand_shift) * scale;
+      y[i] = IO::store(
+          quantize_value<MODE, T>(IO::load(x[i]) * reciprocal, grid, MODE == kStochastic ? w[i] : 0u, rand_shift) * scale);
   }
 }
 
 // One block on the calling thread: its maximum, then its elements.
-template <int MODE, typename T, bool SAT>
-void one_block(const T* in, T* out, int64_t n, int64_t index0, const BlockParams& b, uint64_t seed, int rand_shift,
+template <int MODE, typename S, bool SAT>
+void one_block(const S* in, S* out, int64_t n, int64_t index0, const BlockParams& b, uint64_t seed, int rand_shift,
                bool fpu) {
-  const BlockScaling<T> s = scaling_of<T>(max_magnitude_bits(in, n), b);
+  const BlockScaling<Compute<S>> s = scaling_of<Compute<S>>(max_magnitude_bits(in, n), b);
   for (int64_t start = 0; start < n; start += kChunk)
-    chunk_elements<MODE, T, SAT>(in + start, out + start, n - start < kChunk ? n - start : kChunk, index0 + start, s,
+    chunk_elements<MODE, S, SAT>(in + start, out + start, n - start < kChunk ? n - start : kChunk, index0 + start, s,
                                  seed, rand_shift, fpu);
 }
 
 // One block on all threads, in one parallel region: each thread's maximum over its contiguous share of
 // chunks, a barrier, then its elements over the same share. (Forward: backward chunk by chunk, to start
 // on what the first pass left in cache, ran at less than half the speed; the prefetchers lose the stream.)
-template <int MODE, typename T, bool SAT>
-void large_block(const T* in, T* out, int64_t n, int64_t index0, const BlockParams& b, uint64_t seed, int rand_shift,
+template <int MODE, typename S, bool SAT>
+void large_block(const S* in, S* out, int64_t n, int64_t index0, const BlockParams& b, uint64_t seed, int rand_shift,
                  bool fpu) {
+  typedef Compute<S> T;
   const int64_t chunks = (n + kChunk - 1) / kChunk;
   std::vector<Bits<T>> maxima(omp_get_max_threads(), 0);
 #pragma omp parallel
@@ -230,7 +238,7 @@ void large_block(const T* in, T* out, int64_t n, int64_t index0, const BlockPara
     const BlockScaling<T> s = scaling_of<T>(amax, b);
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t start = c * kChunk;
-      chunk_elements<MODE, T, SAT>(in + start, out + start, n - start < kChunk ? n - start : kChunk, index0 + start,
+      chunk_elements<MODE, S, SAT>(in + start, out + start, n - start < kChunk ? n - start : kChunk, index0 + start,
                                    s, seed, rand_shift, fpu);
     }
   }
@@ -252,9 +260,11 @@ template <typename F> void for_each(int64_t count, bool parallel, F f) {
 // the grid), (3) each block's elements in a vectorised loop with its scaling broadcast. BLOCK > 0: every
 // block has BLOCK elements (rows are whole blocks), so the per-block loops have a fixed length and
 // vectorise without remainders; BLOCK = 0: `block` elements, the last of a row shorter.
-template <int MODE, typename T, int BLOCK, bool BY_FORMAT, bool SAT>
-void block_chunk(const T* in, T* out, int64_t k0, int64_t k1, int64_t per_row, int64_t row_length, int64_t block,
+template <int MODE, typename S, int BLOCK, bool BY_FORMAT, bool SAT>
+void block_chunk(const S* in, S* out, int64_t k0, int64_t k1, int64_t per_row, int64_t row_length, int64_t block,
                  const BlockParams& b, uint64_t seed, int rand_shift, bool fpu) {
+  typedef Compute<S> T;
+  typedef Storage<S> IO;
   const int64_t blocks = k1 - k0, first = (k0 / per_row) * row_length + (k0 % per_row) * block;
   int64_t begin[kChunk + 1];  // block j is x[begin[j] .. begin[j + 1])
   begin[0] = 0;
@@ -263,8 +273,8 @@ void block_chunk(const T* in, T* out, int64_t k0, int64_t k1, int64_t per_row, i
     begin[j + 1] = begin[j] + (BLOCK > 0 ? BLOCK : remaining < block ? remaining : block);
   }
   const int64_t count = begin[blocks];
-  const T* x = in + first;
-  T* y = out + first;
+  const S* x = in + first;
+  S* y = out + first;
 
   Bits<T> amax[kChunk];
   for (int64_t j = 0; j < blocks; ++j)
@@ -287,10 +297,10 @@ void block_chunk(const T* in, T* out, int64_t k0, int64_t k1, int64_t per_row, i
     auto scales = [&](auto fpu_rounding) QSIM_INLINE_LAMBDA {
 #pragma omp simd
       for (int64_t j = 0; j < blocks; ++j) {
-        const T S = format_scale<T, decltype(fpu_rounding)::value>(from_bits<T>(amax[j]), scale_grid, element_max,
-                                                                    tensor_scale, smallest);
-        scale[j] = scale_factor(S, tensor_scale);
-        reciprocal[j] = reciprocal_factor(S, tensor_scale);
+        const T block_scale = format_scale<T, decltype(fpu_rounding)::value>(from_bits<T>(amax[j]), scale_grid,
+                                                                              element_max, tensor_scale, smallest);
+        scale[j] = scale_factor(block_scale, tensor_scale);
+        reciprocal[j] = reciprocal_factor(block_scale, tensor_scale);
       }
     };
     if (fpu && nearest_even_applies<T>(scale_grid)) {
@@ -328,8 +338,8 @@ void block_chunk(const T* in, T* out, int64_t k0, int64_t k1, int64_t per_row, i
       sc[u] = BY_FORMAT ? scale[j + u] : (T)1;
       rec[u] = BY_FORMAT ? reciprocal[j + u] : (T)1;
     }
-    const T* xb = x + i0;
-    T* yb = y + i0;
+    const S* xb = x + i0;
+    S* yb = y + i0;
     const uint32_t* wb = w + i0;
     const auto element = element_in;
 #pragma omp simd
@@ -337,10 +347,10 @@ void block_chunk(const T* in, T* out, int64_t k0, int64_t k1, int64_t per_row, i
 #pragma GCC unroll 4
       for (int u = 0; u < U; ++u) {
         const int64_t k = u * length + i;
-        const T v = BY_FORMAT ? xb[k] * rec[u] : xb[k];
+        const T v = BY_FORMAT ? IO::load(xb[k]) * rec[u] : IO::load(xb[k]);
         T r = element(u, v, MODE == kStochastic ? wb[k] : 0u);
         if (BY_FORMAT) r *= sc[u];
-        yb[k] = select(bad[u], quiet_nan<T>(), r);
+        yb[k] = IO::store(select(bad[u], quiet_nan<T>(), r));
       }
     }
   };
@@ -413,19 +423,19 @@ void block_chunk(const T* in, T* out, int64_t k0, int64_t k1, int64_t per_row, i
                 std::integral_constant<int, 1>());
 }
 
-template <int MODE, typename T, int BLOCK, bool BY_FORMAT, bool SAT>
-void small_blocks(const T* in, T* out, int64_t rows, int64_t row_length, int64_t block, const BlockParams& b,
+template <int MODE, typename S, int BLOCK, bool BY_FORMAT, bool SAT>
+void small_blocks(const S* in, S* out, int64_t rows, int64_t row_length, int64_t block, const BlockParams& b,
                   uint64_t seed, int rand_shift, bool fpu, bool parallel) {
   const int64_t per_row = (row_length + block - 1) / block;
   const int64_t total = rows * per_row, per_chunk = kChunk / block;
   for_each((total + per_chunk - 1) / per_chunk, parallel, [&](int64_t c) {
     const int64_t k0 = c * per_chunk, k1 = total - k0 < per_chunk ? total : k0 + per_chunk;
-    block_chunk<MODE, T, BLOCK, BY_FORMAT, SAT>(in, out, k0, k1, per_row, row_length, block, b, seed, rand_shift, fpu);
+    block_chunk<MODE, S, BLOCK, BY_FORMAT, SAT>(in, out, k0, k1, per_row, row_length, block, b, seed, rand_shift, fpu);
   });
 }
 
-template <int MODE, typename T, bool SAT>
-void blocks_loop(const T* in, T* out, int64_t rows, int64_t row_length, int64_t block, const BlockParams& b,
+template <int MODE, typename S, bool SAT>
+void blocks_loop(const S* in, S* out, int64_t rows, int64_t row_length, int64_t block, const BlockParams& b,
                  uint64_t seed, int rand_shift, bool fpu) {
   const bool parallel = rows * row_length > kParallelThreshold && omp_get_max_threads() > 1;
   if (block <= kSmallBlock) {
@@ -433,13 +443,13 @@ void blocks_loop(const T* in, T* out, int64_t rows, int64_t row_length, int64_t 
     const bool whole = row_length % block == 0, by_format = b.rule == kScaleFormat;
     if constexpr (SAT) {
       if (whole && block == 32 && !by_format)
-        return small_blocks<MODE, T, 32, false, SAT>(in, out, rows, row_length, block, b, seed, rand_shift, fpu, parallel);
+        return small_blocks<MODE, S, 32, false, SAT>(in, out, rows, row_length, block, b, seed, rand_shift, fpu, parallel);
       if (whole && block == 16 && by_format)
-        return small_blocks<MODE, T, 16, true, SAT>(in, out, rows, row_length, block, b, seed, rand_shift, fpu, parallel);
+        return small_blocks<MODE, S, 16, true, SAT>(in, out, rows, row_length, block, b, seed, rand_shift, fpu, parallel);
     }
     if (by_format)
-      return small_blocks<MODE, T, 0, true, SAT>(in, out, rows, row_length, block, b, seed, rand_shift, fpu, parallel);
-    return small_blocks<MODE, T, 0, false, SAT>(in, out, rows, row_length, block, b, seed, rand_shift, fpu, parallel);
+      return small_blocks<MODE, S, 0, true, SAT>(in, out, rows, row_length, block, b, seed, rand_shift, fpu, parallel);
+    return small_blocks<MODE, S, 0, false, SAT>(in, out, rows, row_length, block, b, seed, rand_shift, fpu, parallel);
   }
   const int64_t per_row = (row_length + block - 1) / block;
   const int64_t total = rows * per_row;
@@ -449,24 +459,24 @@ void blocks_loop(const T* in, T* out, int64_t rows, int64_t row_length, int64_t 
     run(in + start, out + start, remaining < block ? remaining : block, start, b, seed, rand_shift, fpu);
   };
   if (parallel && total < 4 * omp_get_max_threads()) {
-    for (int64_t k = 0; k < total; ++k) block_at(k, large_block<MODE, T, SAT>);
+    for (int64_t k = 0; k < total; ++k) block_at(k, large_block<MODE, S, SAT>);
   } else {
-    for_each(total, parallel, [&](int64_t k) { block_at(k, one_block<MODE, T, SAT>); });
+    for_each(total, parallel, [&](int64_t k) { block_at(k, one_block<MODE, S, SAT>); });
   }
 }
 
-template <int MODE, typename T>
-void blocks_loop(const T* in, T* out, int64_t rows, int64_t row_length, int64_t block, const BlockParams& b,
+template <int MODE, typename S>
+void blocks_loop(const S* in, S* out, int64_t rows, int64_t row_length, int64_t block, const BlockParams& b,
                  uint64_t seed, int rand_bits) {
   // The FPU's short paths (rounding.h), where this thread's floating-point environment allows them.
   const bool fpu = default_float_environment();
   if (b.element.overflow == kSaturate && b.element.subnormals != 0)
-    return blocks_loop<MODE, T, true>(in, out, rows, row_length, block, b, seed, 32 - rand_bits, fpu);
-  blocks_loop<MODE, T, false>(in, out, rows, row_length, block, b, seed, 32 - rand_bits, fpu);
+    return blocks_loop<MODE, S, true>(in, out, rows, row_length, block, b, seed, 32 - rand_bits, fpu);
+  blocks_loop<MODE, S, false>(in, out, rows, row_length, block, b, seed, 32 - rand_bits, fpu);
 }
 
-template <typename T>
-void dispatch(int rounding, const T* in, T* out, int64_t rows, int64_t row_length, int64_t block,
+template <typename S>
+void dispatch(int rounding, const S* in, S* out, int64_t rows, int64_t row_length, int64_t block,
               const BlockParams& b, uint64_t seed, int rand_bits) {
   with_mode(rounding, [&](auto mode) {
     blocks_loop<decltype(mode)::value>(in, out, rows, row_length, block, b, seed, rand_bits);
@@ -485,7 +495,27 @@ void quantize_blocks_f64(const double* in, double* out, int64_t rows, int64_t ro
   dispatch(rounding, in, out, rows, row_length, block, b, seed, rand_bits);
 }
 
+void quantize_blocks_bf16(const uint16_t* in, uint16_t* out, int64_t rows, int64_t row_length, int64_t block,
+                          const BlockParams& b, int rounding, uint64_t seed, int rand_bits) {
+  dispatch(rounding, reinterpret_cast<const BFloat16*>(in), reinterpret_cast<BFloat16*>(out), rows, row_length, block, b,
+           seed, rand_bits);
+}
+
+void quantize_blocks_f16(const uint16_t* in, uint16_t* out, int64_t rows, int64_t row_length, int64_t block,
+                         const BlockParams& b, int rounding, uint64_t seed, int rand_bits) {
+  dispatch(rounding, reinterpret_cast<const Float16*>(in), reinterpret_cast<Float16*>(out), rows, row_length, block, b,
+           seed, rand_bits);
+}
+
 float max_magnitude_f32(const float* in, int64_t n) { return from_bits<float>(max_magnitude_bits_parallel(in, n)); }
+
+float max_magnitude_bf16(const uint16_t* in, int64_t n) {
+  return from_bits<float>(max_magnitude_bits_parallel(reinterpret_cast<const BFloat16*>(in), n));
+}
+
+float max_magnitude_f16(const uint16_t* in, int64_t n) {
+  return from_bits<float>(max_magnitude_bits_parallel(reinterpret_cast<const Float16*>(in), n));
+}
 
 double max_magnitude_f64(const double* in, int64_t n) { return from_bits<double>(max_magnitude_bits_parallel(in, n)); }
 
