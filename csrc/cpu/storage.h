@@ -1,14 +1,14 @@
-// cpu/storage.h: how the elementwise loops read and write a tensor's elements. float and double are
-// rounded as they are; bfloat16 and float16 tensors load into float32 (which holds them exactly), are
-// rounded there, and store back rounded to nearest-even, as torch's own conversions round: the same bits
-// as converting the whole tensor to float32, quantizing, and converting back, in one pass over memory.
+// cpu/storage.h: how the elementwise and block loops read and write a tensor's elements. float and
+// double are rounded as they are; bfloat16 and float16 tensors load into float32 (which holds them
+// exactly), are rounded there, and store back rounded to nearest-even, as torch's own conversions round:
+// the same bits as converting the whole tensor to float32, quantizing, and converting back, in one pass.
 // Integer arithmetic only, so the conversions vectorise and do not depend on the FPU's rounding mode.
 #pragma once
 #include "qsim/rounding.h"
 
 namespace qsim {
 
-// (Forced inline: called out of line, as GCC chose for float16's longer conversions, the loops do not vectorise.)
+// (Forced inline: called out of line, as GCC chose for float16's longer conversions, loops do not vectorise.)
 #define QSIM_STORAGE_INLINE __attribute__((always_inline)) static inline
 
 struct BFloat16 { uint16_t bits; };
@@ -42,7 +42,8 @@ template <> struct Storage<Float16> {
     const uint32_t special = 0x7F800000u | (man << 13);
     const uint32_t p = (uint32_t)bit_length(man | 1u) - 1u;
     const uint32_t subnormal = select((uint32_t)(man != 0u), ((p + 103u) << 23) | ((man << (23u - p)) & 0x7FFFFFu), 0u);
-    const uint32_t magnitude = select((uint32_t)(exp == 0x1Fu), special, select((uint32_t)(exp == 0u), subnormal, normal));
+    const uint32_t finite = select((uint32_t)(exp == 0u), subnormal, normal);
+    const uint32_t magnitude = select((uint32_t)(exp == 0x1Fu), special, finite);
     return from_bits<float>(sign | magnitude);
   }
   // Nearest-even: normal halves drop 13 bits of the rebiased pattern; below 2^-14 the significand (with
