@@ -52,6 +52,16 @@ void def_max_magnitude(py::module_& m, const char* name, R (*kernel)(const E*, i
   });
 }
 
+// A posit kernel over elements of type E (their storage).
+template <typename E>
+void def_posit(py::module_& m, const char* name, void (*kernel)(const E*, E*, int64_t, int, int, int, uint64_t, int)) {
+  m.def(name, [kernel](uintptr_t in, uintptr_t out, int64_t n, int nbits, int es, int rounding, uint64_t seed,
+                       int rand_bits) {
+    py::gil_scoped_release release;
+    kernel(reinterpret_cast<const E*>(in), reinterpret_cast<E*>(out), n, nbits, es, rounding, seed, rand_bits);
+  });
+}
+
 PYBIND11_MODULE(_C, m) {
   m.doc() = "qsim's fused CPU quantization kernels";
 
@@ -102,14 +112,10 @@ PYBIND11_MODULE(_C, m) {
   py::class_<qsim::LnsParams>(m, "LnsParams")
       .def(py::init<int32_t, int32_t, int32_t, int32_t, int32_t>(), py::arg("frac_bits"), py::arg("code_min"),
            py::arg("code_max"), py::arg("is_signed"), py::arg("exact_ties"));
-  m.def("posit_f32", [](uintptr_t in, uintptr_t out, int64_t n, int nbits, int es, int rounding, uint64_t seed, int rand_bits) {
-    py::gil_scoped_release release;
-    qsim::posit_cpu_f32(reinterpret_cast<const float*>(in), reinterpret_cast<float*>(out), n, nbits, es, rounding, seed, rand_bits);
-  });
-  m.def("posit_f64", [](uintptr_t in, uintptr_t out, int64_t n, int nbits, int es, int rounding, uint64_t seed, int rand_bits) {
-    py::gil_scoped_release release;
-    qsim::posit_cpu_f64(reinterpret_cast<const double*>(in), reinterpret_cast<double*>(out), n, nbits, es, rounding, seed, rand_bits);
-  });
+  def_posit<float>(m, "posit_f32", qsim::posit_cpu_f32);
+  def_posit<double>(m, "posit_f64", qsim::posit_cpu_f64);
+  def_posit<uint16_t>(m, "posit_bf16", qsim::posit_cpu_bf16);
+  def_posit<uint16_t>(m, "posit_f16", qsim::posit_cpu_f16);
   m.def("lns_f32", [](uintptr_t in, uintptr_t out, int64_t n, const qsim::LnsParams& p, uintptr_t table, int rounding, uint64_t seed, int rand_bits) {
     py::gil_scoped_release release;
     qsim::lns_cpu_f32(reinterpret_cast<const float*>(in), reinterpret_cast<float*>(out), n, p, reinterpret_cast<const uint32_t*>(table), rounding, seed, rand_bits);

@@ -1,5 +1,5 @@
-"""bfloat16 and float16 tensors: the CPU elementwise and block kernels load them into float32, round,
-and store back nearest-even in one pass. Oracle: the same rounding of the tensor converted to float32 by torch,
+"""bfloat16 and float16 tensors: the CPU elementwise, posit and block kernels load them into float32,
+round, and store back nearest-even in one pass. Oracle: the same rounding of the tensor converted to float32 by torch,
 converted back by torch, over every bit pattern of the dtype (NaN compared as NaN), every rounding mode
 and formats coarser and finer than the dtype. A rounded half is a half again unless it overflows (to inf
 when stored), so this covers every value the store meets from these formats."""
@@ -9,7 +9,7 @@ import torch
 import qsim
 
 FORMATS = ["fp8_e4m3", "fp8_e5m2", "fp4_e2m1", "fixed<8,4>", "fixed<8,4,wrap>", "float<e8m7>", "float<e5m10>",
-           "float<e6m9>", "fp32", "bf16", "fp16", "float<e3m2,nosub>"]
+           "float<e6m9>", "fp32", "bf16", "fp16", "float<e3m2,nosub>", "posit8", "posit16", "posit8_es0"]
 
 
 def every_pattern(dtype) -> torch.Tensor:

@@ -23,8 +23,9 @@
 namespace qsim {
 namespace {
 
-template <typename T>
-void posit_cpu(const T* in, T* out, int64_t n, int nbits, int es, int rounding, uint64_t seed, int rand_bits) {
+template <typename S>
+void posit_cpu(const S* in, S* out, int64_t n, int nbits, int es, int rounding, uint64_t seed, int rand_bits) {
+  typedef typename Storage<S>::Compute T;
   dispatch_mode(rounding, in, out, n, seed, rand_bits, [nbits, es](auto mode, T x, uint32_t rand, int rand_shift) {
     return posit_value<decltype(mode)::value, T>(x, nbits, es, rand, rand_shift);
   });
@@ -271,6 +272,16 @@ void posit_cpu_f32(const float* in, float* out, int64_t n, int nbits, int es, in
 }
 void posit_cpu_f64(const double* in, double* out, int64_t n, int nbits, int es, int rounding, uint64_t seed, int rand_bits) {
   posit_cpu(in, out, n, nbits, es, rounding, seed, rand_bits);
+}
+void posit_cpu_bf16(const uint16_t* in, uint16_t* out, int64_t n, int nbits, int es, int rounding, uint64_t seed,
+                    int rand_bits) {
+  posit_cpu(reinterpret_cast<const BFloat16*>(in), reinterpret_cast<BFloat16*>(out), n, nbits, es, rounding, seed,
+            rand_bits);
+}
+void posit_cpu_f16(const uint16_t* in, uint16_t* out, int64_t n, int nbits, int es, int rounding, uint64_t seed,
+                   int rand_bits) {
+  posit_cpu(reinterpret_cast<const Float16*>(in), reinterpret_cast<Float16*>(out), n, nbits, es, rounding, seed,
+            rand_bits);
 }
 void lns_cpu_f32(const float* in, float* out, int64_t n, const LnsParams& p, const uint32_t* table, int rounding,
                  uint64_t seed, int rand_bits) {
