@@ -1,7 +1,7 @@
 """Kernel back ends, one module per format family. Each module exposes FORMATS (the Format types it
 serves) and quantize(x, out, fmt, rounding, seed, rand_bits), which writes the rounding of x into out:
-both contiguous tensors of the same shape, dtype (float32, float64, or one of the module's
-HALF_DTYPES on the CPU) and device (CPU or CUDA). Random bits for element i (row-major index) depend
+both contiguous tensors of the same shape, dtype (float32, float64, or on the CPU any key of the
+module's CPU_KERNELS) and device (CPU or CUDA). Random bits for element i (row-major index) depend
 only on (seed, i), whichever device runs it."""
 from __future__ import annotations
 
@@ -25,9 +25,10 @@ def supports(fmt: Format) -> bool:
     return type(fmt) in _by_type()
 
 
-def dtypes(fmt: Format, device: torch.device) -> tuple:
-    """The tensor dtypes the kernel of `fmt` rounds as they are on `device` (others go through float32)."""
-    return _FLOATS + getattr(_by_type()[type(fmt)], "HALF_DTYPES", ()) if device.type == "cpu" else _FLOATS
+def dtypes(fmt: Format, device: torch.device):
+    """The tensor dtypes (a collection) the kernel of `fmt` rounds as they are on `device`; others go
+    through float32."""
+    return getattr(_by_type()[type(fmt)], "CPU_KERNELS", _FLOATS) if device.type == "cpu" else _FLOATS
 
 
 def quantize(x, out, fmt: Format, rounding: int, seed: int, rand_bits: int) -> None:

@@ -15,9 +15,9 @@ from qsim.backends.elementwise import kernel_params, params_as_args
 from qsim.formats.block import MX, SCALE_RULES, BlockFloatingPoint
 
 FORMATS = (BlockFloatingPoint, MX)
-HALF_DTYPES = (torch.bfloat16, torch.float16)  # the CPU kernels load them into float32 and store them back
-_CPU_KERNELS = {torch.float32: _C.quantize_blocks_f32, torch.float64: _C.quantize_blocks_f64,
-                torch.bfloat16: _C.quantize_blocks_bf16, torch.float16: _C.quantize_blocks_f16}
+# The CPU kernel of each dtype it takes (bfloat16/float16: loaded into float32, stored back in one pass).
+CPU_KERNELS = {torch.float32: _C.quantize_blocks_f32, torch.float64: _C.quantize_blocks_f64,
+               torch.bfloat16: _C.quantize_blocks_bf16, torch.float16: _C.quantize_blocks_f16}
 _CPU_MAXIMA = {torch.float32: _C.max_magnitude_f32, torch.float64: _C.max_magnitude_f64,
                torch.bfloat16: _C.max_magnitude_bf16, torch.float16: _C.max_magnitude_f16}
 _SCALE_FORMAT = 4  # kScaleFormat (after the SCALE_RULES)
@@ -82,7 +82,7 @@ def quantize(x: torch.Tensor, out: torch.Tensor, fmt, rounding: int, seed: int, 
                     [("i64", n_rows), ("i64", row_length), ("i64", block), *block_args(params),
                      ("u64", seed), ("i32", 32 - rand_bits)], groups=n_rows * per_row)
     else:
-        _CPU_KERNELS[x.dtype](source.data_ptr(), result.data_ptr(), n_rows, row_length, block, params, rounding, seed,
+        CPU_KERNELS[x.dtype](source.data_ptr(), result.data_ptr(), n_rows, row_length, block, params, rounding, seed,
                               rand_bits)
     if moved_dim is not None:
         out.copy_(result.movedim(moved_to, moved_dim))

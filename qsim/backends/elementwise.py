@@ -12,9 +12,9 @@ from qsim import _C, cuda
 from qsim.formats import FixedPoint, FloatingPoint, Grid
 
 FORMATS = (FixedPoint, FloatingPoint)
-HALF_DTYPES = (torch.bfloat16, torch.float16)  # the CPU kernels load them into float32 and store them back
-_CPU_KERNELS = {torch.float32: _C.quantize_f32, torch.float64: _C.quantize_f64, torch.bfloat16: _C.quantize_bf16,
-                torch.float16: _C.quantize_f16}
+# The CPU kernel of each dtype it takes (bfloat16/float16: loaded into float32, stored back in one pass).
+CPU_KERNELS = {torch.float32: _C.quantize_f32, torch.float64: _C.quantize_f64, torch.bfloat16: _C.quantize_bf16,
+               torch.float16: _C.quantize_f16}
 _OVERFLOW_CODES = {"saturate": 0, "inf": 1, "nan": 2, "wrap": 3}
 
 
@@ -58,4 +58,4 @@ def quantize(x: torch.Tensor, out: torch.Tensor, fmt, rounding: int, seed: int, 
         cuda.launch("cuda/quantize.cu", cuda.kernel_name("quantize", rounding, x.dtype), x, out,
                     params_as_args(params) + [("u64", seed), ("i32", 32 - rand_bits)])
     else:
-        _CPU_KERNELS[x.dtype](x.data_ptr(), out.data_ptr(), x.numel(), params, rounding, seed, rand_bits)
+        CPU_KERNELS[x.dtype](x.data_ptr(), out.data_ptr(), x.numel(), params, rounding, seed, rand_bits)
