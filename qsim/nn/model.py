@@ -28,7 +28,7 @@ from torch.nn.modules.conv import _ConvNd
 
 from qsim.quant import quantize_
 from qsim.nn import functional as qF
-from qsim.nn.quantizer import quantize_fb
+from qsim.nn.quantizer import quantize_fb, round_gradient
 from qsim.nn.spec import QuantSpec
 
 # Module types whose forward reads its own parameters as attributes, so swapping them works.
@@ -105,6 +105,9 @@ class _Plan:
         s = self.spec
         if s.output is None and s.grad_output is None:
             return output
+        if s.output is None:
+            fn = functools.partial(round_gradient, fmt=s.grad_output, rounding=s.backward_rounding, scaling=s.scaling)
+            return _map_floats(output, fn)
         fn = functools.partial(quantize_fb, forward=s.output, backward=s.grad_output, forward_rounding=s.rounding,
                                backward_rounding=s.backward_rounding, scaling=s.scaling)
         return _map_floats(output, fn)

@@ -1,7 +1,7 @@
 """Quantize a tensor on the way forward and its gradient on the way back.
 
-Exports Quantizer (a module), quantizer (a factory returning a function, as QPyTorch's quantizer()) and
-quantize_fb (the function itself). This is QPyTorch's Quantizer: placed after a layer, `forward`
+Exports Quantizer (a module), quantizer (a factory returning a function, as QPyTorch's quantizer()),
+quantize_fb (the function itself) and round_gradient (a gradient-only rounding that makes no copy). This is QPyTorch's Quantizer: placed after a layer, `forward`
 is the activation format (A) and `backward` the error format (E). qsim.quantize alone has a
 straight-through gradient; this adds the rounding of the gradient, in a small autograd Function.
 With scaling="tensor" each tensor is multiplied by a power of two that brings its largest magnitude
@@ -9,6 +9,8 @@ just under the format's max before rounding, and divided by it after (per-tensor
 TransformerEngine's fp8 recipes use); a power of two keeps the scaling itself exact.
 """
 from __future__ import annotations
+
+import functools
 
 import torch
 from torch import nn
@@ -34,7 +36,9 @@ class _ForwardBackward(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, forward, backward, forward_rounding, backward_rounding, scaling):
         ctx.backward_format, ctx.backward_rounding, ctx.scaling = backward, backward_rounding, scaling
-        return x.view_as(x) if forward is None else round_tensor(x, forward, forward_rounding, scaling)
+        # Not x.view_as(x): a view made inside a custom Function cannot be modified in place afterwards, and
+        # layers are commonly followed by ReLU(inplace=True).
+        return x.clone() if forward is None else round_tensor(x, forward, forward_rounding, scaling)
 
     @staticmethod
     def backward(ctx, grad):
@@ -55,6 +59,18 @@ def quantize_fb(x: torch.Tensor, forward=None, backward=None, forward_rounding: 
             return quantize(x, forward, forward_rounding)  # straight-through gradient
         backward = None
     return _ForwardBackward.apply(x, forward, backward, forward_rounding, backward_rounding, scaling)
+
+
+def round_gradient(x: torch.Tensor, fmt, rounding: str = "nearest", scaling: str | None = None) -> torch.Tensor:
+    """x itself, its gradient rounded to `fmt` on the way back; `fmt` must be a Format value.
+
+    Unlike quantize_fb(x, None, fmt) it makes no copy: a hook on x's autograd node. Such a hook survives
+    a later in-place op on x (ReLU(inplace=True)) and receives the gradient of x's own value. It rounds the
+    gradient of every use of x together, which for a layer's output is exactly the layer's error E."""
+    if x.grad_fn is None:  # a leaf (or no gradient): a hook would stay on it for good
+        return quantize_fb(x, None, fmt, backward_rounding=rounding, scaling=scaling)
+    x.register_hook(functools.partial(round_tensor, fmt=fmt, rounding=rounding, scaling=scaling))
+    return x
 
 
 def _checked(forward, backward, forward_rounding, backward_rounding, scaling):
