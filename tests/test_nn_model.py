@@ -227,21 +227,29 @@ def test_acc_on_a_module_without_gemm_simulation_raises():
 def test_hooking_twice_raises_and_leaves_first_hooks():
     layer = nn.Linear(3, 3)
     handle = quantize_model(layer, [(nn.Linear, QuantSpec(weight="fp16"))])
-    with pytest.raises(ValueError, match="already hooked"):
+    with pytest.raises(ValueError, match="already quantized"):
         quantize_model(layer, [(nn.Linear, QuantSpec(weight="bf16"))])
     assert len(layer._forward_pre_hooks) == 1
     handle.remove()
     quantize_model(layer, [(nn.Linear, QuantSpec(weight="bf16"))]).remove()
 
 
-def test_multihead_attention_out_proj_weights_and_activation_error():
+def test_multihead_attention_out_proj_weights_and_outputs():
     """MultiheadAttention reads out_proj's weight without calling out_proj: its weight formats are applied
-    through the parent's hooks, and activation formats on it are refused with a way out."""
+    through the parent's hooks, its output format to the attention's output, its input format (the
+    attention's internal context) is dropped with a warning, and an accumulator is refused with a way out."""
     torch.manual_seed(0)
     mha = nn.MultiheadAttention(8, 2)
     x = torch.randn(4, 1, 8)
-    with pytest.raises(ValueError, match="out_proj"):
-        quantize_model(mha, [(nn.Linear, QuantSpec(weight=A, output=A))])
+    with pytest.raises(TypeError, match="'out_proj': a low-precision accumulator"):
+        quantize_model(mha, [(nn.Linear, QuantSpec(weight=A, acc="fp16"))])
+    params = {n: (q(p, A) if n == "out_proj.weight" else p) for n, p in mha.named_parameters()}
+    with pytest.warns(UserWarning, match="out_proj's input"):
+        handle = quantize_model(mha, [(nn.Linear, QuantSpec(weight=A, input=A, output=A))])
+    out, weights = mha(x, x, x)
+    want, want_weights = functional_call(mha, params, (x, x, x))
+    assert torch.equal(out, q(want, A)) and torch.equal(weights, want_weights)  # attention weights stay float32
+    handle.remove()
     handle = quantize_model(mha, [(nn.Linear, QuantSpec(weight=A))])
     assert set(handle.specs) == {"out_proj"}
     params = {n: (q(p, A) if n == "out_proj.weight" else p) for n, p in mha.named_parameters()}

@@ -5,19 +5,19 @@
                                                           grad_output="fp8_e5m2"))])
     ...; handle.summary(); handle.error_report(x); handle.remove()
 
-Exports QuantSpec, quantize_model, QuantHandle, register_module_type, Quantizer, quantizer,
-quantize_fb, and the modules functional (low-precision accumulation), report (per-module SQNR)
+Exports QuantSpec, quantize_model, QuantHandle, remove_quantization, is_quantized, FlushWarning,
+register_module_type, Quantizer, quantizer, quantize_fb, and the modules functional (low-precision accumulation), report (per-module SQNR)
 and recipes (published training methods).
 """
 import importlib
 
 from qsim.nn import functional
-from qsim.nn.model import QuantHandle, quantize_model, register_module_type
-from qsim.nn.quantizer import Quantizer, quantize_fb, quantizer
+from qsim.nn.model import QuantHandle, is_quantized, quantize_model, register_module_type, remove_quantization
+from qsim.nn.quantizer import FlushWarning, Quantizer, quantize_fb, quantizer
 from qsim.nn.spec import QuantSpec
 
-__all__ = ["QuantSpec", "quantize_model", "QuantHandle", "register_module_type", "Quantizer", "quantizer",
-           "quantize_fb", "functional", "recipes"]
+__all__ = ["QuantSpec", "quantize_model", "QuantHandle", "remove_quantization", "is_quantized", "FlushWarning",
+           "register_module_type", "Quantizer", "quantizer", "quantize_fb", "functional", "recipes"]
 
 
 def __getattr__(name):

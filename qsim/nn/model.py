@@ -1,6 +1,7 @@
 """quantize_model: per-module quantization of an ordinary torch model, attached by rules and removable.
 
-Exports quantize_model, QuantHandle (remove, summary, disabled, error_report), register_module_type and SUPPORTED_TYPES.
+Exports quantize_model, QuantHandle (remove, summary, disabled, error_report), remove_quantization,
+is_quantized, register_module_type and SUPPORTED_TYPES.
 
 How it works, per hooked module:
   forward pre-hook  rounds the floating-point inputs (and marks their gradient for rounding), and swaps
@@ -11,13 +12,16 @@ How it works, per hooked module:
   forward           replaced only where the spec asks for a low-precision accumulator (Linear, Conv).
 Weight, bias and their gradients are quantized inside autograd here, unlike QPyTorch where W and G are
 quantized by the optimizer wrapper (qsim.optim.LowPrecision does that too, for recipes that store them).
+The hooks are found from the modules themselves (they are qsim's functions), so a deep copy or a pickled
+copy of a quantized model, which carries them along, can be cleaned with remove_quantization(copy).
+Each place a tensor is rounded checks its first tensor for values flushed to zero (FlushWarning).
 """
 from __future__ import annotations
 
 import contextlib
 import functools
 import re
-import weakref
+import warnings
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
@@ -28,7 +32,7 @@ from torch.nn.modules.conv import _ConvNd
 
 from qsim.quant import quantize_
 from qsim.nn import functional as qF
-from qsim.nn.quantizer import quantize_fb, round_gradient
+from qsim.nn.quantizer import FlushCheck, quantize_fb, round_gradient
 from qsim.nn.spec import QuantSpec
 
 # Module types whose forward reads its own parameters as attributes, so swapping them works.
@@ -39,11 +43,13 @@ SUPPORTED_TYPES: list[type] = [
 _ACC_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 # Types with parameters but no matrix product: an accumulator format does not apply to them.
 _NO_GEMM_TYPES = (_NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm, nn.Embedding, nn.EmbeddingBag, nn.PReLU)
-# Leading positional arguments that are activations; the rest (attention masks) are left alone.
+# Activations among the arguments (leading positional ones, keywords by name) and the outputs (leading ones);
+# the rest (attention masks, the attention weights returned for inspection) are left alone. None: all.
 _ACTIVATION_ARGS = {nn.MultiheadAttention: 3}
+_ACTIVATION_KWARGS = {nn.MultiheadAttention: ("query", "key", "value")}
+_ACTIVATION_OUTPUTS = {nn.MultiheadAttention: 1}
 _PARAM_FIELDS = ("weight", "bias", "grad_weight", "grad_bias", "acc", "chunk", "store_weights")
-
-_hooked: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # module -> the handle that hooked it
+_UNREACHABLE_IN_MHA = ("input", "grad_input")  # out_proj's input is internal to MultiheadAttention's forward
 
 
 def register_module_type(cls: type) -> type:
@@ -69,14 +75,17 @@ class _Slot:
     backward_rounding: str
     store: bool
     scaling: str | None
+    checks: tuple[FlushCheck, FlushCheck]
 
     def value(self) -> torch.Tensor:
         """What forward should see: the master rounded (in place when stored) and its gradient hook."""
         if self.store:
             with torch.no_grad():
                 quantize_(self.master, self.fmt, self.rounding)
-            return quantize_fb(self.master, None, self.grad_fmt, self.rounding, self.backward_rounding)
-        return quantize_fb(self.master, self.fmt, self.grad_fmt, self.rounding, self.backward_rounding, self.scaling)
+            return quantize_fb(self.master, None, self.grad_fmt, self.rounding, self.backward_rounding,
+                               checks=self.checks)
+        return quantize_fb(self.master, self.fmt, self.grad_fmt, self.rounding, self.backward_rounding, self.scaling,
+                           self.checks)
 
     @property
     def swaps(self) -> bool:
@@ -87,29 +96,43 @@ class _Slot:
 class _Plan:
     """Everything the hooks of one module need; holds no reference to the hooked module itself."""
 
+    name: str
+    module_type: type
     spec: QuantSpec
-    n_inputs: int | None
     slots: list[_Slot] = field(default_factory=list)
     enabled: bool = True  # False: the module computes in float32 (error reports compare the two)
+    checks: dict[str, FlushCheck] = field(init=False)
 
-    def quantize_inputs(self, args: tuple) -> tuple:
+    def __post_init__(self):
+        where = f"module {self.name!r}"
+        self.checks = {role: FlushCheck(f"{where} {role}") for role in ("input", "output", "grad_input", "grad_output")}
+
+    def quantize_inputs(self, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         s = self.spec
         if s.input is None and s.grad_input is None:
-            return args
-        n = len(args) if self.n_inputs is None else self.n_inputs
+            return args, kwargs
         fn = functools.partial(quantize_fb, forward=s.input, backward=s.grad_input, forward_rounding=s.rounding,
-                               backward_rounding=s.backward_rounding, scaling=s.scaling)
-        return tuple(_map_floats(a, fn) for a in args[:n]) + tuple(args[n:])
+                               backward_rounding=s.backward_rounding, scaling=s.scaling,
+                               checks=(self.checks["input"], self.checks["grad_input"]))
+        n = _ACTIVATION_ARGS.get(self.module_type, len(args))
+        names = _ACTIVATION_KWARGS.get(self.module_type, kwargs)
+        return (tuple(_map_floats(a, fn) for a in args[:n]) + tuple(args[n:]),
+                {k: _map_floats(v, fn) if k in names else v for k, v in kwargs.items()})
 
     def quantize_outputs(self, output):
         s = self.spec
         if s.output is None and s.grad_output is None:
             return output
         if s.output is None:
-            fn = functools.partial(round_gradient, fmt=s.grad_output, rounding=s.backward_rounding, scaling=s.scaling)
-            return _map_floats(output, fn)
-        fn = functools.partial(quantize_fb, forward=s.output, backward=s.grad_output, forward_rounding=s.rounding,
-                               backward_rounding=s.backward_rounding, scaling=s.scaling)
+            fn = functools.partial(round_gradient, fmt=s.grad_output, rounding=s.backward_rounding, scaling=s.scaling,
+                                   check=self.checks["grad_output"])
+        else:
+            fn = functools.partial(quantize_fb, forward=s.output, backward=s.grad_output, forward_rounding=s.rounding,
+                                   backward_rounding=s.backward_rounding, scaling=s.scaling,
+                                   checks=(self.checks["output"], self.checks["grad_output"]))
+        n = _ACTIVATION_OUTPUTS.get(self.module_type)
+        if n is not None and isinstance(output, tuple):
+            return (*_map_floats(output[:n], fn), *output[n:])
         return _map_floats(output, fn)
 
     def swap_in(self) -> None:
@@ -145,12 +168,12 @@ def _map_floats(obj, fn):
     return obj
 
 
-def _pre_hook(plan: _Plan, module, args):
+def _pre_hook(plan: _Plan, module, args, kwargs):
     if not plan.enabled:
         return None
-    args = plan.quantize_inputs(args)
+    args, kwargs = plan.quantize_inputs(args, kwargs)
     plan.swap_in()
-    return args
+    return args, kwargs
 
 
 def _post_hook(plan: _Plan, module, args, output):
@@ -170,6 +193,18 @@ def _acc_forward(module: nn.Module, plan: _Plan, x: torch.Tensor) -> torch.Tenso
         return qF.linear(x, module.weight, module.bias, **options)
     conv = {nn.Conv1d: qF.conv1d, nn.Conv2d: qF.conv2d, nn.Conv3d: qF.conv3d}[type(module)]
     return conv(x, module.weight, module.bias, module.stride, module.padding, module.dilation, module.groups, **options)
+
+
+def _out_proj_spec(name: str, spec: QuantSpec) -> QuantSpec:
+    """The part of a rule that can apply to a MultiheadAttention's out_proj (see quantize_model); an accumulator
+    was refused already (out_proj is not a plain Linear)."""
+    dropped = [f for f in _UNREACHABLE_IN_MHA if getattr(spec, f) is not None]
+    if dropped:
+        warnings.warn(f"qsim: module {name!r}: MultiheadAttention feeds out_proj inside its own forward, so "
+                      f"out_proj's {' and '.join(dropped)} formats are not applied (its weights and output are)",
+                      stacklevel=3)
+        spec = spec.replace(**dict.fromkeys(dropped))
+    return spec
 
 
 def _is_container(module: nn.Module) -> bool:
@@ -224,16 +259,52 @@ def _effective_spec(name: str, module: nn.Module, spec: QuantSpec) -> QuantSpec:
     return spec
 
 
-def _slots(owner: nn.Module, spec: QuantSpec) -> list[_Slot]:
+def _slots(owner: nn.Module, owner_name: str, spec: QuantSpec) -> list[_Slot]:
     slots = []
     for pname, param in owner.named_parameters(recurse=False):
         role = "bias" if "bias" in pname else "weight"
         fmt, grad_fmt = getattr(spec, role), getattr(spec, f"grad_{role}")
         if fmt is None and grad_fmt is None:
             continue
+        where = f"module {owner_name!r} {pname}"
         slots.append(_Slot(owner, pname, param, fmt, grad_fmt, spec.rounding, spec.backward_rounding,
-                           spec.store_weights and fmt is not None, spec.scaling))
+                           spec.store_weights and fmt is not None, spec.scaling,
+                           (FlushCheck(where), FlushCheck(f"{where} gradient"))))
     return slots
+
+
+def _qsim_hooks(module: nn.Module):
+    """(hook dict, key, plan) of each qsim hook on `module`, read from the module itself."""
+    for hooks in (module._forward_pre_hooks, module._forward_hooks):
+        for key, hook in list(hooks.items()):
+            if isinstance(hook, functools.partial) and hook.func in (_pre_hook, _post_hook):
+                yield hooks, key, hook.args[0]
+
+
+def is_quantized(model: nn.Module) -> bool:
+    """Does any module of `model` carry qsim's quantization hooks?"""
+    return any(next(_qsim_hooks(m), None) is not None for m in model.modules())
+
+
+def remove_quantization(model: nn.Module) -> int:
+    """Detach qsim's hooks from every module of `model` and restore what they swapped; returns how many
+    modules were quantized. Works without the handle, e.g. on a copy.deepcopy or a torch.save/torch.load
+    copy of a quantized model (the copy carries the hooks, but the handle only knows the original)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected an nn.Module; got {type(model).__name__}")
+    count = 0
+    for module in model.modules():
+        found = list(_qsim_hooks(module))
+        for hooks, key, plan in found:
+            del hooks[key]
+            module._forward_hooks_always_called.pop(key, None)
+            module._forward_pre_hooks_with_kwargs.pop(key, None)
+            plan.swap_out()
+        forward = vars(module).get("forward")
+        if isinstance(forward, functools.partial) and forward.func is _acc_forward:
+            del module.forward
+        count += bool(found)
+    return count
 
 
 class QuantHandle:
@@ -248,12 +319,9 @@ class QuantHandle:
         self._modules: list[nn.Module] = []
 
     def _attach(self, module: nn.Module, plan: _Plan) -> None:
-        if module in _hooked:
-            raise ValueError(f"{type(module).__name__} is already hooked by qsim; call remove() on its handle first")
-        _hooked[module] = self
         self._modules.append(module)
         self._plans.append(plan)
-        self._hooks.append(module.register_forward_pre_hook(functools.partial(_pre_hook, plan)))
+        self._hooks.append(module.register_forward_pre_hook(functools.partial(_pre_hook, plan), with_kwargs=True))
         self._hooks.append(module.register_forward_hook(functools.partial(_post_hook, plan), always_call=True))
         if plan.spec.acc is not None:
             module.forward = functools.partial(_acc_forward, module, plan)
@@ -267,8 +335,6 @@ class QuantHandle:
             plan.swap_out()
         for module in self._forwards:
             vars(module).pop("forward", None)
-        for module in self._modules:
-            _hooked.pop(module, None)
         self._hooks, self._plans, self._forwards, self._modules = [], [], [], []
 
     @contextlib.contextmanager
@@ -325,7 +391,7 @@ class QuantHandle:
         return f"QuantHandle({len(self.specs)} modules)"
 
 
-def quantize_model(model: nn.Module, rules) -> QuantHandle:
+def quantize_model(model: nn.Module, rules, *, replace: bool = False) -> QuantHandle:
     """Attach quantization to `model` by rules and return the handle that removes it.
 
     rules: (matcher, QuantSpec) pairs or a dict of them. A matcher is an nn.Module subclass (or a tuple of
@@ -334,10 +400,21 @@ def quantize_model(model: nn.Module, rules) -> QuantHandle:
     (Sequential, a transformer block) is matched by its type or its exact name. When several rules match
     a module, the last one wins, whole. A name pattern that matches nothing raises (it is a typo).
     A matched module with parameters of a type qsim does not know raises TypeError.
+    nn.MultiheadAttention reads out_proj's parameters without calling out_proj: a rule on out_proj applies its
+    weight/bias formats where the attention reads them and its output formats to the attention's output
+    (with the attention's own rule, if it has one, deciding rounding and scaling);
+    its input formats cannot reach the attention's internal context and are dropped with a warning.
+    A model that is already quantized (also a copy of one) raises, unless replace=True removes the old hooks.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected an nn.Module; got {type(model).__name__}")
     rules = check_rules(rules)
+    if is_quantized(model):
+        if not replace:
+            raise ValueError("model: already quantized by qsim (its modules carry qsim hooks, perhaps copied from "
+                             "a quantized model); call remove() on its handle or qsim.nn.remove_quantization(model) "
+                             "first, or pass replace=True")
+        remove_quantization(model)
     named = list(model.named_modules())
     chosen: dict[str, QuantSpec] = {}
     for i, (matcher, spec) in enumerate(rules):
@@ -350,23 +427,17 @@ def quantize_model(model: nn.Module, rules) -> QuantHandle:
     modules = dict(named)
     handle = QuantHandle(model)
     plans: dict[str, _Plan] = {}
-    delegated: dict[str, list[_Slot]] = {}
+    delegated: dict[str, tuple[list[_Slot], QuantSpec]] = {}
     for name, spec in chosen.items():
         module = modules[name]
         spec = _effective_spec(name, module, spec)
         parent_name, _, leaf = name.rpartition(".")
         parent = modules.get(parent_name) if name else None
         if isinstance(parent, nn.MultiheadAttention) and leaf == "out_proj":
-            # MultiheadAttention uses out_proj's parameters without calling it: its hooks swap them.
-            active = [f for f in ("input", "output", "grad_input", "grad_output", "acc") if getattr(spec, f) is not None]
-            if active:
-                raise ValueError(f"module {name!r}: MultiheadAttention reads out_proj's parameters without calling "
-                                 f"out_proj, so its {', '.join(active)} cannot be quantized; give activation formats "
-                                 f"to {parent_name!r} and only weight/bias formats to out_proj (a later rule "
-                                 f"'*.out_proj' with those fields cleared overrides)")
-            delegated.setdefault(parent_name, []).extend(_slots(module, spec))
+            spec = _out_proj_spec(name, spec)
+            delegated[parent_name] = (_slots(module, name, spec), spec)
         else:
-            plan = _Plan(spec, _ACTIVATION_ARGS.get(type(module)), _slots(module, spec))
+            plan = _Plan(name, type(module), spec, _slots(module, name, spec))
             if not plan.slots and spec.formats().keys() <= set(_PARAM_FIELDS):
                 continue  # e.g. a weight-only rule on a ReLU: nothing applies
             plans[name] = plan
@@ -374,8 +445,17 @@ def quantize_model(model: nn.Module, rules) -> QuantHandle:
             handle.specs[name] = spec
     order = {name: i for i, (name, _) in enumerate(named)}
     handle.specs = dict(sorted(handle.specs.items(), key=lambda item: order[item[0]]))
-    for parent_name, slots in delegated.items():
-        plans.setdefault(parent_name, _Plan(QuantSpec(), _ACTIVATION_ARGS.get(nn.MultiheadAttention))).slots.extend(slots)
+    for parent_name, (slots, spec) in delegated.items():
+        # The attention's output is out_proj's output: out_proj's output formats apply to it unless the
+        # attention's own rule gives some.
+        outputs = dict(output=spec.output, grad_output=spec.grad_output)
+        plan = plans.get(parent_name)
+        if plan is None:
+            plan = plans[parent_name] = _Plan(parent_name, nn.MultiheadAttention, QuantSpec(
+                **outputs, rounding=spec.rounding, backward_rounding=spec.backward_rounding, scaling=spec.scaling))
+        elif plan.spec.output is None and plan.spec.grad_output is None:
+            plan.spec = plan.spec.replace(**outputs)
+        plan.slots.extend(slots)
     try:
         for name, plan in plans.items():
             if plan.spec.store_weights:
