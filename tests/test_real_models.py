@@ -142,3 +142,132 @@ def test_underflowing_gradients_warn():
     with quantize_model(model, [(nn.Linear, QuantSpec(grad_output="fp8_e5m2"))]):
         with pytest.warns(qsim.nn.FlushWarning, match="'2' grad_output"):
             (model(x) * 1e-9).sum().backward()
+
+
+# --- qsim.hw.workload on real model shapes: MACs against torch's FLOP counter and closed forms ---------------
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from qsim.hw import workload  # noqa: E402
+
+
+def _counted_macs(model, x):
+    """FlopCounterMode's FLOPs / 2 on torch's unfused path (its fused transformer kernels count 0)."""
+    model.eval()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(x)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(True)
+    return counter.get_total_flops() / 2
+
+
+def _attention_macs(batch, heads, L, S, d, layers=1):
+    """scores and context: 2 · batch · heads · L · S · d per attention (FlopCounterMode gives 0 on the CPU)."""
+    return layers * 2 * batch * heads * L * S * d
+
+
+def _rnn_macs(T, B, input_size, H, gates, num_layers, directions):
+    """Σ over layers and directions of T·B·(in + H)·gates·H (input and recurrent GEMMs)."""
+    total, features = 0, input_size
+    for _ in range(num_layers):
+        total += directions * T * B * (features + H) * gates * H
+        features = H * directions
+    return total
+
+
+class SDPABlock(nn.Module):
+    """timm's ViT attention: qkv linear, F.scaled_dot_product_attention, proj."""
+
+    def __init__(self, dim=32, heads=4):
+        super().__init__()
+        self.heads, self.qkv, self.proj = heads, nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+
+    def forward(self, x):
+        B, N, C = x.shape
+        q, k, v = self.qkv(x).reshape(B, N, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+        return self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, N, C))
+
+
+class Blocks(nn.Module):
+    """Functional products inside named blocks: matmul, @, einsum and F.conv2d."""
+
+    def __init__(self):
+        super().__init__()
+        self.blocks = nn.ModuleList([SDPABlock(), SDPABlock()])
+        self.weight = nn.Parameter(torch.randn(4, 1, 3, 3))
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = block(x)
+        gram = torch.einsum("bnc,bmc->bnm", x, x)  # (B, N, N)
+        mixed = torch.matmul(gram, x) @ x.transpose(1, 2)  # (B, N, N)
+        return F.conv2d(mixed.unsqueeze(1), self.weight, padding=1)
+
+
+def _cases():
+    encoder = nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 2, 32, batch_first=True), 2,
+                                    enable_nested_tensor=False)
+    return {
+        "transformer_encoder": (encoder, torch.randn(2, 6, 16), _attention_macs(2, 2, 6, 6, 8, layers=2)),
+        "lstm": (nn.LSTM(8, 16, num_layers=2, batch_first=True), torch.randn(3, 5, 8),
+                 _rnn_macs(5, 3, 8, 16, 4, 2, 1)),
+        "gru_bidirectional": (nn.GRU(8, 16, bidirectional=True), torch.randn(5, 3, 8), 0),
+        "sdpa_blocks_einsum_conv": (Blocks(), torch.randn(2, 7, 32), _attention_macs(2, 4, 7, 7, 8, layers=2)),
+        "mha_keywords": (Attention(), torch.randn(2, 5, 8), _attention_macs(2, 2, 5, 5, 4)),
+    }
+
+
+@pytest.mark.parametrize("case", list(_cases()))
+def test_workload_macs_equal_the_flop_counter_plus_closed_forms(case):
+    """Workload MACs = FlopCounterMode FLOPs / 2 plus the closed-form counts of what the counter misses
+    (attention products on the CPU; the LSTM, which it counts as 0), within 1%."""
+    model, x, uncounted = _cases()[case]
+    wl = workload(model, x)
+    counted = _counted_macs(model, x)
+    if case == "lstm":
+        assert counted == 0  # the counter's blind spot: the closed form is the whole reference
+    assert sum(layer.macs for layer in wl) == pytest.approx(counted + uncounted, rel=0.01)
+    assert not any("not modelled" in note for note in wl.notes)
+
+
+def test_lstm_and_gru_decompose_into_their_weight_gemms():
+    wl = workload(nn.LSTM(8, 16, num_layers=2, batch_first=True, proj_size=4), torch.randn(3, 5, 8))
+    shapes = {l.name: (l.groups, l.gemm_m, l.gemm_k, l.gemm_n) for l in wl}
+    assert shapes == {"ih_l0": (1, 15, 8, 64), "hh_l0": (5, 3, 4, 64), "hr_l0": (5, 3, 16, 4),
+                      "ih_l1": (1, 15, 4, 64), "hh_l1": (5, 3, 4, 64), "hr_l1": (5, 3, 16, 4)}
+
+
+def test_unmapped_compute_is_reported_not_silently_dropped():
+    class Addmm(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w, self.b = nn.Parameter(torch.randn(8, 8)), nn.Parameter(torch.zeros(8))
+            self.fc = nn.Linear(8, 8)
+
+        def forward(self, x):
+            return torch.addmm(self.b, self.fc(x), self.w)
+
+    wl = workload(Addmm(), torch.randn(4, 8))
+    assert any(note.startswith("not modelled: 0.000512 MFLOP") and "addmm" in note for note in wl.notes)
+
+
+def test_functional_products_are_named_under_their_module_and_reached_by_globs():
+    wl = workload(Blocks(), torch.randn(2, 7, 32), precision={"*": 8, "blocks.1.*": 4})
+    names = [l.name for l in wl]
+    assert names[:4] == ["blocks.0.qkv", "blocks.0.scaled_dot_product_attention.scores",
+                         "blocks.0.scaled_dot_product_attention.context", "blocks.0.proj"]
+    assert names[8:] == ["einsum", "matmul", "matmul#1", "conv2d"]
+    assert {l.name: l.weight_bits for l in wl}["blocks.1.scaled_dot_product_attention.scores"] == 4
+
+
+def test_workload_rules_read_as_quantize_model_reads_them():
+    """The README rule on a model with attention: out_proj takes its rule's weight width and float32 input
+    (the context is internal to the attention); scores and context stay float32; the head is 8-bit."""
+    rules = [((nn.Conv2d, nn.Linear), QuantSpec(weight="int8", input="int8")),
+             (nn.MultiheadAttention, QuantSpec(weight="int4", input="int4"))]
+    with pytest.warns(UserWarning, match="out_proj's input"):
+        wl = workload(Attention(), torch.randn(2, 5, 8), rules=rules)
+    bits = {l.name: (l.weight_bits, l.act_bits) for l in wl}
+    assert bits == {"attn.q_proj": (4, 4), "attn.k_proj": (4, 4), "attn.v_proj": (4, 4), "attn.scores": (32, 32),
+                    "attn.context": (32, 32), "attn.out_proj": (8, 32), "head": (8, 8)}

@@ -1,13 +1,15 @@
 """Operand bit widths for each layer: from quantize_model rules, from a precision= mapping, or int8.
 
-Exports `bits_of(value, where)` and `assign_precision(layers, precision=None, rules=None, modules=None)`.
+Exports `bits_of(value, where)` and `assign_precision(layers, precision=None, specs=None)`.
 
 `precision` is one value for every layer or a mapping from layer-name glob to a value; a value is a
 bit width (8), a pair (weight_bits, activation_bits), a format name or Format ("fp8_e4m3", "int4":
 `qsim.formats.get(name).bits_per_element`), or a pair of those. When several globs match a layer
-the last one wins, as in quantize_model. `rules` are quantize_model's (matcher, QuantSpec) pairs:
-a layer takes its spec's weight / input / output formats, and a field left None means float32, as
-quantize_model leaves it. Without either, every operand is an 8-bit integer.
+the last one wins, as in quantize_model. `specs` maps layer names to the QuantSpec that quantize_model
+applies to the module computing the layer (qsim.nn.model.module_specs; qsim.hw.workload builds it from
+rules): a layer takes its spec's weight / input / output formats, and a field left None, or a layer
+without a spec, means float32, as quantize_model leaves it. Without either, every operand is an 8-bit
+integer.
 """
 from __future__ import annotations
 
@@ -54,33 +56,23 @@ def bits_of(value, where: str = "precision") -> tuple[float, float, str]:
 
 
 def _from_spec(spec, where: str) -> dict:
+    """Operand widths of a QuantSpec (None: every operand float32)."""
+    if spec is None:
+        return dict(weight_bits=FLOAT32_BITS, act_bits=FLOAT32_BITS, out_bits=FLOAT32_BITS, arith="float")
+
     def field(fmt, name):
         return (FLOAT32_BITS, "float") if fmt is None else _format_bits(fmt, f"{where}.{name}")
     (w, wa), (a, aa), (o, _) = field(spec.weight, "weight"), field(spec.input, "input"), field(spec.output, "output")
     return dict(weight_bits=w, act_bits=a, out_bits=o, arith="float" if "float" in (wa, aa) else "int")
 
 
-def assign_precision(layers, precision=None, rules=None, modules: Mapping | None = None) -> tuple[Layer, ...]:
-    """The layers with operand widths set; `modules` maps layer names to torch modules (for type rules)."""
-    if precision is not None and rules is not None:
+def assign_precision(layers, precision=None, specs: Mapping | None = None) -> tuple[Layer, ...]:
+    """The layers with operand widths set, from a precision mapping or from per-layer QuantSpecs."""
+    if precision is not None and specs is not None:
         raise ValueError("give precision= or rules=, not both")
     layers = tuple(layers)
-    if rules is not None:
-        from qsim.nn.model import check_rules, matches_rule  # quantize_model's own matching semantics
-        pairs = check_rules(rules)
-        out = []
-        for layer in layers:
-            module = (modules or {}).get(layer.name)
-            spec = None
-            for i, (matcher, candidate) in enumerate(pairs):
-                if (module is not None and matches_rule(matcher, layer.name, module)) or \
-                        (module is None and isinstance(matcher, str) and fnmatchcase(layer.name, matcher)):
-                    spec, where = candidate, f"rules[{i}]"
-            if spec is None:  # quantize_model leaves an unmatched layer in float32
-                out.append(layer.with_bits(FLOAT32_BITS, FLOAT32_BITS, FLOAT32_BITS, "float"))
-            else:
-                out.append(layer.with_bits(**_from_spec(spec, where)))
-        return tuple(out)
+    if specs is not None:
+        return tuple(layer.with_bits(**_from_spec(specs.get(layer.name), f"layer {layer.name!r}")) for layer in layers)
     if precision is None:
         precision = DEFAULT_BITS
     mapping = precision if isinstance(precision, Mapping) else {"*": precision}

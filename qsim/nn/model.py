@@ -391,6 +391,32 @@ class QuantHandle:
         return f"QuantHandle({len(self.specs)} modules)"
 
 
+def _is_out_proj(name: str, modules: dict) -> bool:
+    parent_name, _, leaf = name.rpartition(".")
+    return leaf == "out_proj" and bool(name) and isinstance(modules.get(parent_name), nn.MultiheadAttention)
+
+
+def module_specs(model: nn.Module, rules) -> dict[str, QuantSpec]:
+    """What quantize_model applies to each module of `model` under `rules`: the last matching rule's spec,
+    restricted to what can apply to the module. Shared with qsim.hw.workload, so both read rules alike."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected an nn.Module; got {type(model).__name__}")
+    named = list(model.named_modules())
+    chosen: dict[str, QuantSpec] = {}
+    for i, (matcher, spec) in enumerate(check_rules(rules)):
+        hits = [name for name, module in named if matches_rule(matcher, name, module)]
+        if isinstance(matcher, str) and not hits:
+            raise ValueError(f"rules[{i}]: the pattern {matcher!r} matches no module of the model")
+        for name in hits:
+            chosen[name] = spec
+    modules = dict(named)
+    specs = {}
+    for name, spec in chosen.items():
+        spec = _effective_spec(name, modules[name], spec)
+        specs[name] = _out_proj_spec(name, spec) if _is_out_proj(name, modules) else spec
+    return specs
+
+
 def quantize_model(model: nn.Module, rules, *, replace: bool = False) -> QuantHandle:
     """Attach quantization to `model` by rules and return the handle that removes it.
 
@@ -408,7 +434,6 @@ def quantize_model(model: nn.Module, rules, *, replace: bool = False) -> QuantHa
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected an nn.Module; got {type(model).__name__}")
-    rules = check_rules(rules)
     if is_quantized(model):
         if not replace:
             raise ValueError("model: already quantized by qsim (its modules carry qsim hooks, perhaps copied from "
@@ -416,26 +441,14 @@ def quantize_model(model: nn.Module, rules, *, replace: bool = False) -> QuantHa
                              "first, or pass replace=True")
         remove_quantization(model)
     named = list(model.named_modules())
-    chosen: dict[str, QuantSpec] = {}
-    for i, (matcher, spec) in enumerate(rules):
-        hits = [name for name, module in named if matches_rule(matcher, name, module)]
-        if isinstance(matcher, str) and not hits:
-            raise ValueError(f"rules[{i}]: the pattern {matcher!r} matches no module of the model")
-        for name in hits:
-            chosen[name] = spec
-
     modules = dict(named)
     handle = QuantHandle(model)
     plans: dict[str, _Plan] = {}
     delegated: dict[str, tuple[list[_Slot], QuantSpec]] = {}
-    for name, spec in chosen.items():
+    for name, spec in module_specs(model, rules).items():
         module = modules[name]
-        spec = _effective_spec(name, module, spec)
-        parent_name, _, leaf = name.rpartition(".")
-        parent = modules.get(parent_name) if name else None
-        if isinstance(parent, nn.MultiheadAttention) and leaf == "out_proj":
-            spec = _out_proj_spec(name, spec)
-            delegated[parent_name] = (_slots(module, name, spec), spec)
+        if _is_out_proj(name, modules):
+            delegated[name.rpartition(".")[0]] = (_slots(module, name, spec), spec)
         else:
             plan = _Plan(name, type(module), spec, _slots(module, name, spec))
             if not plan.slots and spec.formats().keys() <= set(_PARAM_FIELDS):
