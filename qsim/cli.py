@@ -2,6 +2,7 @@
 `HELP` (one line), `add_arguments(parser)` and `run(args) -> int`; this file only wires them."""
 import argparse
 import importlib
+import os
 import sys
 
 SUBCOMMANDS = {
@@ -23,6 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    # User code named as module:callable (qsim hw mymod:build, qsim sweep --job mymod:train) is found in the
+    # current directory, as `python -m` finds it.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     args = build_parser().parse_args(argv)
     return args.handler(args)
 

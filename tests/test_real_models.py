@@ -271,3 +271,37 @@ def test_workload_rules_read_as_quantize_model_reads_them():
     bits = {l.name: (l.weight_bits, l.act_bits) for l in wl}
     assert bits == {"attn.q_proj": (4, 4), "attn.k_proj": (4, 4), "attn.v_proj": (4, 4), "attn.scores": (32, 32),
                     "attn.context": (32, 32), "attn.out_proj": (8, 32), "head": (8, 8)}
+
+
+def test_cli_runs_a_token_model_from_the_current_directory(tmp_path, monkeypatch, capsys):
+    """`qsim hw mymod:build` finds mymod.py in the current directory; --input-dtype long feeds token ids."""
+    from qsim.cli import main
+
+    (tmp_path / "qsim_test_lm.py").write_text(
+        "from torch import nn\n"
+        "def build():\n"
+        "    return nn.Sequential(nn.Embedding(50, 16), nn.LSTM(16, 8, batch_first=True))\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.path", [p for p in __import__("sys").path if p not in ("", str(tmp_path))])
+    assert main(["hw", "qsim_test_lm:build", "--input-shape", "2,6", "--input-dtype", "long",
+                 "--input-high", "50", "--csv", "layers.csv"]) == 0
+    import pandas as pd
+    layers = pd.read_csv(tmp_path / "layers.csv")
+    assert list(layers.iloc[:, 0]) == ["1.ih_l0", "1.hh_l0"]
+
+
+def test_qpytorch_float8_recipe_trains_a_vgg_shaped_network_with_inplace_relus():
+    """vgg11's shape in small: conv/ReLU(inplace)/pool features and a linear/ReLU(inplace)/dropout head."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+                          nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2), nn.Flatten(),
+                          nn.Linear(16 * 2 * 2, 32), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Linear(32, 10))
+    recipe = qsim.nn.recipes.float8_qpytorch()
+    handle, optimizer = recipe.apply(model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9))
+    x, y = torch.randn(4, 3, 8, 8), torch.randint(0, 10, (4,))
+    before = [p.detach().clone() for p in model.parameters()]
+    (nn.functional.cross_entropy(model(x), y) * recipe.loss_scale).backward()
+    optimizer.step()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+    handle.remove()

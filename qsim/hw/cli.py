@@ -3,6 +3,7 @@
     qsim hw resnet18 --accelerator systolic_32x32 --dataflow ws --precision 4,8 --plot r18.png
     qsim hw topology.csv --accelerator my_array.toml --csv layers.csv
     qsim hw mypkg.models:build_net --input-shape 1,3,64,64 --precision 'layer1.*=4,4' --precision '*=8'
+    qsim hw mymodel:build_lm --input-shape 1,128 --input-dtype long --input-high 32000   # token ids
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import importlib
 from pathlib import Path
 
 HELP = "Cycles, stalls, utilisation and energy of a network on a systolic-array accelerator."
+INPUT_DTYPES = {"float32": "float32", "float64": "float64", "bfloat16": "bfloat16", "float16": "float16",
+                "long": "int64", "int64": "int64", "int": "int32", "int32": "int32"}
 
 
 def _precision_value(text: str):
@@ -57,6 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", action="append", metavar="[GLOB=]W[,A]",
                         help="operand bits or format names, e.g. 8, 4,8, fp8_e4m3, 'fc=8,8' (repeatable)")
     parser.add_argument("--input-shape", help="input shape for a model, e.g. 1,3,224,224 (first dim: batch)")
+    parser.add_argument("--input-dtype", default="float32", choices=sorted(INPUT_DTYPES),
+                        help="dtype of the example input (default float32: standard normal values; integer "
+                             "dtypes such as long for token ids: uniform in [0, --input-high))")
+    parser.add_argument("--input-high", type=int, default=2,
+                        help="exclusive upper bound of integer inputs (default 2, valid for any vocabulary)")
     parser.add_argument("--csv", type=Path, help="write the per-layer table to this CSV file")
     parser.add_argument("--plot", type=Path, help="write the per-layer cycles/energy plot (.png or .svg)")
 
@@ -90,7 +98,14 @@ def build_workload(args):
     if shape is None:
         raise ValueError("--input-shape is needed for a model given as module:callable")
     torch.manual_seed(0)
-    return workload(ctor(), torch.randn(shape), precision=precision, name=name)
+    dtype = getattr(torch, INPUT_DTYPES[args.input_dtype])
+    if dtype.is_floating_point:
+        example = torch.randn(shape, dtype=dtype)
+    elif args.input_high < 1:
+        raise ValueError(f"--input-high: expected a positive bound for integer inputs; got {args.input_high}")
+    else:
+        example = torch.randint(0, args.input_high, shape, dtype=dtype)
+    return workload(ctor(), example, precision=precision, name=name)
 
 
 def run(args) -> int:
