@@ -79,3 +79,26 @@ def test_bad_arguments_name_the_argument():
         Quantizer(forward=8)
     with pytest.raises(ValueError, match="scaling"):
         quantizer("bf16", scaling="channel")
+
+
+def test_tensor_scaling_uses_the_largest_power_of_two_that_keeps_the_maximum_in_range():
+    """scaling='tensor' multiplies by 2^k, k the largest integer with amax·2^k <= max (exact fractions), also
+    where floor(log2(max / amax)) computed in float32 would be one off (amax just above max / 2^j)."""
+    from fractions import Fraction
+
+    from qsim.nn.quantizer import round_tensor
+
+    fmt = qsim.formats.get("fp8_e4m3")
+    generator = torch.Generator().manual_seed(0)
+    # 29360130 = 448·2^16·(1 + 2^-22.6): the float32 quotient 448 / amax rounds up to 2^-16.
+    edges = [29360130.0] + [448 * 2.0 ** -j * (1 + 2.0 ** -23) for j in range(-20, 20)] + \
+        [448 * 2.0 ** -j for j in range(-20, 20)]
+    random = (torch.rand(2000, generator=generator) * 2.0 ** torch.randint(-60, 60, (2000,), generator=generator))
+    for amax in torch.tensor(edges + random.tolist(), dtype=torch.float32):
+        a = Fraction(float(amax))
+        k = 130
+        while Fraction(2) ** k * a > Fraction(fmt.max):
+            k -= 1
+        k = max(-126, k)
+        x = torch.stack([amax, -amax / 3])
+        assert torch.equal(round_tensor(x, fmt, "nearest", "tensor"), qsim.quantize(x * 2.0 ** k, fmt) / 2.0 ** k)

@@ -12,6 +12,7 @@ TransformerEngine's fp8 recipes use); a power of two keeps the scaling itself ex
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 
 import torch
@@ -63,9 +64,15 @@ def _rounded(x: torch.Tensor, fmt, rounding: str, scaling: str | None) -> torch.
     if scaling is None:
         return quantize(x, fmt, rounding)
     amax = x.detach().abs().amax().float()
-    # 2^floor(log2(max / amax)): amax * scale <= max; clamped so the scale itself stays a normal float32.
-    exponent = torch.floor(torch.log2(fmt.max / amax)).clamp(-126, 126)
-    scale = torch.where(torch.isfinite(exponent), torch.exp2(exponent), torch.ones_like(exponent)).to(x.dtype)
+    # The largest 2^k with amax·2^k <= max, from exact exponents: with max = m·2^e and amax = a·2^f (m, a in
+    # [1/2, 1)), k = e − f, less one where a > m. Not floor(log2(max / amax)): a quotient or a log2 one ulp
+    # off at a power of two (compilers' log2 differ) would halve the scale. Clamped to keep 2^k a normal
+    # float32; a zero, inf or NaN maximum leaves the tensor unscaled.
+    max_mantissa, max_exponent = math.frexp(fmt.max)
+    mantissa, exponent = torch.frexp(amax)
+    exponent = (max_exponent - exponent - (mantissa > max_mantissa).to(exponent.dtype)).clamp(-126, 126)
+    usable = (amax > 0) & torch.isfinite(amax)
+    scale = torch.where(usable, torch.exp2(exponent.float()), torch.ones_like(amax)).to(x.dtype)
     return quantize(x * scale, fmt, rounding) / scale
 
 
