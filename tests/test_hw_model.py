@@ -126,7 +126,8 @@ def test_packed_reduction_shortens_output_stationary_folds():
     packed = stats(layer, dataflow="os", dram_bytes_per_cycle=1e9, scaling="linear")
     assert plain["compute_cycles"] == 4096 + 14 and packed["compute_cycles"] == 2048 + 14
     # Utilisation is against the PE's peak at this width (2 MACs/cycle); +2: first load, last write-back.
-    assert packed["utilization"] == pytest.approx(layer.macs / ((2048 + 14 + 2) * 64 * 2))
+    assert packed["overall_utilization"] == pytest.approx(layer.macs / ((2048 + 14 + 2) * 64 * 2))
+    assert packed["compute_utilization"] == pytest.approx(layer.macs / ((2048 + 14) * 64 * 2))
 
 
 def test_energy_scales_with_macs_as_the_table_says():
@@ -160,7 +161,8 @@ def test_report_totals_are_sums_and_throughput_follows_the_clock():
     assert t["total_cycles"] == f["total_cycles"].sum()
     assert t["inferences_per_s"] == pytest.approx(2 * a.clock_mhz * 1e6 / t["total_cycles"])
     assert t["energy_per_inference_uj"] == pytest.approx(f["energy_pj"].sum() * 1e-6 / 2)
-    assert t["utilization"] == pytest.approx(f["macs"].sum() / (t["total_cycles"] * 64))
+    assert t["overall_utilization"] == pytest.approx(f["macs"].sum() / (t["total_cycles"] * 64))
+    assert t["compute_utilization"] == pytest.approx(f["macs"].sum() / (t["compute_cycles"] * 64))
 
 
 @settings(max_examples=40, deadline=None)

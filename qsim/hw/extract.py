@@ -54,17 +54,23 @@ def _pair(value):
     return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
 
 
-def _conv_layer(name: str, x_shape, y_shape, weight_shape, stride, padding, groups) -> Layer:
-    """A Layer from the shapes of one conv call; Conv1d becomes a 1-row Conv2d."""
+def _conv_layer(name: str, x_shape, y_shape, weight_shape, stride, padding, groups, dilation=1) -> Layer:
+    """A Layer from the shapes of one conv call; Conv1d becomes a 1-row Conv2d. padding='same' is
+    recovered from the shapes (the total padding split as torch splits it, the smaller half first)."""
     if len(x_shape) == 3:  # (N, C, L) -> (N, C, 1, L)
         x_shape, y_shape = (*x_shape[:2], 1, x_shape[2]), (*y_shape[:2], 1, y_shape[2])
         weight_shape = (*weight_shape[:2], 1, weight_shape[2])
-        stride, padding = (1, _pair(stride)[0]), (0, _pair(padding)[0] if not isinstance(padding, str) else 0)
+        stride, dilation = (1, _pair(stride)[0]), (1, _pair(dilation)[0])
+        padding = padding if isinstance(padding, str) else (0, _pair(padding)[0])
     N, C, H, W = x_shape
     K, _, R, S = weight_shape
-    padding = (0, 0) if isinstance(padding, str) else _pair(padding)
+    stride, dilation = _pair(stride), _pair(dilation)
+    if padding == "same":
+        padding = tuple((d * (k - 1)) // 2 for d, k in zip(dilation, (R, S)))
+    elif isinstance(padding, str):  # 'valid'
+        padding = (0, 0)
     return Layer(name=name, N=N, C=C, H=H, W=W, K=K, R=R, S=S, P=y_shape[2], Q=y_shape[3],
-                 stride=_pair(stride), padding=padding, groups=groups, op="conv")
+                 stride=stride, padding=_pair(padding), groups=groups, dilation=dilation, op="conv")
 
 
 def _linear_layer(name: str, x_shape, out_features: int) -> Layer:
@@ -193,7 +199,7 @@ def _module_layers(name: str, module: nn.Module, args, kwargs, output) -> list[t
     x = args[0] if args else next(iter(kwargs.values()))
     if isinstance(module, CONV_TYPES):
         layers = [_conv_layer(name, tuple(x.shape), tuple(output.shape), tuple(module.weight.shape), module.stride,
-                              module.padding, module.groups)]
+                              module.padding, module.groups, module.dilation)]
     elif isinstance(module, nn.Linear):
         layers = [_linear_layer(name, tuple(x.shape), module.out_features)]
     elif isinstance(module, nn.RNNBase):
@@ -246,7 +252,7 @@ def _function_layers(node, args, kwargs, result) -> list[Layer]:
     if target in (F.conv1d, F.conv2d):
         x, w = args[0], args[1]
         return [_conv_layer(name, tuple(x.shape), tuple(result.shape), tuple(w.shape), arg(3, "stride", 1),
-                            arg(4, "padding", 0), arg(6, "groups", 1))]
+                            arg(4, "padding", 0), arg(6, "groups", 1), arg(5, "dilation", 1))]
     if target is F.linear:
         return [_linear_layer(name, tuple(args[0].shape), args[1].shape[0])]
     if target in MATMUL_FUNCTIONS:

@@ -13,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Iterator
 
+import numpy as np
 import pandas as pd
 
 ARITHMETICS = ("int", "float")
@@ -24,6 +25,13 @@ def _pair(value, name: str) -> tuple[int, int]:
     if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, int) for v in value):
         return (int(value[0]), int(value[1]))
     raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+
+
+def _touched(size: int, outputs: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    """How many of `size` input positions along one axis the windows of `outputs` outputs cover: output p
+    reads p·stride − padding + r·dilation for r < kernel (positions in the padding read nothing)."""
+    taps = (np.arange(outputs)[:, None] * stride - padding + np.arange(kernel)[None, :] * dilation).ravel()
+    return int(np.unique(taps[(taps >= 0) & (taps < size)]).size)
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,7 @@ class Layer:
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
     groups: int = 1
+    dilation: tuple[int, int] = (1, 1)
     weight_bits: float = 8.0
     act_bits: float = 8.0
     out_bits: float = 8.0
@@ -64,8 +73,11 @@ class Layer:
                 raise ValueError(f"layer {self.name!r}: {field} must be a positive integer, got {value!r}")
         object.__setattr__(self, "stride", _pair(self.stride, f"layer {self.name!r}: stride"))
         object.__setattr__(self, "padding", _pair(self.padding, f"layer {self.name!r}: padding"))
+        object.__setattr__(self, "dilation", _pair(self.dilation, f"layer {self.name!r}: dilation"))
         if min(self.stride) < 1:
             raise ValueError(f"layer {self.name!r}: stride must be >= 1, got {self.stride}")
+        if min(self.dilation) < 1:
+            raise ValueError(f"layer {self.name!r}: dilation must be >= 1, got {self.dilation}")
         if min(self.padding) < 0:
             raise ValueError(f"layer {self.name!r}: padding must be >= 0, got {self.padding}")
         if self.C % self.groups or self.K % self.groups:
@@ -92,7 +104,7 @@ class Layer:
             raise ValueError(f"layer {name!r}: a {R}x{S} kernel does not fit a {H}x{W} input "
                              f"with padding {padding} (output {P}x{Q})")
         return cls(name=name, N=N, C=C, H=H, W=W, K=K, R=R, S=S, P=P, Q=Q, stride=(sh, sw),
-                   padding=(ph, pw), groups=groups, **fields)
+                   padding=(ph, pw), groups=groups, dilation=(dh, dw), **fields)
 
     @classmethod
     def gemm(cls, name: str, m: int, k: int, n: int, batch: int = 1, **fields) -> "Layer":
@@ -123,8 +135,11 @@ class Layer:
 
     @property
     def ifmap_elems(self) -> int:
-        """Distinct input elements (the tensor, not its im2col expansion)."""
-        return self.N * self.C * self.H * self.W
+        """Distinct input elements that some output reads (the tensor, not its im2col expansion): a kernel
+        smaller than its stride, or dilated, skips input rows and columns that are never fetched."""
+        rows = _touched(self.H, self.P, self.R, self.stride[0], self.padding[0], self.dilation[0])
+        cols = _touched(self.W, self.Q, self.S, self.stride[1], self.padding[1], self.dilation[1])
+        return self.N * self.C * rows * cols
 
     @property
     def filter_elems(self) -> int:
@@ -142,7 +157,8 @@ class Layer:
 
     def as_dict(self) -> dict:
         row = dataclasses.asdict(self)
-        row["stride"], row["padding"] = f"{self.stride[0]}x{self.stride[1]}", f"{self.padding[0]}x{self.padding[1]}"
+        for key in ("stride", "padding", "dilation"):
+            row[key] = "x".join(map(str, getattr(self, key)))
         row["macs"] = self.macs
         return row
 

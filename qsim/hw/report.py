@@ -41,13 +41,14 @@ class Report:
         f, accel = self.frame, self.accelerator
         cycles = int(f["total_cycles"].sum())
         seconds = cycles / (accel.clock_mhz * 1e6)
-        peak_macs = (f["total_cycles"] * accel.pes * f["macs_per_pe_cycle"]).sum()
+        peak = accel.pes * f["macs_per_pe_cycle"]
         totals = {
             "layers": len(f), "macs": int(f["macs"].sum()),
             "compute_cycles": int(f["compute_cycles"].sum()), "stall_cycles": int(f["stall_cycles"].sum()),
             "total_cycles": cycles, "latency_ms": seconds * 1e3,
             "inferences_per_s": self.batch / seconds,
-            "utilization": float(f["macs"].sum() / peak_macs),
+            "compute_utilization": float(f["macs"].sum() / (f["compute_cycles"] * peak).sum()),
+            "overall_utilization": float(f["macs"].sum() / (f["total_cycles"] * peak).sum()),
             "dram_bytes": float(f["dram_read_bytes"].sum() + f["dram_write_bytes"].sum()),
         }
         totals.update({f"energy_{c}_uj": float(f[f"energy_{c}_pj"].sum()) * 1e-6 for c in ENERGY_COMPONENTS})
@@ -69,13 +70,15 @@ class Report:
         t = self.totals()
         columns = [("layer", "total"), ("MMAC", f"{t['macs'] / 1e6:,.1f}"), ("w/a bits", ""),
                    ("cycles", f"{t['total_cycles']:,}"), ("stall", f"{t['stall_cycles']:,}"),
-                   ("util", f"{t['utilization']:.1%}"), ("energy µJ", f"{t['energy_uj']:,.1f}"),
+                   ("compute util", f"{t['compute_utilization']:.1%}"),
+                   ("overall util", f"{t['overall_utilization']:.1%}"), ("energy µJ", f"{t['energy_uj']:,.1f}"),
                    ("DRAM share", f"{t['energy_dram_uj'] / t['energy_uj']:.0%}")]
         for i, (header, footer) in enumerate(columns):
             table.add_column(header, footer=footer, justify="left" if i == 0 else "right")
         for name, r in self.frame.iterrows():
             table.add_row(str(name), f"{r.macs / 1e6:,.1f}", f"{r.weight_bits:g}/{r.act_bits:g}",
-                          f"{int(r.total_cycles):,}", f"{int(r.stall_cycles):,}", f"{r.utilization:.1%}",
+                          f"{int(r.total_cycles):,}", f"{int(r.stall_cycles):,}",
+                          f"{r.compute_utilization:.1%}", f"{r.overall_utilization:.1%}",
                           f"{r.energy_pj * 1e-6:,.2f}", f"{r.energy_dram_pj / r.energy_pj:.0%}")
         breakdown = ", ".join(f"{c} {t[f'energy_{c}_uj']:,.1f}" for c in ENERGY_COMPONENTS)
         summary = Text(f"latency {t['latency_ms']:.3f} ms, {t['inferences_per_s']:,.1f} inferences/s, "

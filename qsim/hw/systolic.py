@@ -160,7 +160,10 @@ class SystolicArray:
             "macs_per_pe_cycle": float(rate), "folds": g * plan.folds,
             "compute_cycles": compute_cycles, "stall_cycles": total_cycles - compute_cycles,
             "total_cycles": total_cycles,
-            "utilization": macs / (total_cycles * self.rows * self.cols * float(rate)),
+            # Of the PEs' peak at this width: over compute cycles (SCALE-Sim's Overall Util %, whose total has
+            # no stalls when its SRAMs hold the layer) and over all cycles, memory stalls included.
+            "compute_utilization": macs / (compute_cycles * self.rows * self.cols * float(rate)),
+            "overall_utilization": macs / (total_cycles * self.rows * self.cols * float(rate)),
             "mapping_efficiency": g * plan.dims[self.rows_dim] * plan.dims[self.cols_dim] / slots,
         }
         row.update({f"sram_{op}_read_bytes": sram_read[op] for op in kib})
