@@ -305,3 +305,33 @@ def test_qpytorch_float8_recipe_trains_a_vgg_shaped_network_with_inplace_relus()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
     assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
     handle.remove()
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["hw", "resnet19"], "not a built-in model"),
+    (["hw", "resnet18", "--accelerator", "nope"], "no hardware description 'nope'"),
+    (["hw", "resnet18", "--rows", "0"], "rows must be a positive integer"),
+    (["hw", "missing.csv"], "missing.csv"),
+    (["hw", "resnet18", "--precision", "fp9"], "unknown format 'fp9'"),
+    (["sweep", "nofile.toml"], "does not exist"),
+    (["sweep", "--executor", "nope"], "--executor"),
+    (["sweep", "--workers", "0"], "--workers"),
+])
+def test_cli_mistakes_print_one_error_line_and_exit_2(argv, says, tmp_path, monkeypatch, capsys):
+    from qsim.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("qsim: error: ") and says in err and "Traceback" not in err
+
+
+def test_cli_error_from_a_fresh_process_has_no_traceback_unless_debug(tmp_path):
+    import subprocess
+    import sys
+
+    run = lambda *extra: subprocess.run([sys.executable, "-m", "qsim.cli", *extra, "hw", "resnet19"],  # noqa: E731
+                                        capture_output=True, text=True, cwd=tmp_path)
+    plain, debug = run(), run("--debug")
+    assert plain.returncode == 2 and plain.stderr.startswith("qsim: error:") and "Traceback" not in plain.stderr
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
