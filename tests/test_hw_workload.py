@@ -187,5 +187,5 @@ def test_cli_runs_the_builtin_model_and_a_topology(tmp_path, capsys):
     assert "conv1" in out and "inferences/s" in out and (tmp_path / "p.png").exists()
     topo = hw.write_topology(hw.Workload("t", (hw.Layer.gemm("g", 64, 64, 64),)), tmp_path / "t.csv")
     assert qsim_main(["hw", str(topo), "--precision", "g=4,4"]) == 0
-    with pytest.raises(ValueError, match="MODEL_OR_TOPOLOGY"):
-        qsim_main(["hw", "no_such_model"])
+    assert qsim_main(["hw", "no_such_model"]) == 2
+    assert "qsim: error: MODEL_OR_TOPOLOGY" in capsys.readouterr().err

@@ -53,7 +53,7 @@ def test_budgeted_sweep_reports_closeness_to_the_full_frontier(tmp_path, space_f
 
 @pytest.mark.parametrize("extra, message", [(["--executor", "mpi"], "--executor"),
                                             (["--objectives", "error"], "--objectives")])
-def test_bad_arguments_raise_before_work(tmp_path, space_file, extra, message):
-    with pytest.raises(ValueError, match=message):
-        main(["sweep", str(space_file), "--out", str(tmp_path), "--no-progress", *extra])
+def test_bad_arguments_are_refused_before_work(tmp_path, space_file, extra, message, capsys):
+    assert main(["sweep", str(space_file), "--out", str(tmp_path), "--no-progress", *extra]) == 2
+    assert capsys.readouterr().err.startswith(f"qsim: error: {message}")
     assert not (tmp_path / "results.db").exists()
