@@ -335,3 +335,15 @@ def test_cli_error_from_a_fresh_process_has_no_traceback_unless_debug(tmp_path):
     plain, debug = run(), run("--debug")
     assert plain.returncode == 2 and plain.stderr.startswith("qsim: error:") and "Traceback" not in plain.stderr
     assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_a_conv_subclass_defined_outside_torch_is_counted_once():
+    """fx would trace into a Conv2d subclass of user code; the hooks already record it as one conv."""
+    class MyConv(nn.Conv2d):
+        def forward(self, x):
+            return F.conv2d(x, self.weight * 1.0, self.bias, self.stride, self.padding)
+
+    model = nn.Sequential(MyConv(3, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+    wl = workload(model, torch.randn(1, 3, 8, 8))
+    assert [l.name for l in wl] == ["0", "2"]
+    assert sum(l.macs for l in wl) == _counted_macs(model, torch.randn(1, 3, 8, 8))

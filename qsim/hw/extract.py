@@ -281,10 +281,18 @@ class _Recorder(ShapeProp):
         return result
 
 
+class _Tracer(torch.fx.Tracer):
+    """fx's tracer, keeping every GEMM module whole (also subclasses defined outside torch.nn, which fx
+    would trace into): the hooks record it, so its inner calls must not be recorded again."""
+
+    def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
+        return isinstance(module, (*GEMM_MODULES, *UNMODELLED_MODULES)) or super().is_leaf_module(module, qualified_name)
+
+
 def _run(model: nn.Module, inputs: tuple, found: list, skipped: list, counter: FlopCounterMode) -> str:
     """Runs the model once, recording its layers; returns the note that says how."""
     try:
-        graph_module = torch.fx.symbolic_trace(model)
+        graph_module = torch.fx.GraphModule(model, _Tracer().trace(model))
     except Exception as err:  # fx cannot trace data-dependent control flow: run the model plainly
         with _module_hooks(model, found, skipped), counter:
             model(*inputs)
