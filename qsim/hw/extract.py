@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from . import gate_masks
 from .layers import Layer, Workload
 from .precision import assign_precision
 
@@ -93,7 +94,7 @@ def _arg(node, index: int, key: str, default):
 
 def _trace_fx(model: nn.Module, inputs: tuple):
     """[(Layer, module or None)] in execution order, plus names of skipped leaf modules."""
-    graph_module = torch.fx.symbolic_trace(model)
+    graph_module = gate_masks.symbolic_trace(model)
     with torch.no_grad():
         ShapeProp(graph_module).propagate(*inputs)
     found, skipped = [], []
@@ -178,6 +179,7 @@ def workload(model: nn.Module, example_input, rules=None, precision=None, name: 
     was_training = model.training
     model.eval()
     notes = []
+    recorder = gate_masks.Recorder(model)  # channel-gated convs: their measured masks ride on their layers
     try:
         try:
             found, skipped = _trace_fx(model, inputs)
@@ -188,9 +190,10 @@ def workload(model: nn.Module, example_input, rules=None, precision=None, name: 
                          "Conv1d/Conv2d/Linear/MultiheadAttention modules were used, functional matmuls are not counted")
     finally:
         model.train(was_training)
+        recorder.close()
     if skipped:
         notes.append(SKIPPED_NOTE.format(", ".join(skipped)))
-    found = _unique_names(found)
+    found = recorder.attach(_unique_names(found))
     layers = [layer for layer, _ in found]
     modules = {layer.name: module for layer, module in found if module is not None}
     layers = assign_precision(layers, precision=precision, rules=rules, modules=modules)
