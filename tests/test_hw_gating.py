@@ -192,3 +192,17 @@ def test_packaged_description_loads_with_its_assumptions():
     report = gating.simulate(Workload("w", (Layer.conv("c", 1, 8, 4, 4, 8, 1, 1),)), accelerator)
     assert any("Channel gating" in a for a in report.assumptions)
     assert math.isclose(report.frame.iloc[0].achieved_speedup, 1.0)
+
+
+def test_cli_trains_measures_and_simulates(capsys):
+    from qsim.cli import main
+
+    threads = torch.get_num_threads()
+    assert main(["gating", "--epochs", "1", "--resnet-steps", "0", "--no-progress", "--schedule", "lockstep"]) == 0
+    out = capsys.readouterr().out
+    assert "digits CNN, 1 epochs: accuracy dense" in out and "lockstep schedule" in out and "achieved" in out
+    assert torch.get_num_threads() == threads
+    with pytest.raises(ValueError, match=r"no \[gating\] section"):
+        main(["gating", "--accelerator", "systolic_32x32"])
+    with pytest.raises(ValueError, match="--epochs"):
+        main(["gating", "--epochs", "0"])

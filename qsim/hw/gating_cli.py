@@ -177,20 +177,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
-def run(args) -> int:
-    import torch
-    from rich.console import Console
-
+def _report(args, accelerator, schedule: str, console) -> None:
     from . import gating
 
-    for name in ("epochs", "partitions", "resnet_steps"):
-        value = getattr(args, name)
-        if value < (1 if name != "resnet_steps" else 0):
-            raise ValueError(f"--{name.replace('_', '-')}: expected a positive integer, got {value}")
-    accelerator = gating.load(args.accelerator)
-    schedule = args.schedule or accelerator.gating.schedule
-    console = Console()
-    torch.set_num_threads(1)  # small tensors: one thread is several times faster than two contended ones
     run_ = gated_digits_run(args.epochs, args.target, args.partitions, args.loss_weight, args.seed,
                             progress=not args.no_progress)
     stats = run_["gates"].stats()
@@ -207,4 +196,24 @@ def run(args) -> int:
         console.print(gating.render(resnet[schedule][0]))
         console.print(summary_table("ResNet-18 (224x224, masks of a briefly trained gated network)", resnet,
                                     paper=True))
+
+
+def run(args) -> int:
+    import torch
+    from rich.console import Console
+
+    from . import gating
+
+    for name in ("epochs", "partitions", "resnet_steps"):
+        value = getattr(args, name)
+        if value < (1 if name != "resnet_steps" else 0):
+            raise ValueError(f"--{name.replace('_', '-')}: expected a positive integer, got {value}")
+    accelerator = gating.load(args.accelerator)
+    schedule = args.schedule or accelerator.gating.schedule
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small tensors: one thread is several times faster than two contended ones
+    try:
+        _report(args, accelerator, schedule, Console())
+    finally:
+        torch.set_num_threads(threads)
     return 0
