@@ -124,6 +124,12 @@ def test_energy_skips_mac_work_but_not_dram_traffic():
     assert row.energy_dram_pj == dense["energy_dram_pj"]
     assert row.energy_gate_pj == pytest.approx(256 * table.arith("int").add(pe.accumulator_bits))
     assert row.energy_register_pj < dense["energy_register_pj"]  # (SRAM may grow: partial sums make a round trip)
+    base = gating.ChannelGatingArray(accelerator).layer_stats(Layer(**{**layer.__dict__, "gating": None, "C": 2}))
+    assert row.sram_ifmap_write_bytes == dense["sram_ifmap_write_bytes"]  # DRAM fills do not shrink
+    assert row.sram_ofmap_read_bytes == base["sram_ofmap_read_bytes"] + (256 + 128) * 4  # gate reads, then where on
+    assert row.sram_ofmap_write_bytes == base["sram_ofmap_write_bytes"] + 256 * 4  # Yp at 32 bits
+    # compacted: every executed output reads its own 54-element input window
+    assert row.sram_ifmap_read_bytes == base["sram_ifmap_read_bytes"] + 128 * 54
 
 
 def small_gated_model():

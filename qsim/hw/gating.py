@@ -160,7 +160,7 @@ class ChannelGatingArray(OutputStationary):
         filter_reads = {"lockstep": lockstep_folds * C, "compacted": slot_total * C, "ideal": slot_total * C}
         return {"cycles": cycles, "active": active, "ifmap_reads": ifmap_reads, "filter_reads": filter_reads}
 
-    def gate_cycles(self, base_plan, outputs_per_group: int, groups: int) -> int:
+    def gate_cycles(self, base_plan, groups: int) -> int:
         """Comparisons of fold f overlap the compute of fold f+1; what sticks out is added."""
         per_fold = -(-self.rows * self.cols // self.gating.comparators)
         exposed_per_fold = max(0, per_fold - base_plan.fold_cycles)
@@ -190,7 +190,7 @@ class ChannelGatingArray(OutputStationary):
         schedule = self.gating.schedule
         cond_cycles = cond["cycles"][schedule]
         outputs = layer.ofmap_elems
-        gate_cycles = self.gate_cycles(base_plan, layer.gemm_m * layer.gemm_n, g)
+        gate_cycles = self.gate_cycles(base_plan, g)
         compute = base["compute_cycles"] + gate_cycles + cond_cycles
         dram_cycles = int(self.dram.service(dense["dram_read_bytes"] + dense["dram_write_bytes"]))
         total = max(compute, dram_cycles)
@@ -200,17 +200,21 @@ class ChannelGatingArray(OutputStationary):
         cond_macs = cond["active"] * cond_k
         macs = base_layer.macs + cond_macs
         acc_bytes = pe.accumulator_bits / 8
-        sram = {op: base[f"sram_{op}_read_bytes"] + base[f"sram_{op}_write_bytes"] for op in ("ifmap", "filter")}
-        sram["ifmap"] += cond["ifmap_reads"][schedule] * cond_k * layer.act_bits / 8
-        sram["filter"] += cond["filter_reads"][schedule] * cond_k * layer.weight_bits / 8
-        sram["ofmap"] = (base["sram_ofmap_read_bytes"] + base["sram_ofmap_write_bytes"]
-                         + (2 * outputs + cond["active"]) * acc_bytes)  # Yp written, read by the gate, read where on
+        sram_read = {
+            "ifmap": base["sram_ifmap_read_bytes"] + cond["ifmap_reads"][schedule] * cond_k * layer.act_bits / 8,
+            "filter": base["sram_filter_read_bytes"] + cond["filter_reads"][schedule] * cond_k * layer.weight_bits / 8,
+            "ofmap": base["sram_ofmap_read_bytes"] + (outputs + cond["active"]) * acc_bytes,  # gate; where on
+        }
+        sram_write = {  # DRAM fills are the dense layer's; Yp is written once at accumulator width
+            "ifmap": dense["sram_ifmap_write_bytes"], "filter": dense["sram_filter_write_bytes"],
+            "ofmap": base["sram_ofmap_write_bytes"] + outputs * acc_bytes,
+        }
         kib = {"ifmap": accel.memory.ifmap_sram_kib, "filter": accel.memory.filter_sram_kib,
                "ofmap": accel.memory.ofmap_sram_kib}
         energy = {
             "mac": macs * table.mac_pj(layer.weight_bits, layer.act_bits, pe.accumulator_bits, layer.arith),
             "register": macs * (layer.weight_bits + layer.act_bits + pe.accumulator_bits) * table.register_pj_per_bit,
-            "sram": sum(sram[op] * 8 * table.sram_pj_per_bit(kib[op]) for op in kib),
+            "sram": sum((sram_read[op] + sram_write[op]) * 8 * table.sram_pj_per_bit(kib[op]) for op in kib),
             "dram": dense["energy_dram_pj"],
             "gate": outputs * table.arith("int").add(pe.accumulator_bits),
         }
@@ -225,6 +229,8 @@ class ChannelGatingArray(OutputStationary):
             "ideal_speedup": layer.macs / macs, "achieved_speedup": dense_total / total,
             "imbalance": cond_cycles / cond["cycles"]["ideal"] if cond["cycles"]["ideal"] else 1.0,
         })
+        row.update({f"sram_{op}_read_bytes": sram_read[op] for op in kib})
+        row.update({f"sram_{op}_write_bytes": sram_write[op] for op in kib})
         row.update({f"energy_{c}_pj": e for c, e in energy.items()})
         row["energy_pj"] = sum(energy.values())
         return row
