@@ -282,3 +282,29 @@ def test_bad_input_raises_naming_the_argument():
         gate_model(model)
     assert isinstance(model[2], ChannelGatedConv2d)  # the failed second call left the first one in place
     handle.remove()
+
+
+def test_calibrate_sets_gate_statistics_to_those_of_the_base_partial_sums():
+    """After calibrate(b1, b2): running mean/var = mean and unbiased variance of Yp over both batches (cumulative
+    average of the per-batch statistics, as BatchNorm with momentum=None keeps them); the model's own BNs, the
+    weights and the thresholds are untouched."""
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 6, 3, padding=1))
+    handle = gate_model(model, partitions=2, threshold=0.7)
+    gated = handle.modules["3"]
+    bn_before = model[1].running_mean.clone()
+    batches = [torch.randn(4, 3, 9, 9), torch.randn(4, 3, 9, 9)]
+    handle.calibrate(*batches)
+    means, variances = [], []
+    with torch.no_grad():
+        for b in batches:
+            h = model[:3].eval()(b)
+            yp = F.conv2d(h[:, :4], gated.weight[:, :4], gated.bias, padding=1)
+            means.append(yp.mean((0, 2, 3)))
+            variances.append(yp.var((0, 2, 3), unbiased=True))
+    torch.testing.assert_close(gated.gate.norm.running_mean, (means[0] + means[1]) / 2, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(gated.gate.norm.running_var, (variances[0] + variances[1]) / 2, rtol=1e-5, atol=1e-6)
+    assert torch.equal(model[1].running_mean, bn_before)
+    assert bool((gated.gate.threshold == 0.7).all()) and gated.gate.norm.momentum == 0.1 and model.training  # mode restored
+    with pytest.raises(ValueError, match="batches"):
+        handle.calibrate()

@@ -164,7 +164,8 @@ def _check_gate_rules(rules) -> list[tuple[object, object]]:
 
 
 class GateHandle:
-    """What gate_model converted: `modules` (qualified name -> ChannelGatedConv2d), gate_loss(), stats(), remove()."""
+    """What gate_model converted: `modules` (qualified name -> ChannelGatedConv2d), gate_loss(), calibrate(),
+    stats(), remove()."""
 
     def __init__(self, model: nn.Module, target: float, loss_weight: float):
         self.model, self.target, self.loss_weight = model, target, loss_weight
@@ -181,6 +182,29 @@ class GateHandle:
         """λ·Σ over gated layers and output channels of (Δ − target)²; add it to the task loss."""
         terms = [((m.gate.threshold - self.target) ** 2).sum() for m in self.modules.values()]
         return self.loss_weight * torch.stack(terms).sum()
+
+    @torch.no_grad()
+    def calibrate(self, *batches) -> None:
+        """Set every gate's batch-norm statistics to the mean and variance of its base partial sums over `batches`
+        (inputs of the model, a cumulative average), without training: converts a trained dense model into a gated
+        one whose thresholds Δ compare normalised partial sums. Weights and thresholds are left alone."""
+        if not batches:
+            raise ValueError("batches: expected at least one input batch of the model")
+        was_training = self.model.training
+        norms = [m.gate.norm for m in self.modules.values()]
+        momenta = [norm.momentum for norm in norms]
+        self.model.eval()
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None  # cumulative moving average: every batch counts alike
+            norm.train()
+        try:
+            for batch in batches:
+                self.model(*(batch if isinstance(batch, tuple) else (batch,)))
+        finally:
+            for norm, momentum in zip(norms, momenta):
+                norm.momentum = momentum
+            self.model.train(was_training)
 
     def reset_stats(self) -> None:
         for module in self.modules.values():
