@@ -212,3 +212,26 @@ def test_cli_trains_measures_and_simulates(capsys):
         main(["gating", "--accelerator", "systolic_32x32"])
     with pytest.raises(ValueError, match="--epochs"):
         main(["gating", "--epochs", "0"])
+
+
+def test_qsim_hw_gates_calibrates_and_simulates_a_builtin_model(capsys, tmp_path):
+    from qsim.cli import main
+
+    assert main(["hw", "resnet18", "--input-shape", "1,3,64,64", "--accelerator", "channel_gating_32x32",
+                 "--gating", "target=1.0,partitions=4", "--schedule", "lockstep", "--csv", str(tmp_path / "g.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "lockstep schedule" in out and "ideal speedup" in out
+    frame = __import__("pandas").read_csv(tmp_path / "g.csv", index_col=0)
+    gated = frame[frame.gated_off > 0]
+    assert len(gated) == 16  # every 3x3 conv but the stem; thresholds at 1.0 on calibrated gates: most outputs off
+    assert (gated.gated_off > 0.5).all() and (frame.achieved_speedup <= frame.ideal_speedup + 1e-12).all()
+    with pytest.raises(ValueError, match="--gating 'target=high': target must be a float"):
+        main(["hw", "resnet18", "--input-shape", "1,3,32,32", "--accelerator", "channel_gating_32x32",
+              "--gating", "target=high"])
+    with pytest.raises(ValueError, match="KEY one of target, partitions, grouping"):
+        main(["hw", "resnet18", "--accelerator", "channel_gating_32x32", "--gating", "slope=2"])
+    topology = tmp_path / "t.csv"
+    from qsim.hw import write_topology
+    write_topology(Workload("t", (Layer.gemm("g", 64, 64, 64),)), topology)
+    with pytest.raises(ValueError, match="a topology file has no model to gate"):
+        main(["hw", str(topology), "--gating", "target=1"])

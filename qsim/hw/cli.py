@@ -3,6 +3,7 @@
     qsim hw resnet18 --accelerator systolic_32x32 --dataflow ws --precision 4,8 --plot r18.png
     qsim hw topology.csv --accelerator my_array.toml --csv layers.csv
     qsim hw mypkg.models:build_net --input-shape 1,3,64,64 --precision 'layer1.*=4,4' --precision '*=8'
+    qsim hw resnet18 --accelerator channel_gating_32x32 --gating target=1.0,partitions=4 --schedule compacted
 """
 from __future__ import annotations
 
@@ -59,6 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-shape", help="input shape for a model, e.g. 1,3,224,224 (first dim: batch)")
     parser.add_argument("--csv", type=Path, help="write the per-layer table to this CSV file")
     parser.add_argument("--plot", type=Path, help="write the per-layer cycles/energy plot (.png or .svg)")
+    parser.add_argument("--gating", metavar="KEY=VALUE[,...]",
+                        help="channel-gate the model's convs (target=, partitions=, grouping=; see qsim.nn.gate_model), "
+                             "gates calibrated on the input; with an accelerator that has a [gating] section")
+    parser.add_argument("--schedule", choices=("lockstep", "compacted", "ideal"),
+                        help="conditional-pass schedule of a channel-gating accelerator")
 
 
 def build_workload(args):
@@ -90,7 +96,11 @@ def build_workload(args):
     if shape is None:
         raise ValueError("--input-shape is needed for a model given as module:callable")
     torch.manual_seed(0)
-    return workload(ctor(), torch.randn(shape), precision=precision, name=name)
+    model, x = ctor(), torch.randn(shape)
+    if getattr(args, "gating", None):
+        from .gating_cli import gate_and_calibrate
+        gate_and_calibrate(model, x, args.gating)
+    return workload(model, x, precision=precision, name=name)
 
 
 def run(args) -> int:
@@ -99,10 +109,15 @@ def run(args) -> int:
     from .spec import load_accelerator
     from .systolic import simulate
 
-    accel = load_accelerator(args.accelerator, dataflow=args.dataflow, rows=args.rows, cols=args.cols,
-                             dram_bytes_per_cycle=args.dram_bytes_per_cycle)
-    report = simulate(build_workload(args), accel)
+    from . import gating_cli
+
     console = Console()
+    if args.gating or args.schedule or gating_cli.is_gating_accelerator(args.accelerator):
+        report = gating_cli.simulate_hw(args, build_workload, console)
+    else:
+        accel = load_accelerator(args.accelerator, dataflow=args.dataflow, rows=args.rows, cols=args.cols,
+                                 dram_bytes_per_cycle=args.dram_bytes_per_cycle)
+        report = simulate(build_workload(args), accel)
     console.print(report)
     if args.csv:
         console.print(f"per-layer table: {report.to_csv(args.csv)}")

@@ -7,7 +7,8 @@ trained gated ResNet-18 (the built-in qsim.hw.resnet18, trained on digits upsamp
     qsim gating --epochs 20 --target 1.5 --resnet-steps 0 --accelerator my_gating.toml
 
 Exports the steps as functions (examples/channel_gating.py calls them): load_digits_tensors, digits_cnn,
-train_and_evaluate, gated_digits_run, resnet18_gated_workload, schedule_summaries.
+train_and_evaluate, gated_digits_run, resnet18_gated_workload, schedule_summaries; and what `qsim hw --gating`
+uses: parse_gating, gate_and_calibrate, is_gating_accelerator, simulate_hw.
 """
 from __future__ import annotations
 
@@ -159,6 +160,58 @@ def summary_table(title: str, summaries: dict, paper: bool = False):
         table.add_row("paper (MICRO'19)", "", "", f"{PAPER['ideal_speedup']:.1f}", f"{PAPER['achieved_speedup']:.1f}",
                       f"{PAPER['achieved_speedup'] / PAPER['ideal_speedup']:.2f}")
     return table
+
+
+GATING_KEYS = {"target": float, "partitions": int, "grouping": str}
+
+
+def parse_gating(text: str) -> dict:
+    """"target=1.0,partitions=4" -> {"target": 1.0, "partitions": 4}; errors name --gating."""
+    options = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or key not in GATING_KEYS:
+            raise ValueError(f"--gating {text!r}: expected KEY=VALUE items with KEY one of {', '.join(GATING_KEYS)}")
+        try:
+            options[key] = GATING_KEYS[key](value)
+        except ValueError:
+            raise ValueError(f"--gating {text!r}: {key} must be a {GATING_KEYS[key].__name__}, got {value!r}") from None
+    return options
+
+
+def gate_and_calibrate(model, x, text: str):
+    """`qsim hw --gating`: gate the model's convs (thresholds at the target) and calibrate the gates on x."""
+    from qsim.nn.gating import gate_model
+
+    options = parse_gating(text)
+    target = options.pop("target", 1.0)
+    handle = gate_model(model, target=target, threshold=target, **options)
+    handle.calibrate(x)
+    return handle
+
+
+def is_gating_accelerator(name_or_path) -> bool:
+    from . import toml_spec
+    try:
+        table, _ = toml_spec.resolve(name_or_path)
+    except ValueError:
+        return False  # load_accelerator reports the missing file
+    return "gating" in table
+
+
+def simulate_hw(args, build_workload, console):
+    """`qsim hw` on a channel-gating accelerator: the gated Report, after printing its gating table."""
+    from . import gating
+
+    if args.model.endswith(".csv") and args.gating:
+        raise ValueError("--gating gates a model's convs; a topology file has no model to gate")
+    accelerator = gating.load(args.accelerator, dataflow=args.dataflow, rows=args.rows, cols=args.cols,
+                              dram_bytes_per_cycle=args.dram_bytes_per_cycle)
+    report = gating.simulate(build_workload(args), accelerator, args.schedule)
+    console.print(gating.render(report))
+    s = gating.summary(report)
+    console.print(f"ideal speedup {s['ideal_speedup']:.2f}x (MACs), achieved {s['achieved_speedup']:.2f}x (cycles)")
+    return report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
