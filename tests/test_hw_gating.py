@@ -5,6 +5,7 @@ qsim.nn's statistics; bad input raises naming the argument."""
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -221,7 +222,7 @@ def test_qsim_hw_gates_calibrates_and_simulates_a_builtin_model(capsys, tmp_path
                  "--gating", "target=1.0,partitions=4", "--schedule", "lockstep", "--csv", str(tmp_path / "g.csv")]) == 0
     out = capsys.readouterr().out
     assert "lockstep schedule" in out and "ideal speedup" in out
-    frame = __import__("pandas").read_csv(tmp_path / "g.csv", index_col=0)
+    frame = pd.read_csv(tmp_path / "g.csv", index_col=0)
     gated = frame[frame.gated_off > 0]
     assert len(gated) == 16  # every 3x3 conv but the stem; thresholds at 1.0 on calibrated gates: most outputs off
     assert (gated.gated_off > 0.5).all() and (frame.achieved_speedup <= frame.ideal_speedup + 1e-12).all()

@@ -308,3 +308,21 @@ def test_calibrate_sets_gate_statistics_to_those_of_the_base_partial_sums():
     assert bool((gated.gate.threshold == 0.7).all()) and gated.gate.norm.momentum == 0.1 and model.training  # mode restored
     with pytest.raises(ValueError, match="batches"):
         handle.calibrate()
+
+
+def test_gated_conv_on_every_device(device):
+    """Built from a conv on `device`: its gate and mask live there too; Δ = −inf is the dense conv bit for bit,
+    gradients reach the thresholds, and the stats count on the host."""
+    torch.manual_seed(6)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 8, 3, padding=1, groups=2)).to(device)
+    x = torch.randn(2, 3, 9, 9, device=device)
+    dense = model(x)
+    handle = gate_model(model, partitions=2, threshold=-math.inf, grouping="interleaved")
+    assert torch.equal(model(x), dense)
+    with torch.no_grad():
+        handle.modules["1"].gate.threshold.fill_(0.0)
+    model(x).sum().backward()
+    assert handle.modules["1"].gate.threshold.grad.device.type == torch.device(device).type
+    model.eval()(x)
+    assert handle.stats().loc["total", "outputs"] == 2 * 8 * 7 * 7
+    handle.remove()

@@ -31,7 +31,6 @@ schedule: the second pass pays fill/drain again, the gate adds cycles, imbalance
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,10 +101,6 @@ def load(name_or_path="channel_gating_32x32", **changes) -> GatedAccelerator:
     table = dict(table)
     gating = toml_spec.build(GatingSpec, table.pop("gating"), source, "gating")
     return GatedAccelerator(accelerator_from_table(table, source), gating).with_changes(**changes)
-
-
-def _blocks(length: int, size: int) -> int:
-    return -(-length // size)
 
 
 def _pad(array: np.ndarray, axis: int, multiple: int) -> np.ndarray:
