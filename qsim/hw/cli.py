@@ -106,10 +106,9 @@ def build_workload(args):
 def run(args) -> int:
     from rich.console import Console
 
+    from . import gating_cli
     from .spec import load_accelerator
     from .systolic import simulate
-
-    from . import gating_cli
 
     console = Console()
     if args.gating or args.schedule or gating_cli.is_gating_accelerator(args.accelerator):
