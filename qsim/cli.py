@@ -13,6 +13,7 @@ SUBCOMMANDS = {
     "formats": "qsim.formats_cli",
     "hw": "qsim.hw.cli",
     "sweep": "qsim.sweep.cli",
+    "gating": "qsim.hw.gating_cli",
 }
 
 

@@ -4,6 +4,7 @@
     qsim hw topology.csv --accelerator my_array.toml --csv layers.csv
     qsim hw mypkg.models:build_net --input-shape 1,3,64,64 --precision 'layer1.*=4,4' --precision '*=8'
     qsim hw mymodel:build_lm --input-shape 1,128 --input-dtype long --input-high 32000   # token ids
+    qsim hw resnet18 --accelerator channel_gating_32x32 --gating target=1.0,partitions=4 --schedule compacted
 """
 from __future__ import annotations
 
@@ -67,6 +68,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="exclusive upper bound of integer inputs (default 2, valid for any vocabulary)")
     parser.add_argument("--csv", type=Path, help="write the per-layer table to this CSV file")
     parser.add_argument("--plot", type=Path, help="write the per-layer cycles/energy plot (.png or .svg)")
+    parser.add_argument("--gating", metavar="KEY=VALUE[,...]",
+                        help="channel-gate the model's convs (target=, partitions=, grouping=; see qsim.nn.gate_model), "
+                             "gates calibrated on the input; with an accelerator that has a [gating] section")
+    parser.add_argument("--schedule", choices=("lockstep", "compacted", "ideal"),
+                        help="conditional-pass schedule of a channel-gating accelerator")
 
 
 def build_workload(args):
@@ -105,19 +111,27 @@ def build_workload(args):
         raise ValueError(f"--input-high: expected a positive bound for integer inputs; got {args.input_high}")
     else:
         example = torch.randint(0, args.input_high, shape, dtype=dtype)
-    return workload(ctor(), example, precision=precision, name=name)
+    model = ctor()
+    if getattr(args, "gating", None):
+        from .gating_cli import gate_and_calibrate
+        gate_and_calibrate(model, example, args.gating)
+    return workload(model, example, precision=precision, name=name)
 
 
 def run(args) -> int:
     from rich.console import Console
 
+    from . import gating_cli
     from .spec import load_accelerator
     from .systolic import simulate
 
-    accel = load_accelerator(args.accelerator, dataflow=args.dataflow, rows=args.rows, cols=args.cols,
-                             dram_bytes_per_cycle=args.dram_bytes_per_cycle)
-    report = simulate(build_workload(args), accel)
     console = Console()
+    if args.gating or args.schedule or gating_cli.is_gating_accelerator(args.accelerator):
+        report = gating_cli.simulate_hw(args, build_workload, console)
+    else:
+        accel = load_accelerator(args.accelerator, dataflow=args.dataflow, rows=args.rows, cols=args.cols,
+                                 dram_bytes_per_cycle=args.dram_bytes_per_cycle)
+        report = simulate(build_workload(args), accel)
     console.print(report)
     if args.csv:
         console.print(f"per-layer table: {report.to_csv(args.csv)}")

@@ -32,6 +32,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 from torch.nn.utils.rnn import PackedSequence
 from torch.utils.flop_counter import FlopCounterMode
 
+from . import gate_masks
 from .layers import Layer, Workload
 from .precision import assign_precision
 
@@ -345,14 +346,16 @@ def workload(model: nn.Module, example_input, rules=None, precision=None, name: 
     was_training = model.training
     model.eval()
     found, skipped, counter = [], [], FlopCounterMode(display=False)
+    recorder = gate_masks.Recorder(model)  # channel-gated convs: their measured masks ride on their layers
     try:
         with torch.no_grad():
             notes = [_run(model, inputs, found, skipped, counter)]
     finally:
         model.train(was_training)
+        recorder.close()
     if skipped:
         notes.append(SKIPPED_NOTE.format(", ".join(dict.fromkeys(skipped))))
-    found = _unique_names(found)
+    found = recorder.attach(_unique_names(found), dict(model.named_modules()))
     layers = [layer for layer, _ in found]
     note = _counter_note(counter, layers)
     if note:

@@ -63,6 +63,7 @@ class Layer:
     out_bits: float = 8.0
     arith: str = "int"
     op: str = "conv"
+    gating: object = None  # a qsim.hw.gate_masks.GateMasks: measured gate decisions of a channel-gated conv
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -89,6 +90,11 @@ class Layer:
             object.__setattr__(self, field, float(value))
         if self.arith not in ARITHMETICS:
             raise ValueError(f"layer {self.name!r}: arith must be one of {ARITHMETICS}, got {self.arith!r}")
+        if self.gating is not None:
+            from .gate_masks import GateMasks
+            if not isinstance(self.gating, GateMasks):
+                raise TypeError(f"layer {self.name!r}: gating must be a GateMasks, got {type(self.gating).__name__}")
+            self.gating.check(self)
 
     @classmethod
     def conv(cls, name: str, N: int, C: int, H: int, W: int, K: int, R: int, S: int,
@@ -157,6 +163,7 @@ class Layer:
 
     def as_dict(self) -> dict:
         row = dataclasses.asdict(self)
+        row.pop("gating")  # masks are data for the accelerator model, not a column
         for key in ("stride", "padding", "dilation"):
             row[key] = "x".join(map(str, getattr(self, key)))
         row["macs"] = self.macs

@@ -159,6 +159,11 @@ class _AcceleratorFile:
 def load_accelerator(name_or_path="systolic_32x32", **changes) -> Accelerator:
     """An accelerator from hw_models/NAME.toml or a path; `changes` override leaf fields."""
     table, source = toml_spec.resolve(name_or_path)
+    return accelerator_from_table(table, source, **changes)
+
+
+def accelerator_from_table(table: dict, source: str, **changes) -> Accelerator:
+    """An accelerator from a parsed TOML table (a mechanism's loader passes what remains after its own section)."""
     spec = toml_spec.build(_AcceleratorFile, table, source)
     beside = Path(source).parent / spec.energy_table  # a user's table next to their accelerator file
     energy = load_energy_table(beside if beside.is_file() else spec.energy_table)

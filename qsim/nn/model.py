@@ -219,6 +219,14 @@ def matches_rule(matcher, name: str, module: nn.Module) -> bool:
     return isinstance(module, matcher)
 
 
+def check_matcher(matcher, where: str) -> None:
+    """Raises unless `matcher` is an nn.Module subclass, a tuple of them, or a glob on qualified names."""
+    types = matcher if isinstance(matcher, tuple) else (matcher,)
+    if not (isinstance(matcher, str) or all(isinstance(t, type) and issubclass(t, nn.Module) for t in types)):
+        raise TypeError(f"{where}: the matcher must be an nn.Module subclass, a tuple of them or a glob "
+                        f"string on qualified module names; got {matcher!r}")
+
+
 def check_rules(rules) -> list[tuple[object, QuantSpec]]:
     """The rules as validated (matcher, QuantSpec) pairs; shared with qsim.hw so both read rules alike."""
     pairs = list(rules.items()) if isinstance(rules, dict) else list(rules)
@@ -227,10 +235,7 @@ def check_rules(rules) -> list[tuple[object, QuantSpec]]:
         if not (isinstance(pair, tuple) and len(pair) == 2):
             raise TypeError(f"rules[{i}]: expected a (matcher, QuantSpec) pair; got {pair!r}")
         matcher, spec = pair
-        types = matcher if isinstance(matcher, tuple) else (matcher,)
-        if not (isinstance(matcher, str) or all(isinstance(t, type) and issubclass(t, nn.Module) for t in types)):
-            raise TypeError(f"rules[{i}]: the matcher must be an nn.Module subclass, a tuple of them or a glob "
-                            f"string on qualified module names; got {matcher!r}")
+        check_matcher(matcher, f"rules[{i}]")
         if not isinstance(spec, QuantSpec):
             raise TypeError(f"rules[{i}]: expected a QuantSpec; got {type(spec).__name__}")
         checked.append((matcher, spec))
