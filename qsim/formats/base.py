@@ -6,6 +6,7 @@ registers under a KIND, the name of its TOML table and of its inline spec ("fixe
 from __future__ import annotations
 
 import functools
+import re
 
 
 class Format:
@@ -37,6 +38,29 @@ class Format:
 
     def __str__(self) -> str:
         return self.name
+
+
+# Integers in inline specs: ASCII digits only (Python's \d and int() also take other scripts' digits), at most
+# six of them (every width, block size and dim qsim takes; longer strings would only reach int()'s digit limit).
+SPEC_INT = r"-?[0-9]{1,6}"
+
+
+def spec_int(text: str, signed: bool = False) -> bool:
+    """Is `text` an integer as inline specs write them (non-negative unless `signed`)?"""
+    return re.fullmatch(SPEC_INT if signed else SPEC_INT[2:], text) is not None
+
+
+def check_options(spec: str, options, groups: tuple[tuple[str, ...], ...]) -> None:
+    """Raises naming both options when an option is given twice or two options of one group (alternatives such
+    as fn/fnuz or floor/ceil) are given together; an option "key=value" is its key."""
+    seen = {}
+    for option in options:
+        key = option.split("=", 1)[0]
+        group = next((g for g in groups if key in g), (key,))
+        if group in seen:
+            raise ValueError(f"fmt: {spec!r}: options {seen[group]!r} and {option!r} conflict "
+                             f"({'the same option twice' if seen[group].split('=', 1)[0] == key else 'pick one of ' + '/'.join(group)})")
+        seen[group] = option
 
 
 def check_int(value, argument: str, low: int, high: int) -> None:

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-from qsim.formats.base import Format, check_bool, check_choice, check_int
+from qsim.formats.base import SPEC_INT, Format, check_bool, check_choice, check_int, check_options, spec_int
 from qsim.formats.elementwise import _FIXED_EMIN, FloatingPoint, Grid, GridFormat
 
 SCALE_RULES = ("floor", "ceil", "rceil", "even")
@@ -34,9 +34,13 @@ def _block_options(args: list[str], spec: str) -> tuple[int | None, int | None, 
     """Pulls the block size (an int) and "dim=N" out of inline-spec arguments; returns the rest."""
     block, dim, rest = None, None, []
     for arg in args:
-        if re.fullmatch(r"\d+", arg):
+        if spec_int(arg):
+            if block is not None:
+                raise ValueError(f"fmt: {spec!r}: options {str(block)!r} and {arg!r} conflict (two block sizes)")
             block = int(arg)
-        elif re.fullmatch(r"dim=-?\d+", arg):
+        elif re.fullmatch("dim=" + SPEC_INT, arg):
+            if dim is not None:
+                raise ValueError(f"fmt: {spec!r}: options 'dim={dim}' and {arg!r} conflict (the same option twice)")
             dim = int(arg[4:])
         else:
             rest.append(arg)
@@ -102,7 +106,7 @@ class BlockFloatingPoint(BlockFormat):
     @classmethod
     def from_spec(cls, spec: str, args: list[str]) -> "BlockFloatingPoint":
         """bfp<wl[,block_size][,dim=N]>"""
-        if not args or not re.fullmatch(r"\d+", args[0]):
+        if not args or not spec_int(args[0]):
             raise ValueError(f"fmt: {spec!r}: expected bfp<wl[,block_size][,dim=N]> with an integer wl")
         block, dim, rest = _block_options(args[1:], spec)
         if rest:
@@ -163,6 +167,8 @@ class MX(BlockFormat):
         if not isinstance(self.element, GridFormat):
             raise TypeError(f"element: expected an elementwise format (FloatingPoint or FixedPoint); "
                             f"got {type(self.element).__name__}")
+        if not self.element.max > 0:
+            raise ValueError(f"element: {self.element.name} has no positive value to scale blocks to")
         # Elements saturate (OCP MX v1.0 §6.3) whatever their format's own overflow rule says.
         object.__setattr__(self, "element", dataclasses.replace(self.element, overflow="saturate"))
         if self.scale != _E8M0:
@@ -200,6 +206,7 @@ class MX(BlockFormat):
     def from_spec(cls, spec: str, args: list[str]) -> "MX":
         """mx<ELEMENT[,block_size][,floor|ceil|rceil|even][,scale=FORMAT][,tensor_scale][,dim=N]>"""
         block, dim, rest = _block_options(args[1:], spec)
+        check_options(spec, rest, (SCALE_RULES,))
         options = dict(element=args[0], block_size=32 if block is None else block, dim=-1 if dim is None else dim)
         for arg in rest:
             if arg in SCALE_RULES:

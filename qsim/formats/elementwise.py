@@ -14,7 +14,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from qsim.formats.base import Format, cached, check_bool, check_choice, check_int
+from qsim.formats.base import Format, cached, check_bool, check_choice, check_int, check_options, spec_int
 
 # Fixed point needs a constant quantum; an exponent above any finite one gives it (see Grid).
 _FIXED_EMIN = 4096
@@ -134,8 +134,9 @@ class FixedPoint(GridFormat):
     @classmethod
     def from_spec(cls, spec: str, args: list[str]) -> "FixedPoint":
         """fixed<wl,fl[,unsigned][,wrap]>"""
-        if len(args) < 2 or not all(re.fullmatch(r"-?\d+", a) for a in args[:2]):
+        if len(args) < 2 or not all(spec_int(a, signed=True) for a in args[:2]):
             raise ValueError(f"fmt: {spec!r}: expected fixed<wl,fl[,unsigned][,wrap]> with integer wl and fl")
+        check_options(spec, args[2:], (("wrap", "saturate"),))
         options = set(args[2:])
         unknown = options - {"unsigned", "wrap", "saturate"}
         if unknown:
@@ -231,10 +232,11 @@ class FloatingPoint(GridFormat):
     @classmethod
     def from_spec(cls, spec: str, args: list[str]) -> "FloatingPoint":
         """float<eXmY[,fn|fnuz|finite][,saturate|inf|nan][,nosub]>"""
-        shape = re.fullmatch(r"e(\d+)m(\d+)", args[0])
+        shape = re.fullmatch(r"e([0-9]{1,6})m([0-9]{1,6})", args[0])
         if not shape:
             raise ValueError(f"fmt: {spec!r}: expected float<eXmY,...> such as float<e5m2>")
         options = args[1:]
+        check_options(spec, options, (_SPECIALS, ("saturate", "inf", "nan")))
         unknown = set(options) - set(_SPECIALS) - {"saturate", "inf", "nan", "nosub"}
         if unknown:
             raise ValueError(f"fmt: {spec!r}: unknown float options {sorted(unknown)}; expected some of "

@@ -19,7 +19,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from qsim.formats.base import Format, cached, check_bool, check_choice, check_int
+from qsim.formats.base import Format, cached, check_bool, check_choice, check_int, check_options, spec_int
 
 _MIDPOINTS = ("log", "linear")
 # Every value must be a float32 normal (|exponent| ≤ 2^(int_bits-1) ≤ 64), and the kernels' tables
@@ -150,8 +150,9 @@ class Logarithmic(Format):
     @classmethod
     def from_spec(cls, spec: str, args: list[str]) -> "Logarithmic":
         """lns<int_bits,frac_bits[,unsigned][,log|linear]>"""
-        if len(args) < 2 or not all(re.fullmatch(r"\d+", a) for a in args[:2]):
+        if len(args) < 2 or not all(spec_int(a) for a in args[:2]):
             raise ValueError(f"fmt: {spec!r}: expected lns<int_bits,frac_bits[,unsigned][,log|linear]>, e.g. lns<4,3>")
+        check_options(spec, args[2:], (_MIDPOINTS,))
         options = set(args[2:])
         unknown = options - {"unsigned", *_MIDPOINTS}
         if unknown or len(options & set(_MIDPOINTS)) > 1:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qsim.formats.base import Format, check_int
+from qsim.formats.base import Format, check_int, spec_int
 
 # Formats up to this many bits can list all their values (exhaustive tests, docs).
 _ENUMERABLE_BITS = 16
@@ -74,7 +74,7 @@ class Posit(Format):
     @classmethod
     def from_spec(cls, spec: str, args: list[str]) -> "Posit":
         """posit<nbits,es>"""
-        if len(args) != 2 or not all(re.fullmatch(r"\d+", a) for a in args):
+        if len(args) != 2 or not all(spec_int(a) for a in args):
             raise ValueError(f"fmt: {spec!r}: expected posit<nbits,es> with integers nbits and es, e.g. posit<8,2>")
         return cls(int(args[0]), int(args[1]))
 

@@ -102,8 +102,27 @@ def _split_top_level(args: str) -> builtins.list[str]:
     return parts + [current.strip()]
 
 
+# A block format nests an element or a scale format: mx<fp4_e2m1,scale=float<e4m3>> is two levels deep.
+MAX_NESTING = 2
+
+
+def _check_brackets(spec: str) -> None:
+    """Raises, with the position, on unbalanced or too deeply nested <...> (before any recursion)."""
+    depth = 0
+    for position, char in enumerate(spec):
+        depth += (char == "<") - (char == ">")
+        if depth < 0:
+            raise ValueError(f"fmt: {spec!r}: unbalanced '>' at position {position}")
+        if depth > MAX_NESTING:
+            raise ValueError(f"fmt: {spec!r}: nested more than {MAX_NESTING} levels deep at position {position} "
+                             f"(a block format nests one element or scale format)")
+    if depth:
+        raise ValueError(f"fmt: {spec!r}: {depth} unclosed '<'")
+
+
 def parse(spec: str) -> Format:
     """A format from an inline spec "KIND<args>", e.g. "fixed<8,4>" or "float<e5m2,fnuz>"."""
+    _check_brackets(spec)
     match = _INLINE.match(spec)
     types = format_types()
     if not match or match["kind"] not in types:
