@@ -60,7 +60,7 @@ def run(args) -> int:
     x = test_tensor(args.size, args.seed)
     table = Table(title=f"qsim formats: error on {args.size:,} Gaussian + heavy-tailed values ({args.rounding})")
     for column in ("name", "bits", "max", "min > 0", "RMSE", "max error", "SQNR dB"):
-        table.add_column(column, justify="left" if column == "name" else "right", no_wrap=True)
+        table.add_column(column, justify="left" if column == "name" else "right", overflow="fold")
     for name in formats.list():
         fmt = formats.get(name)
         stats = error_stats(x, quantize(x, fmt, rounding=args.rounding, seed=args.seed))

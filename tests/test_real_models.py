@@ -147,6 +147,7 @@ def test_underflowing_gradients_warn():
 # --- qsim.hw.workload on real model shapes: MACs against torch's FLOP counter and closed forms ---------------
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+import qsim.hw as hw  # noqa: E402
 from qsim.hw import workload  # noqa: E402
 
 
@@ -347,3 +348,18 @@ def test_a_conv_subclass_defined_outside_torch_is_counted_once():
     wl = workload(model, torch.randn(1, 3, 8, 8))
     assert [l.name for l in wl] == ["0", "2"]
     assert sum(l.macs for l in wl) == _counted_macs(model, torch.randn(1, 3, 8, 8))
+
+
+def test_narrow_terminals_fold_table_cells_instead_of_dropping_digits():
+    """At 60 columns the report's long layer names and 9-digit totals fold; nothing is cut to an ellipsis."""
+    from rich.console import Console
+
+    wl = workload(Blocks(), torch.randn(2, 7, 32))
+    report = hw.simulate(wl, hw.load_accelerator("systolic_8x8"))
+    console = Console(width=60, record=True)
+    console.print(report)
+    text = console.export_text()
+    assert "…" not in text
+    footer = text[text.index("├"):text.index("└")].splitlines()[1:]
+    cycles = "".join(line.split("│")[4].strip() for line in footer)  # the cycles column, folded over lines
+    assert cycles == f"{report.totals()['total_cycles']:,}"

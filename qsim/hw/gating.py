@@ -278,7 +278,7 @@ def render(report):
                ("ideal x", f"{s['ideal_speedup']:.2f}"), ("achieved x", f"{s['achieved_speedup']:.2f}"),
                ("overall util", ""), ("energy µJ", f"{f['energy_pj'].sum() * 1e-6:,.1f}")]
     for i, (header, footer) in enumerate(columns):
-        table.add_column(header, footer=footer, justify="left" if i == 0 else "right")
+        table.add_column(header, footer=footer, justify="left" if i == 0 else "right", overflow="fold")
     for name, r in f.iterrows():
         table.add_row(str(name), f"{r.gated_off:.0%}", f"{int(r.dense_cycles):,}", f"{int(r.base_cycles):,}",
                       f"{int(r.gate_cycles):,}", f"{int(r.conditional_cycles):,}", f"{r.imbalance:.2f}",

@@ -156,7 +156,7 @@ def summary_table(title: str, summaries: dict, paper: bool = False):
 
     table = Table(title=title)
     for header in ("schedule", "dense Mcycles", "gated Mcycles", "ideal x (MACs)", "achieved x", "achieved/ideal"):
-        table.add_column(header, justify="left" if header == "schedule" else "right")
+        table.add_column(header, justify="left" if header == "schedule" else "right", overflow="fold")
     for schedule, (_, s) in summaries.items():
         table.add_row(schedule, f"{s['dense_cycles'] / 1e6:,.3f}", f"{s['cycles'] / 1e6:,.3f}",
                       f"{s['ideal_speedup']:.2f}", f"{s['achieved_speedup']:.2f}", f"{s['achieved_over_ideal']:.2f}")

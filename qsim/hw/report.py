@@ -74,7 +74,7 @@ class Report:
                    ("overall util", f"{t['overall_utilization']:.1%}"), ("energy µJ", f"{t['energy_uj']:,.1f}"),
                    ("DRAM share", f"{t['energy_dram_uj'] / t['energy_uj']:.0%}")]
         for i, (header, footer) in enumerate(columns):
-            table.add_column(header, footer=footer, justify="left" if i == 0 else "right")
+            table.add_column(header, footer=footer, justify="left" if i == 0 else "right", overflow="fold")
         for name, r in self.frame.iterrows():
             table.add_row(str(name), f"{r.macs / 1e6:,.1f}", f"{r.weight_bits:g}/{r.act_bits:g}",
                           f"{int(r.total_cycles):,}", f"{int(r.stall_cycles):,}",

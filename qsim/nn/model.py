@@ -370,7 +370,7 @@ class QuantHandle:
                              "grad_output", "acc") if any(getattr(s, f) is not None for s in specs)]
         table = Table(title=f"qsim: {len(self.specs)} quantized modules")
         for column in ("module", "type", *shown, "rounding (fwd/bwd)"):
-            table.add_column(column)
+            table.add_column(column, overflow="fold")
         modules = dict(self.model.named_modules())
         for name, spec in self.specs.items():
             cells = []

@@ -72,9 +72,9 @@ def frontier_table(results: pd.DataFrame, objectives, units=None, title="Pareto 
     labels, common = short_labels(results)
     rows = results.assign(label=labels)[results["on_frontier"]].sort_values(list(objectives)[::-1])
     table = Table(title=title, caption=f"every configuration: {common}" if common else None)
-    table.add_column("configuration")
+    table.add_column("configuration", overflow="fold")
     for name in objectives:
-        table.add_column(f"{name} ({units[name]})" if units.get(name) else name, justify="right")
+        table.add_column(f"{name} ({units[name]})" if units.get(name) else name, justify="right", overflow="fold")
     for _, row in rows.iterrows():
         table.add_row(str(row["label"]), *(f"{row[name]:.4g}" for name in objectives))
     return table
