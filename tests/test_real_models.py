@@ -315,6 +315,9 @@ def test_qpytorch_float8_recipe_trains_a_vgg_shaped_network_with_inplace_relus()
     (["hw", "missing.csv"], "missing.csv"),
     (["hw", "resnet18", "--precision", "fp9"], "unknown format 'fp9'"),
     (["sweep", "nofile.toml"], "does not exist"),
+    (["hw", "resnet18", "--input-shape", "3,224,224"], "this model takes 4 dimensions, batch first"),
+    (["hw", "resnet18", "--input-shape", "1,3,x,2"], "expected comma-separated positive integers"),
+    (["hw", "resnet18", "--input-shape", "1,5,32,32"], "the model fails on such an input"),
     (["sweep", "--executor", "nope"], "--executor"),
     (["sweep", "--workers", "0"], "--workers"),
 ])

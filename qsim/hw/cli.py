@@ -100,7 +100,7 @@ def build_workload(args):
         raise ValueError(f"MODEL_OR_TOPOLOGY {args.model!r}: not a built-in model "
                          f"({', '.join(BUILTIN_MODELS)}), a .csv topology, or module:callable")
     if args.input_shape:
-        shape = tuple(int(x) for x in args.input_shape.split(","))
+        shape = _input_shape(args.input_shape, shape)
     if shape is None:
         raise ValueError("--input-shape is needed for a model given as module:callable")
     torch.manual_seed(0)
@@ -115,7 +115,29 @@ def build_workload(args):
     if getattr(args, "gating", None):
         from .gating_cli import gate_and_calibrate
         gate_and_calibrate(model, example, args.gating)
-    return workload(model, example, precision=precision, name=name)
+    try:
+        return workload(model, example, precision=precision, name=name)
+    except RuntimeError as err:  # the model itself refused the input (shape, dtype): a mistake in what was asked
+        cause = err
+        while cause.__cause__ is not None:  # fx's shape propagation wraps the model's own error
+            cause = cause.__cause__
+        raise ValueError(f"--input-shape {','.join(map(str, shape))} ({args.input_dtype}): the model fails on such "
+                         f"an input (the first dimension is the batch): {str(cause).splitlines()[0]}") from err
+
+
+def _input_shape(text: str, builtin_shape) -> tuple[int, ...]:
+    """--input-shape as a tuple of positive ints; a built-in model's needs as many dimensions as its default."""
+    try:
+        shape = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        shape = ()
+    if not shape or min(shape) < 1:
+        raise ValueError(f"--input-shape {text!r}: expected comma-separated positive integers, batch first, "
+                         f"e.g. 1,3,224,224")
+    if builtin_shape is not None and len(shape) != len(builtin_shape):
+        raise ValueError(f"--input-shape {text!r}: this model takes {len(builtin_shape)} dimensions, batch first "
+                         f"(default {','.join(map(str, builtin_shape))})")
+    return shape
 
 
 def run(args) -> int:

@@ -28,7 +28,6 @@ import string
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.fx.passes.shape_prop import ShapeProp
 from torch.nn.utils.rnn import PackedSequence
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -267,7 +266,7 @@ def _function_layers(node, args, kwargs, result) -> list[Layer]:
     return []
 
 
-class _Recorder(ShapeProp):
+class _Recorder(torch.fx.Interpreter):
     """Runs the traced model node by node and records the layers of each functional call as it runs."""
 
     def __init__(self, graph_module, found: list):
@@ -301,7 +300,7 @@ def _run(model: nn.Module, inputs: tuple, found: list, skipped: list, counter: F
                 "functional matmuls/convs are not counted")
     # The traced copy shares the model's submodules: hooks on the model see their calls.
     with _module_hooks(model, found, skipped), counter:
-        _Recorder(graph_module, found).propagate(*inputs)
+        _Recorder(graph_module, found).run(*inputs)
     return "traced with torch.fx (GEMM modules, and functional conv/linear/matmul/attention/einsum calls)"
 
 
