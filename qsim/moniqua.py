@@ -164,8 +164,9 @@ def decentralized_sgd(gradients, x0: torch.Tensor, mixing: torch.Tensor, steps: 
     """Runs update (2) of the module docstring for `steps` iterations from x_i = x0 on every worker.
 
     gradients(X, step) -> G: the workers' stochastic gradients at their parameters, X and G of shape (W, d).
-    mixing: the gossip matrix (gossip_matrix). loss(x̄) -> float, evaluated at the workers' average every
-    `every` iterations (and at the start). Returns {"x": final X, "iteration": [...], "bits": [...] (bits
+    mixing: the gossip matrix (gossip_matrix). loss(X) -> float, given every worker's parameters (W, d)
+    (the mean of each worker's own loss, or the loss at their average x̄ = X.mean(0)), evaluated every
+    `every` iterations and at the start. Returns {"x": final X, "iteration": [...], "bits": [...] (bits
     communicated so far), "loss": [...], "disagreement": [...] (max |x_j − x_i|, what θ must exceed twice)}.
     """
     if not isinstance(communication, Communication):
@@ -186,7 +187,7 @@ def decentralized_sgd(gradients, x0: torch.Tensor, mixing: torch.Tensor, steps: 
     def record(k):
         history["iteration"].append(k)
         history["bits"].append(k * per_iteration)
-        history["loss"].append(float(loss(x.mean(0))) if loss is not None else math.nan)
+        history["loss"].append(float(loss(x)) if loss is not None else math.nan)
         history["disagreement"].append(float((x.max(0).values - x.min(0).values).max()))
 
     record(0)
