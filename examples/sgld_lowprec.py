@@ -10,7 +10,6 @@ printed: test accuracy, negative log-likelihood and expected calibration error (
 
     python examples/sgld_lowprec.py            # about a minute on 2 cores
 """
-import math
 import time
 
 import torch

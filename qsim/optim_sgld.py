@@ -38,7 +38,9 @@ def grid_gap(x: torch.Tensor, fmt) -> torch.Tensor:
 def _signed_step(probability_up, probability_down, gap, generator) -> torch.Tensor:
     """c ∈ {+Δ, −Δ, 0} with P(+Δ) = probability_up, P(−Δ) = probability_down (one uniform per element)."""
     u = torch.rand(gap.shape, generator=generator, dtype=gap.dtype, device=gap.device)
-    return gap * ((u < probability_up).to(gap.dtype) - ((u >= probability_up) & (u < probability_up + probability_down)).to(gap.dtype))
+    up = u < probability_up
+    down = ~up & (u < probability_up + probability_down)
+    return gap * (up.to(gap.dtype) - down.to(gap.dtype))
 
 
 def variance_corrected_quantize(mean: torch.Tensor, variance: float, fmt, generator: torch.Generator | None = None
@@ -51,7 +53,7 @@ def variance_corrected_quantize(mean: torch.Tensor, variance: float, fmt, genera
              θ = q + s c,  s = sign(r) (+1 at r = 0),  c ∈ {+Δ, −Δ, 0} with
              P(c = +Δ) = (v0 + r² + |r|Δ) / (2Δ²),  P(c = −Δ) = (v0 + r² − |r|Δ) / (2Δ²)
              so E[c] = |r| and Var[c] = v0: E[θ | x] = x, Var[θ] = (v − v0) + v0 = v exactly.
-             (P(c = −Δ) = (|r| − Δ/2)² / (2Δ²) ≥ 0 and P(±Δ) sum to (v0 + r²)/Δ² ≤ 1/2: a distribution.)
+             (P(c = −Δ) = (|r| − Δ/2)² / (2Δ²) ≥ 0, and P(±Δ) sum to (v0 + r²)/Δ² ≤ 1/2.)
     v ≤ v0:  q = Q^s(μ) (stochastic), whose variance is v_s = |r|(Δ − |r|) for r = μ − Q^d(μ);
              θ = q + c,  c ∈ {+Δ, −Δ, 0} with P(c = ±Δ) = max(v − v_s, 0) / (2Δ²),
              so Var[θ] = max(v, v_s): exact where v ≥ v_s, the rounding's own variance otherwise.

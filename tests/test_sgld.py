@@ -84,9 +84,10 @@ ALPHA = 0.005
 
 @pytest.mark.parametrize("accumulator", [None, "full", "vc"])
 def test_gaussian_target_stationary_variance_matches_full_precision(accumulator):
-    """θ' = (1 − α)θ − α e + sqrt(2α) ξ with E[e | θ] = 0 has stationary variance (2α + α² Var e) / (2α − α²):
-    1/(1 − α/2) in full precision; the gradient and weight rounding errors e (variance <= Δ²/4 each) add at most
-    α Δ²/4 to it. Q^vc keeps each step's variance at exactly 2α, so VC lands in the same interval."""
+    """θ' = (1 − α)θ − α e + sqrt(2α) ξ with E[e | θ] = 0 has stationary variance
+    (2α + α² Var e) / (2α − α²): 1/(1 − α/2) in full precision; the gradient and weight rounding errors e
+    (variance <= Δ²/4 each) add at most α Δ²/4 to it. Q^vc keeps each step's variance at exactly 2α, so VC
+    lands in the same interval."""
     theta = _final_states(accumulator, ALPHA)
     _, _, var, var_se = _moment_bounds(theta)
     low = 2 * ALPHA / (2 * ALPHA - ALPHA ** 2)
