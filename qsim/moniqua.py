@@ -178,7 +178,7 @@ def decentralized_sgd(gradients, x0: torch.Tensor, mixing: torch.Tensor, steps: 
     if mixing.dim() != 2 or mixing.shape[0] != mixing.shape[1]:
         raise ValueError(f"mixing: expected a square (W, W) matrix; got shape {tuple(mixing.shape)}")
     workers = mixing.shape[0]
-    mixing = mixing.to(dtype)
+    mixing = mixing.to(x0.device, dtype)
     x = x0.to(dtype).reshape(1, -1).repeat(workers, 1)  # (W, d)
     per_iteration = bits_per_iteration(mixing, x.shape[1], communication)
     generator = torch.Generator().manual_seed(draw_seed(seed))

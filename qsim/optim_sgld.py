@@ -35,6 +35,12 @@ def grid_gap(x: torch.Tensor, fmt) -> torch.Tensor:
     return torch.maximum(above, below)
 
 
+def _seed(generator: torch.Generator | None) -> int | None:
+    """A stochastic-rounding seed drawn from `generator` on its own device (None: from torch's default)."""
+    return None if generator is None else int(torch.randint(0, 2**62, (), generator=generator,
+                                                            device=generator.device))
+
+
 def _signed_step(probability_up, probability_down, gap, generator) -> torch.Tensor:
     """c ∈ {+Δ, −Δ, 0} with P(+Δ) = probability_up, P(−Δ) = probability_down (one uniform per element)."""
     u = torch.rand(gap.shape, generator=generator, dtype=gap.dtype, device=gap.device)
@@ -85,7 +91,7 @@ def variance_corrected_quantize(mean: torch.Tensor, variance: float, fmt, genera
         residual = (mean - quantize(mean, fmt, "nearest")).abs()
         rounding_variance = residual * (gap_mean - residual)
         p = (variance - rounding_variance).clamp(min=0) / (2 * gap_mean ** 2).clamp(min=tiny)
-        cases.append(quantize(mean, fmt, "stochastic", seed=generator) + _signed_step(p, p, gap_mean, generator))
+        cases.append(quantize(mean, fmt, "stochastic", seed=_seed(generator)) + _signed_step(p, p, gap_mean, generator))
     theta = torch.where(gaussian, *cases) if len(cases) == 2 else cases[0]
     return quantize(theta, fmt, "nearest")
 
@@ -100,11 +106,12 @@ class SGLD(torch.optim.Optimizer):
     """Stochastic gradient Langevin dynamics, update (1) of the module docstring, per parameter group.
 
     lr: the step size on the mean loss. datasize: N, the number of data points the loss is the mean over
-    (1 when the loss is the full U). temperature: T >= 0; T = 1 samples the posterior, T < 1 a tempered one
-    (the paper's deep-learning runs), T = 0 is plain SGD. weight_decay: adds weight_decay·θ to the gradient
-    (a Gaussian prior N(0, 1/(N weight_decay))). generator: the torch.Generator of the noise, for
-    reproducible chains. A group whose "sampling" entry is False (CyclicalSchedule's exploration stage)
-    takes the gradient step without noise. correct_variance(fmt) makes each step Q^vc of the update in fmt.
+    (1 when the loss is the full U). temperature: T >= 0; T = 1 samples the posterior, T < 1 a sharpened
+    (cold) one, T = 0 is plain SGD. weight_decay: adds weight_decay·θ to the gradient (a Gaussian prior
+    N(0, 1/(N weight_decay))). generator: the torch.Generator of the noise (on the parameters' device),
+    for reproducible chains. A group whose "sampling" entry is False (CyclicalSchedule's exploration
+    stage) takes the gradient step without noise. correct_variance(fmt) makes each step Q^vc of the
+    update in fmt.
     """
 
     def __init__(self, params, lr: float, datasize: int = 1, temperature: float = 1.0, weight_decay: float = 0.0,
