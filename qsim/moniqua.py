@@ -160,7 +160,7 @@ def bits_per_iteration(mixing: torch.Tensor, dim: int, communication: Communicat
 
 def decentralized_sgd(gradients, x0: torch.Tensor, mixing: torch.Tensor, steps: int, lr: float,
                       communication: Communication, loss=None, every: int = 1, seed: int = 0,
-                      dtype: torch.dtype = torch.float64) -> dict:
+                      dtype: torch.dtype = torch.float64, consensus_step: float = 1.0) -> dict:
     """Runs update (2) of the module docstring for `steps` iterations from x_i = x0 on every worker.
 
     gradients(X, step) -> G: the workers' stochastic gradients at their parameters, X and G of shape (W, d).
@@ -168,6 +168,10 @@ def decentralized_sgd(gradients, x0: torch.Tensor, mixing: torch.Tensor, steps: 
     (the mean of each worker's own loss, or the loss at their average x̄ = X.mean(0)), evaluated every
     `every` iterations and at the start. Returns {"x": final X, "iteration": [...], "bits": [...] (bits
     communicated so far), "loss": [...], "disagreement": [...] (max |x_j − x_i|, what θ must exceed twice)}.
+    consensus_step: γ in (0, 1], scaling the mixing term of (2): x_i + γ Σ_j W_ij (x̂_ij − x̂_ii) − α g_i.
+    γ = 1 is D-PSGD; a smaller γ damps the quantization noise the neighbours' messages inject. Whether and
+    how the paper's Algorithm 1 sets such a step is an assumption here (its text was not available), so
+    it is a parameter with D-PSGD's value as the default.
     """
     if not isinstance(communication, Communication):
         raise TypeError(f"communication: expected a Communication; got {type(communication).__name__}")
@@ -177,8 +181,11 @@ def decentralized_sgd(gradients, x0: torch.Tensor, mixing: torch.Tensor, steps: 
         raise ValueError(f"lr: expected a number > 0; got {lr!r}")
     if mixing.dim() != 2 or mixing.shape[0] != mixing.shape[1]:
         raise ValueError(f"mixing: expected a square (W, W) matrix; got shape {tuple(mixing.shape)}")
+    if isinstance(consensus_step, bool) or not isinstance(consensus_step, (int, float)) \
+            or not 0 < consensus_step <= 1:
+        raise ValueError(f"consensus_step: expected a number in (0, 1]; got {consensus_step!r}")
     workers = mixing.shape[0]
-    mixing = mixing.to(x0.device, dtype)
+    mixing = consensus_step * mixing.to(x0.device, dtype)
     x = x0.to(dtype).reshape(1, -1).repeat(workers, 1)  # (W, d)
     per_iteration = bits_per_iteration(mixing, x.shape[1], communication)
     generator = torch.Generator().manual_seed(draw_seed(seed))

@@ -154,3 +154,20 @@ def test_bad_input_raises_clear_errors():
         gossip_matrix("ring", 4, self_weight=1.0)
     with pytest.raises(ValueError, match="fmt"):
         Communication("moniqua", "no_such_format", theta=1.0)
+    with pytest.raises(ValueError, match="consensus_step"):
+        decentralized_sgd(lambda x, k: x, torch.zeros(2), gossip_matrix("ring", 3), 1, 0.1, Communication(),
+                          consensus_step=0.0)
+
+
+def test_consensus_step_scales_the_mixing_term():
+    """One step from different starting points (zero gradients): x ← x + γ (W x − x)."""
+    mixing = gossip_matrix("ring", 4)
+    x0 = torch.zeros(1, dtype=torch.float64)
+    start = torch.tensor([[0.0], [1.0], [2.0], [3.0]], dtype=torch.float64)
+    run = decentralized_sgd(lambda x, k: -(start - x) / 0.5 if k == 0 else torch.zeros_like(x), x0, mixing, 1, 0.5,
+                            Communication(), consensus_step=0.5)
+    # The gradient puts worker i at start_i before mixing acts on x0: x = x0 + γ (W x0 − x0) + (start − x0).
+    assert torch.equal(run["x"], start)
+    run = decentralized_sgd(lambda x, k: -(start - x) / 0.5 if k == 0 else torch.zeros_like(x), x0, mixing, 2, 0.5,
+                            Communication(), consensus_step=0.5)
+    assert torch.equal(run["x"], start + 0.5 * (mixing @ start - start))
