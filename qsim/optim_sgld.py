@@ -51,7 +51,9 @@ def _signed_step(probability_up, probability_down, gap, generator) -> torch.Tens
 
 def variance_corrected_quantize(mean: torch.Tensor, variance: float, fmt, generator: torch.Generator | None = None
                                 ) -> torch.Tensor:
-    """Q^vc(μ, v): a sample on `fmt`'s grid with mean μ and variance v (the paper's Algorithm 2, per element).
+    """Q^vc(μ, v): a sample on `fmt`'s grid with mean μ and variance v, per element (the paper's
+    variance-corrected quantization function, as the authors' public code computes it; the equations
+    below are derived here).
 
     With Δ the grid gap and v0 = Δ²/4 (the largest variance stochastic rounding can add):
     v > v0:  x = μ + sqrt(v − v0) ξ                          Gaussian part: variance v − v0

@@ -10,7 +10,7 @@ import qsim
 from qsim.nn import recipes
 from qsim.optim_sgld import SGLD, CyclicalSchedule, grid_gap, variance_corrected_quantize
 
-FMT = "fixed<8,3>"  # the paper's Gaussian experiment: 8 bits, 3 fractional, Δ = 1/8
+FMT = "fixed<8,3>"  # as the authors' Gaussian script: 8 bits, 3 fractional, Δ = 1/8
 DELTA = 1 / 8
 Z = 5.0
 
