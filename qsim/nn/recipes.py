@@ -1,6 +1,7 @@
 """Published low-precision training methods as presets of quantize_model rules plus optimizer formats.
 
 Exports Recipe and the recipe functions float8_qpytorch, bfloat16_qpytorch, fp8, swalp, mx, and
+sgld (low-precision SGLD, an SGLDRecipe), and
 COMPUTE_LAYERS / NORM_LAYERS (the module types the presets address). A Recipe is a frozen value:
 
     recipe = qsim.nn.recipes.fp8()
@@ -126,3 +127,43 @@ def mx(forward="mxfp8_e4m3", backward="mxfp8_e5m2") -> Recipe:
         rules=((nn.Linear, QuantSpec(weight=forward, input=forward, grad_output=backward)),
                (_ConvNd, QuantSpec(weight=_along(forward, 1), input=_along(forward, 1),
                                    grad_output=_along(backward, 1)))))
+
+
+SGLD_ACCUMULATORS = ("full", "low", "vc")
+
+
+@dataclass(frozen=True)
+class SGLDRecipe(Recipe):
+    """A Recipe for qsim.optim_sgld.SGLD: apply() also switches on variance-corrected quantization (VC)."""
+
+    variance_corrected: object = None  # the format Q^vc stores the parameters in, or None
+
+    def apply(self, model: nn.Module, optimizer) -> tuple[QuantHandle, LowPrecision]:
+        from qsim.optim_sgld import SGLD
+        if not isinstance(optimizer, SGLD):
+            raise TypeError(f"optimizer: the {self.name} recipe expects a qsim.optim_sgld.SGLD; "
+                            f"got {type(optimizer).__name__}")
+        optimizer.correct_variance(self.variance_corrected)
+        return super().apply(model, optimizer)
+
+
+def sgld(fmt="fixed<8,6>", accumulator: str = "vc", activations: bool = True) -> SGLDRecipe:
+    """Low-precision SGLD (Zhang, Wilson, De Sa, "Low-Precision Stochastic Gradient Langevin Dynamics",
+    ICML 2022): W and G in `fmt` with stochastic rounding (and A, E by hooks when `activations`), and
+    the accumulator the paper's variants differ in:
+      "full": SGLDLP-F, the update accumulated in float32 and the weights rounded from it;
+      "low":  SGLDLP-L, the noisy update stochastically rounded to `fmt` (naive: its variance grows by
+              the rounding's, up to Δ²/4 a step); with SGLD(temperature=0) this is SGD-LP;
+      "vc":   SGLDLP-L with variance-corrected quantization, the weights updated by Q^vc in `fmt`.
+    Use with qsim.optim_sgld.SGLD (and its CyclicalSchedule for cyclical SGLD)."""
+    fmt = resolve_format(fmt, "fmt")
+    if fmt is None:
+        raise ValueError("fmt: expected a format; for full-precision SGLD use qsim.optim_sgld.SGLD alone")
+    if accumulator not in SGLD_ACCUMULATORS:
+        raise ValueError(f"accumulator: expected one of {', '.join(SGLD_ACCUMULATORS)}; got {accumulator!r}")
+    names = {"full": "sgldlp_f", "low": "sgldlp_l", "vc": "sgldlp_vc"}
+    return SGLDRecipe(
+        name=names[accumulator], source="Zhang, Wilson, De Sa, Low-Precision SGLD, ICML 2022",
+        rules=_activation_error_rules(fmt, fmt, "stochastic") if activations else (),
+        optimizer=dict(weight=fmt, grad=fmt, acc="fp32" if accumulator == "full" else None, rounding="stochastic"),
+        variance_corrected=fmt if accumulator == "vc" else None)
