@@ -144,3 +144,30 @@ def test_bad_run_arguments_are_named():
         asgd.Problem(problem.X, np.arange(problem.X.shape[0]), "logistic")
     with pytest.raises(ValueError, match="loss must be one of"):
         asgd.Problem(problem.X, problem.y, "hinge2")
+
+
+def test_run_reports_every_configuration_with_time_and_energy_to_target(tmp_path):
+    from rich.console import Console
+
+    problem = small_digits("logistic")
+    report = asgd.run(problem, workers=[1, 4], dmgc=["D32M32G32C32", "D8M8G16C8"], obstinate_q=[0.0, 0.5],
+                      iterations=1500, step_size=0.1, records=30)
+    frame = report.to_dataframe()
+    assert len(frame) == 8 and set(frame["bound"]) <= {"compute", "bandwidth", "communication"}
+    one = frame[frame["workers"] == 1]
+    assert (one["invalidations_per_iteration"] == 0).all() and (one["bound"] != "communication").all()
+    reached = frame[np.isfinite(frame["iterations_to_target"])]
+    assert len(reached) >= 1 and (reached["iterations_to_target"] <= 1500).all()
+    assert (reached["time_to_target_ms"] > 0).all() and (reached["energy_to_target_uj"] > 0).all()
+    assert (frame[frame["q"] == 0.0]["stale_read_fraction"] == 0).all()
+    # Time to target is the roofline-scaled cycle count of the first record at or below the target.
+    trace = report.traces[0]
+    hit = np.flatnonzero(trace.loss <= report.target_loss)[0]
+    assert frame.loc[0, "time_to_target_ms"] == pytest.approx(trace.cycles_at[hit] / (trace.clock_ghz * 1e6))
+    csv = report.to_csv(tmp_path / "asgd.csv")
+    assert len(csv.read_text().splitlines()) == 9
+    assert report.plot(tmp_path / "asgd.png").stat().st_size > 0
+    console = Console(record=True, width=220)
+    console.print(report)
+    text = console.export_text()
+    assert "D8M8G16C8" in text and "Assumptions" in text

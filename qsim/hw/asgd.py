@@ -35,7 +35,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import coherence
-from .coherence import HIT, HIT_STALE, MISS_DRAM, MISS_LLC, MISS_REMOTE, UPGRADE, access, uniform
+from .coherence import HIT_STALE, MISS_LLC, MISS_REMOTE, UPGRADE, access, uniform
 from .dmgc import DMGC, parse_dmgc, rounding_table
 
 LOSSES = ("logistic", "least_squares", "svm")
@@ -54,7 +54,8 @@ ASSUMPTIONS = (
 @dataclass(frozen=True, eq=False)
 class Problem:
     """A data set (CSR, float64), labels and a loss; objective = mean_i [loss_i(x_i.w) + l2/2 sum_{j in
-    supp x_i} w_j^2], the objective SGD with the regulariser applied on each sample's support minimises."""
+    supp x_i} w_j^2], the objective SGD with the regulariser applied on each sample's support minimises.
+    dense=True stores every entry (zeros too): dense workers touch every feature, with SIMD."""
 
     X: sp.csr_matrix
     y: np.ndarray
@@ -66,7 +67,12 @@ class Problem:
     def __post_init__(self):
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        if not sp.isspmatrix_csr(self.X):
+        if self.dense:  # every entry stored, zeros included: a dense worker touches every feature
+            full = np.asarray(self.X.todense() if sp.issparse(self.X) else self.X, np.float64)
+            n, d = full.shape
+            object.__setattr__(self, "X", sp.csr_matrix((full.ravel(), np.tile(np.arange(d), n),
+                                                         np.arange(0, n * d + 1, d)), shape=(n, d)))
+        elif not sp.isspmatrix_csr(self.X):
             object.__setattr__(self, "X", sp.csr_matrix(self.X, dtype=np.float64))
         object.__setattr__(self, "y", np.asarray(self.y, np.float64).ravel())
         if self.X.shape[0] != self.y.size or self.X.shape[0] == 0:
@@ -90,7 +96,7 @@ class Problem:
             losses = 0.5 * (z - self.y) ** 2
         else:
             losses = np.maximum(0.0, 1.0 - self.y * z)
-        support = np.asarray((self.X != 0).mean(axis=0)).ravel()  # fraction of samples touching j
+        support = np.bincount(self.X.indices, minlength=self.features) / self.X.shape[0]  # samples storing j
         values = losses.mean(axis=1) + 0.5 * self.l2 * (W ** 2 @ support)
         return values if np.ndim(w) == 2 else values[0]
 
@@ -116,7 +122,7 @@ def digits_problem(digit=0, loss="logistic", l2=1e-3) -> Problem:
 
 
 # --- the compiled simulation ----------------------------------------------------------------------
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _round(x, values, even, stochastic, rng):
     """x onto the sorted `values` (empty: float32), saturating; nearest ties to the even code, or
     stochastic: up with probability (x - lo) / (hi - lo)."""
@@ -151,27 +157,31 @@ def _derivative(loss, z, y):
     return -y if y * z < 1.0 else 0.0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _memory_step(lines, llc, counters, misc, k, line, is_write, clock, q, max_ignored, max_stale, latency,
                  cycles):
     """One access by worker k: its event, with its latency charged to k's clock and cycle breakdown."""
     event = access(lines, llc, counters, misc, k, line, is_write, np.int64(clock[k]), q, max_ignored, max_stale)
     clock[k] += latency[event]
     if event == UPGRADE or event == MISS_REMOTE:
-        cycles[k, 2] += latency[event]
+        cycles[k, 2] += latency[event]  # communication
+    elif event >= MISS_LLC:
+        cycles[k, 1] += latency[event]  # memory hierarchy (LLC, DRAM)
     else:
-        cycles[k, 1] += latency[event]
+        cycles[k, 0] += latency[event]  # L1 hits: the core's own load pipeline
     return event
 
 
-@numba.njit(cache=True)
-def _refill(local, seen, shared, version, k, line, line_bits, model_bits):
-    """A fill of model line `line` by worker k: its copy of the entries starting in the line becomes current."""
-    first = (line * line_bits + model_bits - 1) // model_bits
-    stop = min(((line + 1) * line_bits + model_bits - 1) // model_bits, shared.size)
-    for j in range(first, stop):
-        local[k, j] = shared[j]
-        seen[k, j] = version[j]
+@numba.njit(cache=True, inline="always")
+def _snapshot(local, seen, shared, version, misc, line_bits, model_bits):
+    """Model lines that went stale in the last access keep, in their core's copy, the values they held."""
+    for e in range(misc[2]):
+        k, line = misc[3 + 2 * e], misc[4 + 2 * e]
+        first = (line * line_bits + model_bits - 1) // model_bits
+        stop = min(((line + 1) * line_bits + model_bits - 1) // model_bits, shared.size)
+        for j in range(first, stop):
+            local[k, j] = shared[j]
+            seen[k, j] = version[j]
 
 
 @numba.njit(cache=True)
@@ -184,11 +194,9 @@ def _simulate(lines, llc, counters, misc, rng_round, rng_sched,
               record_every, snapshots, record_cycles, cycles, staleness):
     W, d = order.shape[0], shared.size
     line_bits = line_bytes * 8
-    local = np.empty((W, d))
-    seen = np.zeros((W, d), np.int64)
-    version = np.zeros(d, np.int64)
-    for k in range(W):
-        local[k] = shared
+    local = np.empty((W, d))                 # each core's copy of its stale model lines
+    seen = np.zeros((W, d), np.int64)        # the versions those copies hold
+    version = np.zeros(d, np.int64)          # writes so far per model entry
     wbuf = np.zeros((W, np.max(indptr[1:] - indptr[:-1]) + 1))
     clock = np.zeros(W)
     phase = np.zeros(W, np.int64)  # 0 reading, 1 derivative, 2 updating, 3 done
@@ -230,11 +238,15 @@ def _simulate(lines, llc, counters, misc, rng_round, rng_sched,
                              clock, q, max_ignored, max_stale, latency, cycles)
             line = (j * model_bits) // line_bits
             if _memory_step(lines, llc, counters, misc, k, line, False, clock, q, max_ignored, max_stale,
-                            latency, cycles) >= MISS_LLC:
-                _refill(local, seen, shared, version, k, line, line_bits, model_bits)
-            staleness[min(version[j] - seen[k, j], staleness.size - 1)] += 1
-            wbuf[k, pos[k]] = local[k, j]
-            dot[k] += values[t] * local[k, j]
+                            latency, cycles) == HIT_STALE:
+                staleness[min(version[j] - seen[k, j], staleness.size - 1)] += 1
+                wj = local[k, j]
+            else:
+                staleness[0] += 1
+                wj = shared[j]
+            _snapshot(local, seen, shared, version, misc, line_bits, model_bits)
+            wbuf[k, pos[k]] = wj
+            dot[k] += values[t] * wj
             clock[k] += read_cycles
             cycles[k, 0] += read_cycles
             pos[k] += 1
@@ -250,12 +262,15 @@ def _simulate(lines, llc, counters, misc, rng_round, rng_sched,
             u = _round(-step * g, c_values, c_even, stochastic, rng_round)
             line = (j * model_bits) // line_bits
             if _memory_step(lines, llc, counters, misc, k, line, False, clock, q, max_ignored, max_stale,
-                            latency, cycles) >= MISS_LLC:
-                _refill(local, seen, shared, version, k, line, line_bits, model_bits)
-            new = _round(local[k, j] + u, m_values, m_even, stochastic, rng_round)
-            if _memory_step(lines, llc, counters, misc, k, line, True, clock, q, max_ignored, max_stale,
-                            latency, cycles) >= MISS_LLC:
-                _refill(local, seen, shared, version, k, line, line_bits, model_bits)
+                            latency, cycles) == HIT_STALE:
+                wj = local[k, j]
+            else:
+                wj = shared[j]
+            _snapshot(local, seen, shared, version, misc, line_bits, model_bits)
+            new = _round(wj + u, m_values, m_even, stochastic, rng_round)
+            _memory_step(lines, llc, counters, misc, k, line, True, clock, q, max_ignored, max_stale, latency,
+                         cycles)
+            _snapshot(local, seen, shared, version, misc, line_bits, model_bits)
             # The written entry reaches the coherent copy; the rest of k's line is as fresh as it was.
             shared[j] = new
             version[j] += 1
@@ -337,7 +352,7 @@ def _check_count(name, value, minimum=1):
 
 def simulate(problem: Problem, workers=1, dmgc="D32M32G32C32", obstinate_q=0.0, accelerator="multicore_16",
              iterations=10_000, step_size=0.05, rounding="stochastic", seed=0, interleave="time",
-             max_ignored=None, max_stale_cycles=None, records=100, integer_bits=None) -> Trace:
+             max_ignored=None, max_stale_cycles=None, records=200, integer_bits=None) -> Trace:
     """Runs `iterations` SGD updates in total, shared among `workers` simulated cores."""
     from qsim import quantize
 

@@ -150,11 +150,10 @@ class MulticoreSpec:
         check_geometry(self.llc.size_bytes, self.l1.line_bytes, self.llc.ways, "llc")
 
     def latencies(self) -> np.ndarray:
-        """Core cycles of each event (EVENTS order); misses are divided by the misses a core overlaps."""
-        mlp = self.memory.memory_parallelism
+        """Core cycles of each event (EVENTS order): its latency over the accesses a core overlaps."""
         return np.array([self.l1.hit_cycles, self.l1.hit_cycles, self.coherence.upgrade_cycles,
-                         self.llc.hit_cycles / mlp, self.memory.dram_cycles / mlp,
-                         self.coherence.remote_cycles / mlp], dtype=np.float64)
+                         self.llc.hit_cycles, self.memory.dram_cycles, self.coherence.remote_cycles],
+                        dtype=np.float64) / self.memory.memory_parallelism
 
     def event_energy_pj(self) -> dict:
         """pJ per event (Horowitz-style SRAM and DRAM energies per bit from the energy table)."""
@@ -191,7 +190,9 @@ def load_multicore(name_or_path="multicore_16", **changes) -> MulticoreSpec:
 # Each private line is one record of five int64 fields in `lines` (W, sets, ways, 5): its line address
 # (-1: empty), MESI state, LRU stamp, invalidations ignored since its fill (> 0: stale) and the core
 # cycle of the first of them. The LLC is `llc` (sets, ways, 2): line address and LRU stamp. `misc` holds
-# [LRU clock, RNG state]. Arrays go to the compiled functions one by one: a tuple of arrays costs an
+# [LRU clock, RNG state, n, then n (core, line) pairs]: the lines that went stale during the last access,
+# so that a caller holding data snapshots them (a stale copy keeps the values of the moment it went
+# stale; fresh copies always equal the coherent one, so they need no copying). Arrays go to the compiled functions one by one: a tuple of arrays costs an
 # atomic reference-count update per field per call in numba, 100x the work of a hit. `access` is inlined
 # into its callers' loops (a call passing four arrays by value costs several times a hit).
 TAG, STATE, STAMP, IGNORED, SINCE = range(5)
@@ -206,8 +207,9 @@ def new_state(cores, l1_size, line_bytes, l1_ways, llc_size, llc_ways, seed=0) -
     lines[..., TAG] = -1
     llc = np.zeros((llc_sets, llc_ways, 2), np.int64)
     llc[..., TAG] = -1
-    return CacheState(lines, llc, np.zeros((cores, len(COUNTERS)), np.int64),
-                      np.array([0, (int(seed) * 0x9E3779B97F4A7C15 + 1) & 0x7FFFFFFFFFFFFFFF], np.int64))
+    misc = np.zeros(3 + 2 * cores, np.int64)
+    misc[1] = (int(seed) * 0x9E3779B97F4A7C15 + 1) & 0x7FFFFFFFFFFFFFFF
+    return CacheState(lines, llc, np.zeros((cores, len(COUNTERS)), np.int64), misc)
 
 
 @numba.njit(cache=True)
@@ -259,6 +261,9 @@ def _invalidate_others(lines, counters, misc, core, line, now, q, max_ignored):
             counters[k, N_INVALIDATIONS_IGNORED] += 1
             if lines[k, s, w, IGNORED] == 0:
                 lines[k, s, w, SINCE] = now
+                misc[3 + 2 * misc[2]] = k
+                misc[4 + 2 * misc[2]] = line
+                misc[2] += 1
             lines[k, s, w, IGNORED] += 1
             lines[k, s, w, STATE] = SHARED  # ownership passes to the writer; the data stays, stale
         else:
@@ -272,6 +277,7 @@ def access(lines, llc, counters, misc, core, line, is_write, now, q, max_ignored
     cores, sets, ways = lines.shape[0], lines.shape[1], lines.shape[2]
     s = line % sets
     misc[0] += 1
+    misc[2] = 0
     w = _find(lines, core, s, line)
     if w >= 0 and lines[core, s, w, STATE] != INVALID:
         if lines[core, s, w, IGNORED] > 0 and now - lines[core, s, w, SINCE] >= max_stale_cycles:
@@ -358,15 +364,15 @@ def obstinacy(obstinate_q, max_ignored=None, max_stale_cycles=None):
 
 # --- traces -------------------------------------------------------------------------------------
 @numba.njit(cache=True)
-def _run_trace(lines, llc, counters, misc, cores, addresses, writes, line_bytes, word_bytes, latency, q, max_ignored, max_stale_cycles,
-               events, staleness):
+def _run_trace(lines, llc, counters, misc, cores, addresses, writes, line_bytes, word_bytes, latency, q,
+               max_ignored, max_stale_cycles, events, staleness):
     """Replays a trace; the data are write counts, so a read's staleness is how many writes it missed."""
     n_words = 0
     for a in addresses:
         n_words = max(n_words, a // word_bytes + 1)
     words_per_line = line_bytes // word_bytes
     written = np.zeros(n_words, np.int64)                   # coherent copy: writes so far per word
-    seen = np.zeros((lines.shape[0], n_words), np.int64)   # each core's copy
+    stale = np.zeros((lines.shape[0], n_words), np.int64)   # each core's copy of its stale lines
     clock = np.zeros(lines.shape[0], np.float64)
     for i in range(addresses.shape[0]):
         c, a = cores[i], addresses[i]
@@ -375,16 +381,18 @@ def _run_trace(lines, llc, counters, misc, cores, addresses, writes, line_bytes,
                        max_stale_cycles)
         clock[c] += latency[event]
         events[i] = event
-        if event >= MISS_LLC:  # a fill: this core's copy of the line becomes the coherent one
-            first = line * words_per_line
+        for e in range(misc[2]):  # lines that went stale keep the values they held
+            first = misc[4 + 2 * e] * words_per_line
             for v in range(first, min(first + words_per_line, n_words)):
-                seen[c, v] = written[v]
+                stale[misc[3 + 2 * e], v] = written[v]
         if writes[i]:
             written[word] += 1
-            seen[c, word] = written[word]  # the written word reaches the coherent copy
+            stale[c, word] = written[word]  # the written word reaches the coherent copy and this copy
             staleness[i] = 0
+        elif event == HIT_STALE:
+            staleness[i] = written[word] - stale[c, word]
         else:
-            staleness[i] = written[word] - seen[c, word]
+            staleness[i] = 0
 
 
 def simulate_coherence(cores, addresses, writes, *, l1_size=32768, line_bytes=64, l1_ways=8,
