@@ -8,6 +8,7 @@ SUBCOMMANDS = {
     "formats": "qsim.formats_cli",
     "hw": "qsim.hw.cli",
     "sweep": "qsim.sweep.cli",
+    "asgd": "qsim.hw.asgd_cli",
 }
 
 

@@ -171,3 +171,14 @@ def test_run_reports_every_configuration_with_time_and_energy_to_target(tmp_path
     console.print(report)
     text = console.export_text()
     assert "D8M8G16C8" in text and "Assumptions" in text
+
+
+def test_cli_writes_the_table_and_names_bad_input(tmp_path, capsys):
+    from qsim.cli import main
+
+    csv = tmp_path / "asgd.csv"
+    assert main(["asgd", "digits", "--workers", "1,2", "--q", "0,0.5", "--iterations", "300",
+                 "--dmgc", "D8M16G16C16", "--csv", str(csv)]) == 0
+    assert len(csv.read_text().splitlines()) == 5
+    assert main(["asgd", "digits", "--q", "2", "--iterations", "10"]) == 2
+    assert "qsim: error: obstinate_q must be a probability in [0, 1]" in capsys.readouterr().err

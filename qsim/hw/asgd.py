@@ -1,6 +1,6 @@
 """Asynchronous low-precision SGD (Hogwild!/Buckwild!) on a simulated multicore with coherent caches.
 
-Exports `Problem` (with `sparse_problem(...)`, `digits_problem(...)`), `simulate(problem, ...)` -> `Trace`
+Exports `Problem` (with `sparse_problem(...)`, `dense_problem(...)`, `digits_problem(...)`), `simulate(problem, ...)` -> `Trace`
 for one configuration, and `run(problem, workers=..., dmgc=..., obstinate_q=..., accelerator=...)` ->
 `AsgdReport` over every combination (table, CSV, plots; see asgd_report.py).
 
@@ -20,7 +20,8 @@ Stochastic Gradient Descent", ISCA 2017):
   (seeded). Each worker's clock advances by its compute cycles and the latency of its accesses.
 - Time: compute cycles per entry are 1/lanes vector ops, lanes = vector_bits / bits (max of D and M for
   the dot product, of M, G and C for the update), or a fixed cost per sparse nonzero; memory events cost
-  their latency divided by the misses a core overlaps. The run takes max(slowest core, DRAM bytes /
+  their latency divided by the accesses a core overlaps, and a dense worker's L1 hit serves a whole
+  vector (bits / vector_bits of a hit per entry), so narrower data and model need fewer loads. The run takes max(slowest core, DRAM bytes /
   DRAM bandwidth) cycles: the roofline. Energy: events x pJ/event (coherence.py) + MACs x pJ/MAC
   (energy table).
 """
@@ -112,6 +113,16 @@ def sparse_problem(samples=2000, features=10_000, density=0.01, loss="logistic",
     return Problem(X, y, loss, l2, f"sparse {samples}x{features} {density:g}-dense {loss}")
 
 
+def dense_problem(samples=8000, features=256, loss="logistic", l2=1e-3, seed=0) -> Problem:
+    """A generated dense problem, X ~ U(-1, 1), labels from a planted model: at float32 it outgrows a
+    1 MiB last-level cache (8000 x 256 x 4 B = 8 MB), so streaming it is what limits a core."""
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-1, 1, (samples, features))
+    margin = X @ (rng.normal(size=features) / np.sqrt(features))
+    y = margin + 0.1 * rng.normal(size=samples) if loss == "least_squares" else np.where(margin >= 0, 1.0, -1.0)
+    return Problem(sp.csr_matrix(X), y, loss, l2, f"dense {samples}x{features} {loss}", dense=True)
+
+
 def digits_problem(digit=0, loss="logistic", l2=1e-3) -> Problem:
     """scikit-learn's digits (1797 8x8 images, dense), one-vs-rest for `digit`, pixels scaled to [0, 1]."""
     from sklearn.datasets import load_digits
@@ -159,16 +170,20 @@ def _derivative(loss, z, y):
 
 @numba.njit(cache=True, inline="always")
 def _memory_step(lines, llc, counters, misc, k, line, is_write, clock, q, max_ignored, max_stale, latency,
-                 cycles):
-    """One access by worker k: its event, with its latency charged to k's clock and cycle breakdown."""
+                 cycles, hit_share):
+    """One access by worker k: its event, with its latency charged to k's clock and cycle breakdown.
+    An L1 hit costs `hit_share` of a hit: a dense worker loads a vector of 1/hit_share entries at once."""
     event = access(lines, llc, counters, misc, k, line, is_write, np.int64(clock[k]), q, max_ignored, max_stale)
-    clock[k] += latency[event]
     if event == UPGRADE or event == MISS_REMOTE:
-        cycles[k, 2] += latency[event]  # communication
+        cost = latency[event]
+        cycles[k, 2] += cost  # communication
     elif event >= MISS_LLC:
-        cycles[k, 1] += latency[event]  # memory hierarchy (LLC, DRAM)
+        cost = latency[event]
+        cycles[k, 1] += cost  # memory hierarchy (LLC, DRAM)
     else:
-        cycles[k, 0] += latency[event]  # L1 hits: the core's own load pipeline
+        cost = latency[event] * hit_share
+        cycles[k, 0] += cost  # L1 hits: the core's own load pipeline
+    clock[k] += cost
     return event
 
 
@@ -190,7 +205,7 @@ def _simulate(lines, llc, counters, misc, rng_round, rng_sched,
               loss, step, l2, g_values, g_even, c_values, c_even, m_values, m_even, stochastic,
               shared, model_bits, data_bits, data_base_bits, index_base_bits, line_bytes,
               latency, q, max_ignored, max_stale, interleave_random,
-              read_cycles, write_cycles, overhead_cycles,
+              read_cycles, write_cycles, overhead_cycles, data_share, model_share,
               record_every, snapshots, record_cycles, cycles, staleness):
     W, d = order.shape[0], shared.size
     line_bits = line_bytes * 8
@@ -232,13 +247,13 @@ def _simulate(lines, llc, counters, misc, rng_round, rng_sched,
             t = start + pos[k]
             j = indices[t]
             _memory_step(lines, llc, counters, misc, k, (data_base_bits + t * data_bits) // line_bits, False,
-                         clock, q, max_ignored, max_stale, latency, cycles)
+                         clock, q, max_ignored, max_stale, latency, cycles, data_share)
             if not dense:
                 _memory_step(lines, llc, counters, misc, k, (index_base_bits + t * 32) // line_bits, False,
-                             clock, q, max_ignored, max_stale, latency, cycles)
+                             clock, q, max_ignored, max_stale, latency, cycles, 1.0)
             line = (j * model_bits) // line_bits
             if _memory_step(lines, llc, counters, misc, k, line, False, clock, q, max_ignored, max_stale,
-                            latency, cycles) == HIT_STALE:
+                            latency, cycles, model_share) == HIT_STALE:
                 staleness[min(version[j] - seen[k, j], staleness.size - 1)] += 1
                 wj = local[k, j]
             else:
@@ -262,14 +277,14 @@ def _simulate(lines, llc, counters, misc, rng_round, rng_sched,
             u = _round(-step * g, c_values, c_even, stochastic, rng_round)
             line = (j * model_bits) // line_bits
             if _memory_step(lines, llc, counters, misc, k, line, False, clock, q, max_ignored, max_stale,
-                            latency, cycles) == HIT_STALE:
+                            latency, cycles, model_share) == HIT_STALE:
                 wj = local[k, j]
             else:
                 wj = shared[j]
             _snapshot(local, seen, shared, version, misc, line_bits, model_bits)
             new = _round(wj + u, m_values, m_even, stochastic, rng_round)
             _memory_step(lines, llc, counters, misc, k, line, True, clock, q, max_ignored, max_stale, latency,
-                         cycles)
+                         cycles, model_share)
             _snapshot(local, seen, shared, version, misc, line_bits, model_bits)
             # The written entry reaches the coherent copy; the rest of k's line is as fresh as it was.
             shared[j] = new
@@ -389,8 +404,10 @@ def simulate(problem: Problem, workers=1, dmgc="D32M32G32C32", obstinate_q=0.0, 
     if problem.dense:
         read = c.cycles_per_vector_op * max(precision.d.bits, precision.m.bits) / machine.vector_bits
         write = c.cycles_per_vector_op * max(precision.m.bits, precision.g.bits, precision.c.bits) / machine.vector_bits
+        shares = (precision.d.bits / machine.vector_bits, precision.m.bits / machine.vector_bits)
     else:
         read = write = c.cycles_per_sparse_element
+        shares = (1.0, 1.0)
     rng = np.random.default_rng(seed)
     quota = _worker_quota(iterations, workers)
     order = rng.integers(0, X.shape[0], (workers, max(int(quota.max()), 1)))
@@ -410,7 +427,7 @@ def simulate(problem: Problem, workers=1, dmgc="D32M32G32C32", obstinate_q=0.0, 
                       float(problem.l2), *tables[0], *tables[1], *tables[2], rounding == "stochastic",
                       shared, model_bits, precision.d.bits, data_base, index_base, machine.l1.line_bytes,
                       machine.latencies(), q, max_ignored, max_stale, interleave == "random",
-                      read, write, c.iteration_overhead_cycles, record_every, snapshots, record_cycles,
+                      read, write, c.iteration_overhead_cycles, *shares, record_every, snapshots, record_cycles,
                       core_cycles, staleness)
     # 4. Roofline: the DRAM floor stretches the whole timeline when bandwidth, not latency, limits.
     counters = {name: int(st.counters[:, i].sum()) for i, name in enumerate(coherence.COUNTERS)}
