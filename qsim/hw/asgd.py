@@ -45,7 +45,7 @@ STALENESS_BINS = 64
 ASSUMPTIONS = (
     "sparse samples carry a 32-bit index per nonzero; labels and the sample's row pointer are not charged",
     "a worker keeps x_j in registers between the dot product and the update (the update does not reload it)",
-    "every event's latency (hits included) is divided by the misses a core overlaps (memory_parallelism)",
+    "every event's latency (hits included) is divided by the accesses a core overlaps (memory_parallelism)",
     "run time = max(slowest core's clock, DRAM bytes / DRAM bandwidth): compute and memory overlap fully",
     "the L2 of the real part is folded into the LLC: one private level, one shared level",
 )
@@ -169,11 +169,11 @@ def _derivative(loss, z, y):
 
 
 @numba.njit(cache=True, inline="always")
-def _memory_step(lines, llc, counters, misc, k, line, is_write, clock, q, max_ignored, max_stale, latency,
+def _memory_step(lines, llc, present, counters, misc, k, line, is_write, clock, q, max_ignored, max_stale, latency,
                  cycles, hit_share):
     """One access by worker k: its event, with its latency charged to k's clock and cycle breakdown.
     An L1 hit costs `hit_share` of a hit: a dense worker loads a vector of 1/hit_share entries at once."""
-    event = access(lines, llc, counters, misc, k, line, is_write, np.int64(clock[k]), q, max_ignored, max_stale)
+    event = access(lines, llc, present, counters, misc, k, line, is_write, np.int64(clock[k]), q, max_ignored, max_stale)
     if event == UPGRADE or event == MISS_REMOTE:
         cost = latency[event]
         cycles[k, 2] += cost  # communication
@@ -200,7 +200,7 @@ def _snapshot(local, seen, shared, version, misc, line_bits, model_bits):
 
 
 @numba.njit(cache=True)
-def _simulate(lines, llc, counters, misc, rng_round, rng_sched,
+def _simulate(lines, llc, present, counters, misc, rng_round, rng_sched,
               indptr, indices, values, labels, dense, order, quota,
               loss, step, l2, g_values, g_even, c_values, c_even, m_values, m_even, stochastic,
               shared, model_bits, data_bits, data_base_bits, index_base_bits, line_bytes,
@@ -246,13 +246,13 @@ def _simulate(lines, llc, counters, misc, rng_round, rng_sched,
         if phase[k] == 0 and pos[k] < nnz:
             t = start + pos[k]
             j = indices[t]
-            _memory_step(lines, llc, counters, misc, k, (data_base_bits + t * data_bits) // line_bits, False,
+            _memory_step(lines, llc, present, counters, misc, k, (data_base_bits + t * data_bits) // line_bits, False,
                          clock, q, max_ignored, max_stale, latency, cycles, data_share)
             if not dense:
-                _memory_step(lines, llc, counters, misc, k, (index_base_bits + t * 32) // line_bits, False,
+                _memory_step(lines, llc, present, counters, misc, k, (index_base_bits + t * 32) // line_bits, False,
                              clock, q, max_ignored, max_stale, latency, cycles, 1.0)
             line = (j * model_bits) // line_bits
-            if _memory_step(lines, llc, counters, misc, k, line, False, clock, q, max_ignored, max_stale,
+            if _memory_step(lines, llc, present, counters, misc, k, line, False, clock, q, max_ignored, max_stale,
                             latency, cycles, model_share) == HIT_STALE:
                 staleness[min(version[j] - seen[k, j], staleness.size - 1)] += 1
                 wj = local[k, j]
@@ -276,14 +276,14 @@ def _simulate(lines, llc, counters, misc, rng_round, rng_sched,
             g = _round(coef[k] * values[t] + l2 * wbuf[k, pos[k]], g_values, g_even, stochastic, rng_round)
             u = _round(-step * g, c_values, c_even, stochastic, rng_round)
             line = (j * model_bits) // line_bits
-            if _memory_step(lines, llc, counters, misc, k, line, False, clock, q, max_ignored, max_stale,
+            if _memory_step(lines, llc, present, counters, misc, k, line, False, clock, q, max_ignored, max_stale,
                             latency, cycles, model_share) == HIT_STALE:
                 wj = local[k, j]
             else:
                 wj = shared[j]
             _snapshot(local, seen, shared, version, misc, line_bits, model_bits)
             new = _round(wj + u, m_values, m_even, stochastic, rng_round)
-            _memory_step(lines, llc, counters, misc, k, line, True, clock, q, max_ignored, max_stale, latency,
+            _memory_step(lines, llc, present, counters, misc, k, line, True, clock, q, max_ignored, max_stale, latency,
                          cycles, model_share)
             _snapshot(local, seen, shared, version, misc, line_bits, model_bits)
             # The written entry reaches the coherent copy; the rest of k's line is as fresh as it was.

@@ -192,11 +192,14 @@ def load_multicore(name_or_path="multicore_16", **changes) -> MulticoreSpec:
 # cycle of the first of them. The LLC is `llc` (sets, ways, 2): line address and LRU stamp. `misc` holds
 # [LRU clock, RNG state, n, then n (core, line) pairs]: the lines that went stale during the last access,
 # so that a caller holding data snapshots them (a stale copy keeps the values of the moment it went
-# stale; fresh copies always equal the coherent one, so they need no copying). Arrays go to the compiled functions one by one: a tuple of arrays costs an
-# atomic reference-count update per field per call in numba, 100x the work of a hit. `access` is inlined
-# into its callers' loops (a call passing four arrays by value costs several times a hit).
+# stale; fresh copies always equal the coherent one, so they need no copying). `present` (slots, W) counts,
+# per hash slot of line addresses, the valid lines each core holds: a snoop looks only in the caches
+# whose count is non-zero (a filter like a snoop directory's; collisions cost a look, never a wrong answer).
+# Arrays go to the compiled functions one by one: a tuple of arrays costs an atomic reference-count
+# update per field per call in numba, 100x the work of a hit. `access` is inlined into its callers' loops
+# (a call passing arrays by value costs several times a hit).
 TAG, STATE, STAMP, IGNORED, SINCE = range(5)
-CacheState = namedtuple("CacheState", "lines llc counters misc")
+CacheState = namedtuple("CacheState", "lines llc present counters misc")
 
 
 def new_state(cores, l1_size, line_bytes, l1_ways, llc_size, llc_ways, seed=0) -> CacheState:
@@ -209,7 +212,9 @@ def new_state(cores, l1_size, line_bytes, l1_ways, llc_size, llc_ways, seed=0) -
     llc[..., TAG] = -1
     misc = np.zeros(3 + 2 * cores, np.int64)
     misc[1] = (int(seed) * 0x9E3779B97F4A7C15 + 1) & 0x7FFFFFFFFFFFFFFF
-    return CacheState(lines, llc, np.zeros((cores, len(COUNTERS)), np.int64), misc)
+    slots = 1 << max(10, (4 * sets * l1_ways - 1).bit_length())  # >= 4 slots per private line
+    return CacheState(lines, llc, np.zeros((slots, cores), np.int32), np.zeros((cores, len(COUNTERS)), np.int64),
+                      misc)
 
 
 @numba.njit(cache=True)
@@ -246,12 +251,13 @@ def _llc_fill(llc, misc, line):
 
 
 @numba.njit(cache=True)
-def _invalidate_others(lines, counters, misc, core, line, now, q, max_ignored):
+def _invalidate_others(lines, present, counters, misc, core, line, now, q, max_ignored):
     """Broadcasts an invalidation of `line`; each holder obeys, or (obstinate) ignores it with probability q."""
     s = line % lines.shape[1]
+    slot = line & (present.shape[0] - 1)
     counters[core, N_INVALIDATIONS_SENT] += 1
     for k in range(lines.shape[0]):
-        if k == core:
+        if k == core or present[slot, k] == 0:
             continue
         w = _find(lines, k, s, line)
         if w < 0 or lines[k, s, w, STATE] == INVALID:
@@ -269,13 +275,15 @@ def _invalidate_others(lines, counters, misc, core, line, now, q, max_ignored):
         else:
             lines[k, s, w, STATE] = INVALID  # the tag stays so the next miss counts as a coherence miss
             lines[k, s, w, IGNORED] = 0
+            present[slot, k] -= 1
 
 
 @numba.njit(cache=True, inline="always")
-def access(lines, llc, counters, misc, core, line, is_write, now, q, max_ignored, max_stale_cycles):
+def access(lines, llc, present, counters, misc, core, line, is_write, now, q, max_ignored, max_stale_cycles):
     """One load or store of `line` by `core` at core cycle `now`; returns its event (HIT ... MISS_REMOTE)."""
     cores, sets, ways = lines.shape[0], lines.shape[1], lines.shape[2]
     s = line % sets
+    slot = line & (present.shape[0] - 1)
     misc[0] += 1
     misc[2] = 0
     w = _find(lines, core, s, line)
@@ -283,13 +291,14 @@ def access(lines, llc, counters, misc, core, line, is_write, now, q, max_ignored
         if lines[core, s, w, IGNORED] > 0 and now - lines[core, s, w, SINCE] >= max_stale_cycles:
             lines[core, s, w, STATE] = INVALID  # past its staleness bound: refetched below, as a miss
             lines[core, s, w, IGNORED] = 0
+            present[slot, core] -= 1
             counters[core, N_STALE_REFETCHES] += 1
         else:
             lines[core, s, w, STAMP] = misc[0]
             if not is_write:
                 event = HIT_STALE if lines[core, s, w, IGNORED] > 0 else HIT
             elif lines[core, s, w, STATE] == SHARED:
-                _invalidate_others(lines, counters, misc, core, line, now, q, max_ignored)
+                _invalidate_others(lines, present, counters, misc, core, line, now, q, max_ignored)
                 lines[core, s, w, STATE] = MODIFIED
                 event = UPGRADE
             else:
@@ -308,13 +317,15 @@ def access(lines, llc, counters, misc, core, line, is_write, now, q, max_ignored
                 break
             if lines[core, s, v, STAMP] < oldest:
                 w, oldest = v, lines[core, s, v, STAMP]
+        if lines[core, s, w, STATE] != INVALID:  # evicting a valid line
+            present[lines[core, s, w, TAG] & (present.shape[0] - 1), core] -= 1
         if lines[core, s, w, STATE] == MODIFIED:
             counters[core, N_WRITEBACKS] += 1
             _llc_fill(llc, misc, lines[core, s, w, TAG])
     # Who supplies the data: an owner (M/E) in another core, else the LLC, else DRAM.
     owner, sharers = -1, 0
     for k in range(cores):
-        if k == core:
+        if k == core or present[slot, k] == 0:
             continue
         v = _find(lines, k, s, line)
         if v >= 0 and lines[k, s, v, STATE] != INVALID:
@@ -334,12 +345,13 @@ def access(lines, llc, counters, misc, core, line, is_write, now, q, max_ignored
         event = MISS_DRAM
     if is_write:
         if sharers:
-            _invalidate_others(lines, counters, misc, core, line, now, q, max_ignored)
+            _invalidate_others(lines, present, counters, misc, core, line, now, q, max_ignored)
         fill_state = MODIFIED
     else:
         fill_state = SHARED if sharers else EXCLUSIVE
     lines[core, s, w, TAG] = line
     lines[core, s, w, STATE] = fill_state
+    present[slot, core] += 1
     lines[core, s, w, STAMP] = misc[0]
     lines[core, s, w, IGNORED] = 0
     counters[core, event] += 1
@@ -364,7 +376,7 @@ def obstinacy(obstinate_q, max_ignored=None, max_stale_cycles=None):
 
 # --- traces -------------------------------------------------------------------------------------
 @numba.njit(cache=True)
-def _run_trace(lines, llc, counters, misc, cores, addresses, writes, line_bytes, word_bytes, latency, q,
+def _run_trace(lines, llc, present, counters, misc, cores, addresses, writes, line_bytes, word_bytes, latency, q,
                max_ignored, max_stale_cycles, events, staleness):
     """Replays a trace; the data are write counts, so a read's staleness is how many writes it missed."""
     n_words = 0
@@ -377,7 +389,7 @@ def _run_trace(lines, llc, counters, misc, cores, addresses, writes, line_bytes,
     for i in range(addresses.shape[0]):
         c, a = cores[i], addresses[i]
         line, word = a // line_bytes, a // word_bytes
-        event = access(lines, llc, counters, misc, c, line, writes[i], np.int64(clock[c]), q, max_ignored,
+        event = access(lines, llc, present, counters, misc, c, line, writes[i], np.int64(clock[c]), q, max_ignored,
                        max_stale_cycles)
         clock[c] += latency[event]
         events[i] = event
@@ -429,10 +441,10 @@ def simulate_coherence(cores, addresses, writes, *, l1_size=32768, line_bytes=64
 
 
 @numba.njit(cache=True)
-def _run_single(lines, llc, counters, misc, addresses, line_bytes):
+def _run_single(lines, llc, present, counters, misc, addresses, line_bytes):
     hits = 0
     for a in addresses:
-        if access(lines, llc, counters, misc, 0, a // line_bytes, False, 0, 0.0, 0, UNBOUNDED) == HIT:
+        if access(lines, llc, present, counters, misc, 0, a // line_bytes, False, 0, 0.0, 0, UNBOUNDED) == HIT:
             hits += 1
     return hits
 
