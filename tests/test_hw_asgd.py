@@ -124,7 +124,8 @@ def test_dmgc_signatures_parse_to_fixed_point_or_float32():
 @pytest.mark.parametrize("signature,message", [
     ("D8X8G16C8", "unknown letter 'X'"), ("D8M8G16", "missing letter"), ("D8M8G16C24", "unknown width 24"),
     ("D0M8G16C8", "unknown width 0"), ("D8D8M8G16C8", "appears twice"), ("8bits", "letter-width pairs"),
-    ({"D": 8, "M": "mxfp8_e4m3", "G": 8, "C": 8}, "elementwise grid formats"), ({"Q": 8}, "unknown letter"), ({"D": "posit8", "M": 8, "G": 8, "C": 8}, "grid formats")])
+    ({"D": 8, "M": "mxfp8_e4m3", "G": 8, "C": 8}, "elementwise grid formats"), ({"Q": 8}, "unknown letter"),
+    ({"D": "posit8", "M": 8, "G": 8, "C": 8}, "grid formats")])
 def test_bad_dmgc_signatures_are_named(signature, message):
     with pytest.raises(ValueError, match=message):
         parse_dmgc(signature)

@@ -1,7 +1,7 @@
 """Asynchronous low-precision SGD (Hogwild!/Buckwild!) on a simulated multicore with coherent caches.
 
-Exports `Problem` (with `sparse_problem(...)`, `dense_problem(...)`, `digits_problem(...)`), `simulate(problem, ...)` -> `Trace`
-for one configuration, and `run(problem, workers=..., dmgc=..., obstinate_q=..., accelerator=...)` ->
+Exports `Problem` (with `sparse_problem(...)`, `dense_problem(...)`, `digits_problem(...)`),
+`simulate(problem, ...)` -> `Trace` for one configuration, and `run(problem, workers=..., dmgc=..., obstinate_q=..., accelerator=...)` ->
 `AsgdReport` over every combination (table, CSV, plots; see asgd_report.py).
 
 What is simulated (De Sa, Feldman, Ré, Olukotun, "Understanding and Optimizing Asynchronous Low-Precision
@@ -21,9 +21,9 @@ Stochastic Gradient Descent", ISCA 2017):
 - Time: compute cycles per entry are 1/lanes vector ops, lanes = vector_bits / bits (max of D and M for
   the dot product, of M, G and C for the update), or a fixed cost per sparse nonzero; memory events cost
   their latency divided by the accesses a core overlaps, and a dense worker's L1 hit serves a whole
-  vector (bits / vector_bits of a hit per entry), so narrower data and model need fewer loads. The run takes max(slowest core, DRAM bytes /
-  DRAM bandwidth) cycles: the roofline. Energy: events x pJ/event (coherence.py) + MACs x pJ/MAC
-  (energy table).
+  vector (bits / vector_bits of a hit per entry), so narrower data and model need fewer loads.
+  The run takes max(slowest core, DRAM bytes / DRAM bandwidth) cycles: the roofline.
+  Energy: events x pJ/event (coherence.py) + MACs x pJ/MAC (energy table).
 """
 from __future__ import annotations
 
@@ -173,7 +173,8 @@ def _memory_step(lines, llc, present, counters, misc, k, line, is_write, clock, 
                  cycles, hit_share):
     """One access by worker k: its event, with its latency charged to k's clock and cycle breakdown.
     An L1 hit costs `hit_share` of a hit: a dense worker loads a vector of 1/hit_share entries at once."""
-    event = access(lines, llc, present, counters, misc, k, line, is_write, np.int64(clock[k]), q, max_ignored, max_stale)
+    event = access(lines, llc, present, counters, misc, k, line, is_write, np.int64(clock[k]), q, max_ignored,
+                   max_stale)
     if event == UPGRADE or event == MISS_REMOTE:
         cost = latency[event]
         cycles[k, 2] += cost  # communication

@@ -41,7 +41,8 @@ class AsgdReport:
             "iterations_per_s": n / (t.total_cycles / hz),
             "time_to_target_ms": cycles_to / hz * 1e3,
             "energy_per_iteration_nj": per_iteration_pj * 1e-3,
-            "energy_to_target_uj": per_iteration_pj * iterations_to * 1e-6 if math.isfinite(iterations_to) else math.inf,
+            "energy_to_target_uj": (per_iteration_pj * iterations_to * 1e-6 if math.isfinite(iterations_to)
+                                    else math.inf),
             "final_loss": float(t.loss[-1]),
         }
 
@@ -101,7 +102,8 @@ class AsgdReport:
         fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
         for t in self.traces:
             if t.workers == most:
-                left.plot(t.cycles_at / (t.clock_ghz * 1e9) * 1e3, t.loss, label=f"{t.dmgc.signature} q={t.obstinate_q:g}")
+                left.plot(t.cycles_at / (t.clock_ghz * 1e9) * 1e3, t.loss,
+                          label=f"{t.dmgc.signature} q={t.obstinate_q:g}")
         left.axhline(self.target_loss, color="grey", linestyle=":", label="target")
         left.set_xlabel("simulated time (ms)")
         left.set_ylabel("training loss")
