@@ -67,6 +67,8 @@ def _run(args) -> int:
                       step_size=args.step_size, rounding=args.rounding, seed=args.seed,
                       max_ignored=args.max_ignored)
     console = Console()
+    if not console.is_terminal:  # a pipe or a file gets the whole table, not columns cut to 80 characters
+        console = Console(width=200)
     console.print(report)
     if args.csv:
         console.print(f"table: {report.to_csv(args.csv)}")
