@@ -92,22 +92,28 @@ def test_obstinate_cache_returns_stale_values_and_cuts_coherence_misses():
 @pytest.mark.parametrize("fmt", ["fixed<8,5>", "fp8_e4m3", "bf16", "fp6_e3m2", "fixed<16,12>"])
 def test_compiled_nearest_rounding_equals_qsim_quantize(fmt):
     precision = parse_dmgc({"D": fmt, "M": 32, "G": 32, "C": 32}).d
-    values, even = rounding_table(precision)
+    values, even, quantum = rounding_table(precision)
     f = formats.get(fmt)
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.uniform(-1, 1, 3000) * f.max, (values[:-1] + values[1:]) / 2])  # ties too
     x = x.astype(np.float32).astype(np.float64)
     expected = quantize(torch.from_numpy(x), f, "nearest").numpy()
     rng_state = np.array([0, 1], np.int64)
-    got = np.array([asgd._round(v, values, even, False, rng_state) for v in x])
-    np.testing.assert_array_equal(got, expected)
+    for step in {quantum, 0.0}:  # fixed point: the arithmetic path and the table search
+        got = np.array([asgd._round(v, values, even, step, False, rng_state) for v in x])
+        np.testing.assert_array_equal(got, expected)
 
 
 def test_compiled_stochastic_rounding_is_unbiased_between_neighbours():
-    values, even = rounding_table(parse_dmgc("D8M8G8C8").m)  # fixed<8,5>: step 1/32
-    state = np.array([0, 7], np.int64)
+    values, even, quantum = rounding_table(parse_dmgc("D8M8G8C8").m)  # fixed<8,5>: step 1/32
+    assert quantum == 1 / 32
     x = 0.3
-    draws = np.array([asgd._round(x, values, even, True, state) for _ in range(20000)])
+    by_path = {}
+    for step in (quantum, 0.0):
+        state = np.array([0, 7], np.int64)
+        by_path[step] = np.array([asgd._round(x, values, even, step, True, state) for _ in range(20000)])
+    draws = by_path[quantum]
+    np.testing.assert_array_equal(draws, by_path[0.0])  # same draws, same results on both paths
     assert set(np.unique(draws)) == {9 / 32, 10 / 32}
     assert abs(draws.mean() - x) < 4 * (1 / 32) * 0.5 / math.sqrt(draws.size)
 

@@ -134,9 +134,10 @@ def digits_problem(digit=0, loss="logistic", l2=1e-3) -> Problem:
 
 # --- the compiled simulation ----------------------------------------------------------------------
 @numba.njit(cache=True, inline="always")
-def _round(x, values, even, stochastic, rng):
+def _round(x, values, even, quantum, stochastic, rng):
     """x onto the sorted `values` (empty: float32), saturating; nearest ties to the even code, or
-    stochastic: up with probability (x - lo) / (hi - lo)."""
+    stochastic: up with probability (x - lo) / (hi - lo). A fixed-point grid (quantum > 0) is rounded
+    by arithmetic, with the same results and the same random draws as the search."""
     if values.size == 0:
         return float(np.float32(x))
     if x != x:
@@ -145,6 +146,16 @@ def _round(x, values, even, stochastic, rng):
         return values[0]
     if x >= values[-1]:
         return values[-1]
+    if quantum > 0.0:
+        y = x / quantum  # exact: quantum is a power of two
+        floor = math.floor(y)
+        if y == floor:
+            return x
+        if stochastic:
+            return (floor + 1.0) * quantum if uniform(rng) < y - floor else floor * quantum
+        if y - floor != 0.5:
+            return math.floor(y + 0.5) * quantum
+        return floor * quantum if floor % 2.0 == 0.0 else (floor + 1.0) * quantum
     i = np.searchsorted(values, x, side="right") - 1
     lo, hi = values[i], values[i + 1]
     if x == lo:
@@ -203,7 +214,8 @@ def _snapshot(local, seen, shared, version, misc, line_bits, model_bits):
 @numba.njit(cache=True)
 def _simulate(lines, llc, present, counters, misc, rng_round, rng_sched,
               indptr, indices, values, labels, dense, order, quota,
-              loss, step, l2, g_values, g_even, c_values, c_even, m_values, m_even, stochastic,
+              loss, step, l2, g_values, g_even, g_quantum, c_values, c_even, c_quantum, m_values, m_even, m_quantum,
+              stochastic,
               shared, model_bits, data_bits, data_base_bits, index_base_bits, line_bytes,
               latency, q, max_ignored, max_stale, interleave_random,
               read_cycles, write_cycles, overhead_cycles, data_share, model_share,
@@ -274,8 +286,9 @@ def _simulate(lines, llc, present, counters, misc, rng_round, rng_sched,
         elif pos[k] < nnz:
             t = start + pos[k]
             j = indices[t]
-            g = _round(coef[k] * values[t] + l2 * wbuf[k, pos[k]], g_values, g_even, stochastic, rng_round)
-            u = _round(-step * g, c_values, c_even, stochastic, rng_round)
+            g = _round(coef[k] * values[t] + l2 * wbuf[k, pos[k]], g_values, g_even, g_quantum, stochastic,
+                       rng_round)
+            u = _round(-step * g, c_values, c_even, c_quantum, stochastic, rng_round)
             line = (j * model_bits) // line_bits
             if _memory_step(lines, llc, present, counters, misc, k, line, False, clock, q, max_ignored, max_stale,
                             latency, cycles, model_share) == HIT_STALE:
@@ -283,7 +296,7 @@ def _simulate(lines, llc, present, counters, misc, rng_round, rng_sched,
             else:
                 wj = shared[j]
             _snapshot(local, seen, shared, version, misc, line_bits, model_bits)
-            new = _round(wj + u, m_values, m_even, stochastic, rng_round)
+            new = _round(wj + u, m_values, m_even, m_quantum, stochastic, rng_round)
             _memory_step(lines, llc, present, counters, misc, k, line, True, clock, q, max_ignored, max_stale, latency,
                          cycles, model_share)
             _snapshot(local, seen, shared, version, misc, line_bits, model_bits)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from qsim import formats
-from qsim.formats import GridFormat
+from qsim.formats import FixedPoint, GridFormat
 
 LETTERS = ("D", "M", "G", "C")
 FULL_WIDTH = 32
@@ -136,9 +136,13 @@ def _table(fmt) -> tuple[np.ndarray, np.ndarray]:
     return np.array(keys, np.float64), np.array([parity[k] == 0 for k in keys], np.bool_)
 
 
-def rounding_table(precision: Precision) -> tuple[np.ndarray, np.ndarray]:
-    """(sorted finite values, whether each value's code is even) for the compiled rounding; empty for
-    float32. Ties round to the even code, as IEEE round-to-nearest-even and qsim's "nearest" do."""
+def rounding_table(precision: Precision) -> tuple[np.ndarray, np.ndarray, float]:
+    """(sorted finite values, whether each value's code is even, quantum) for the compiled rounding;
+    empty for float32. Ties round to the even code, as IEEE round-to-nearest-even and qsim's "nearest"
+    do. quantum is the step of a fixed-point format (its values are the multiples of it between the
+    first and last value, so rounding is arithmetic rather than a search), 0 for other formats."""
     if precision.fmt is None:
-        return np.zeros(0, np.float64), np.zeros(0, np.bool_)
-    return _table(precision.fmt)
+        return np.zeros(0, np.float64), np.zeros(0, np.bool_), 0.0
+    values, even = _table(precision.fmt)
+    quantum = math.ldexp(1.0, -precision.fmt.fl) if isinstance(precision.fmt, FixedPoint) else 0.0
+    return values, even, quantum
