@@ -14,8 +14,9 @@ lines (the model lines themselves hold M-bit words).
 
 A width b <= 16 is the signed fixed-point format fixed<b, b-1-integer_bits[letter]>: integer_bits
 chooses the scale (defaults in INTEGER_BITS: data in [-2, 2), model, gradient and update in [-4, 4)).
-Formats are rounded in the compiled loop by a table of the format's values (`Format.values()`, so only
-elementwise grid formats of at most 16 bits, and float32), which the tests check against qsim.quantize.
+Formats are rounded in the compiled loop by a table of the format's values (so only elementwise grid
+formats of at most 16 bits, and float32; fixed point by arithmetic on its step), which the tests check
+against qsim.quantize.
 """
 from __future__ import annotations
 
