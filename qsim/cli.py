@@ -14,6 +14,7 @@ SUBCOMMANDS = {
     "hw": "qsim.hw.cli",
     "sweep": "qsim.sweep.cli",
     "gating": "qsim.hw.gating_cli",
+    "asgd": "qsim.hw.asgd_cli",
 }
 
 

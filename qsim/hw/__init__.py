@@ -5,6 +5,7 @@
     load_accelerator(name_or_path, **changes)                   -> Accelerator (hw_models/*.toml)
     simulate(workload, accelerator)                             -> Report (table, totals, CSV, plot)
     resnet18() / BUILTIN_MODELS                                  built-in networks (no weights needed)
+    simulate_cache(addresses, size_bytes, line_bytes, ways)    -> {"hits", "misses"} of one LRU cache
 """
 from .energy import ArithEnergy, EnergyTable, load_energy_table
 from .extract import workload
@@ -17,10 +18,12 @@ from .systolic import (DATAFLOW_CLASSES, InputStationary, OutputStationary, Syst
                        WeightStationary, simulate)
 from .topology import read_topology, scalesim_conv, write_topology
 from .toml_spec import available as available_descriptions
+from .coherence import load_multicore, simulate_cache, simulate_coherence
 
 __all__ = [
     "Accelerator", "ArithEnergy", "ArraySpec", "BUILTIN_MODELS", "DATAFLOW_CLASSES", "EnergyTable", "InputStationary", "Layer",
     "MemoryLevel", "MemorySpec", "OutputStationary", "PESpec", "Report", "SystolicArray", "WeightStationary",
     "Workload", "available_descriptions", "load_accelerator", "load_energy_table", "read_topology",
     "resnet18", "scalesim_conv", "simulate", "workload", "write_topology",
+    "load_multicore", "simulate_cache", "simulate_coherence",
 ]
