@@ -5,6 +5,8 @@
     load_accelerator(name_or_path, **changes)                   -> Accelerator (hw_models/*.toml)
     simulate(workload, accelerator)                             -> Report (table, totals, CSV, plot)
     resnet18() / BUILTIN_MODELS                                  built-in networks (no weights needed)
+    qsim.hw.fpga: estimate / largest_array / simulate / verilog  FPGA resources, fit, fmax, RTL (docs/fpga.md)
+    qsim.hw.area: estimate / simulate                            ASIC mm² per component and power
 """
 from .energy import ArithEnergy, EnergyTable, load_energy_table
 from .extract import workload

@@ -3,18 +3,24 @@
     qsim hw resnet18 --accelerator systolic_32x32 --dataflow ws --precision 4,8 --plot r18.png
     qsim hw topology.csv --accelerator my_array.toml --csv layers.csv
     qsim hw mypkg.models:build_net --input-shape 1,3,64,64 --precision 'layer1.*=4,4' --precision '*=8'
+    qsim hw resnet18 --accelerator systolic_32x32 --device zcu102 --node 7   # + FPGA resources, fmax, ASIC mm²
+    qsim hw fit --device zcu102 --precision w4a4                             # the largest array that fits
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import importlib
+import re
 from pathlib import Path
 
 HELP = "Cycles, stalls, utilisation and energy of a network on a systolic-array accelerator."
 
 
 def _precision_value(text: str):
+    wa = re.fullmatch(r"\s*w(\d+)a(\d+)\s*", text)
+    if wa:  # "w4a8": 4-bit weights, 8-bit activations
+        return float(wa.group(1)), float(wa.group(2))
     parts = [p.strip() for p in text.split(",")]
     if len(parts) > 2 or not all(parts):
         raise argparse.ArgumentTypeError(f"precision {text!r}: expected BITS, W,A, a format name or two")
@@ -59,6 +65,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-shape", help="input shape for a model, e.g. 1,3,224,224 (first dim: batch)")
     parser.add_argument("--csv", type=Path, help="write the per-layer table to this CSV file")
     parser.add_argument("--plot", type=Path, help="write the per-layer cycles/energy plot (.png or .svg)")
+    parser.add_argument("--device", help="FPGA device (hw_models/devices: zcu102, pynq_z1, vu9p, u250, or a .toml): "
+                                         "adds resources, fit and fmax, and runs at that fmax; MODEL 'fit' "
+                                         "prints the largest array that fits")
+    parser.add_argument("--speed-grade", help="the device's speed grade, e.g. -1 (default: the board's)")
+    parser.add_argument("--node", type=float, metavar="NM", help="ASIC process node in nm: adds area and power")
 
 
 def build_workload(args):
@@ -101,11 +112,45 @@ def run(args) -> int:
 
     accel = load_accelerator(args.accelerator, dataflow=args.dataflow, rows=args.rows, cols=args.cols,
                              dram_bytes_per_cycle=args.dram_bytes_per_cycle)
-    report = simulate(build_workload(args), accel)
+    if args.model == "fit":
+        return run_fit(args, accel)
+    work = build_workload(args)
+    if args.device:
+        from . import fpga
+        from .devices import load_device
+        report = fpga.simulate(work, accel, load_device(args.device, args.speed_grade), node_nm=args.node)
+    elif args.node:
+        from . import area
+        report = area.simulate(work, accel, args.node)
+    else:
+        report = simulate(work, accel)
     console = Console()
     console.print(report)
     if args.csv:
         console.print(f"per-layer table: {report.to_csv(args.csv)}")
     if args.plot:
         console.print(f"plot: {report.plot(args.plot)}")
+    return 0
+
+
+def run_fit(args, accel) -> int:
+    """`qsim hw fit --device D --precision P`: the largest square array of the accelerator's PEs on D."""
+    from rich.console import Console
+
+    from . import fpga
+    from .devices import load_device
+
+    if not args.device:
+        raise ValueError("qsim hw fit needs --device (one of the hw_models/devices names or a .toml path)")
+    precision = parse_precision(args.precision)
+    if isinstance(precision, dict):
+        raise ValueError("qsim hw fit takes one --precision value (e.g. w4a4, 8, fp8_e4m3), not GLOB=VALUE rules")
+    device = load_device(args.device, args.speed_grade)
+    best = fpga.largest_array(accel, device, precision)
+    console = Console()
+    if best is None:
+        console.print(f"not even a 1x1 array of {accel.name}'s PE fits on {device.name}")
+        return 1
+    console.print(f"largest square array of {accel.name}'s PE on {device.name}: {best.rows}x{best.cols}")
+    console.print(best.summary())
     return 0
