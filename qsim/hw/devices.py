@@ -7,6 +7,7 @@ Adding a device is adding a file; each file cites the data sheets its numbers co
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.resources
 import tomllib
 from dataclasses import dataclass
@@ -118,8 +119,9 @@ def _catalogue():
     return importlib.resources.files(toml_spec.PACKAGE) / "devices"
 
 
+@functools.lru_cache(maxsize=1)
 def _packaged() -> dict:
-    """Packaged device name -> (TOML table, source); parsed once per call (a handful of small files)."""
+    """Packaged device name -> TOML table, parsed once (read-only: build() does not change a table)."""
     found = {}
     for entry in sorted(_catalogue().iterdir(), key=lambda p: p.name):
         if entry.name.endswith(".toml"):
