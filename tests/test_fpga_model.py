@@ -225,3 +225,10 @@ def test_cli_fit_and_device_columns(capsys):
         main(["hw", "fit", "--device", "zcu1020"])
     with pytest.raises(ValueError, match="qsim hw fit needs --device"):
         main(["hw", "fit"])
+
+
+@pytest.mark.parametrize("precision, device", [(4, ZCU102), (8, ZCU102), ((4, 8), PYNQ), (6, PYNQ)])
+def test_a_fixed_width_pe_is_the_lane_checked_against_yosys(precision, device):
+    w, a, _ = fpga.operand_widths(precision)
+    pe = fpga.estimate("systolic_32x32", device, precision, packing=False).pe
+    assert pe == fpga.lane_resources(MacSpec(w, a, 32), device)

@@ -337,7 +337,10 @@ def operand_widths(precision=None, workload=None) -> tuple[int, int, str]:
 
 
 def _pe(accel, w: int, a: int, arith: str, family: str, dsp, model: CostModel, packing: bool):
-    """(resources of one PE, its critical path as (LUT levels, carry bits, uses DSP, label))."""
+    """(resources of one PE, its critical path as (LUT levels, carry bits along them, uses a DSP)).
+
+    A fixed-width integer PE is exactly the lane of qsim.hw.rtl that the yosys table checks (accumulation()
+    included); floating-point and precision-scalable PEs add their own parts and a signed accumulator."""
     rules, pe = model.family(family), accel.pe
     acc = pe.accumulator_bits
     if arith == "float":
@@ -365,10 +368,14 @@ def _pe(accel, w: int, a: int, arith: str, family: str, dsp, model: CostModel, p
         core = _sum(*([one] * bricks), {"luts": (bricks - 1) * tree_luts, "carry": (bricks - 1) * tree_carry})
         levels = math.ceil(math.log2(max(2, min(brick)))) + 1 + math.ceil(math.log2(bricks))
         chain = 2 * pe.native_bits
-    acc_luts, acc_carry = _adder(acc)
-    operand_ffs = w + a if arith == "float" else min(w, pe.native_bits) + min(a, pe.native_bits)
-    resources = _sum(core, {"luts": acc_luts + acc, "carry": acc_carry, "ffs": operand_ffs + acc})
-    uses_dsp = resources["dsps"] > 0
+    uses_dsp = core.get("dsps", 0) > 0
+    if arith == "int" and pe.scaling == "none":
+        tail = accumulation(MacSpec(mw, ma, acc), rules, uses_dsp)
+    else:
+        acc_luts, acc_carry = _adder(acc)
+        operands = w + a if arith == "float" else 2 * pe.native_bits
+        tail = {"luts": acc_luts + acc, "carry": acc_carry, "ffs": operands + acc}
+    resources = _sum(core, tail)
     return resources, (0 if uses_dsp else levels, 0 if uses_dsp else chain, uses_dsp)
 
 
