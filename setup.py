@@ -31,5 +31,5 @@ setup(
     ext_modules=[ext],
     cmdclass={"build_ext": build_ext},
     packages=["qsim", "qsim.backends", "qsim.formats", "qsim.nn", "qsim.sweep", "qsim.hw", "qsim.data", "qsim.data.formats", "qsim.data.hw_models"],
-    package_data={"qsim.data.formats": ["*.toml"], "qsim.data.hw_models": ["*.toml"]},
+    package_data={"qsim.data.formats": ["*.toml"], "qsim.data.hw_models": ["*.toml", "devices/*.toml"]},
 )

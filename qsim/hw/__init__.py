@@ -6,6 +6,8 @@
     simulate(workload, accelerator)                             -> Report (table, totals, CSV, plot)
     resnet18() / BUILTIN_MODELS                                  built-in networks (no weights needed)
     simulate_cache(addresses, size_bytes, line_bytes, ways)    -> {"hits", "misses"} of one LRU cache
+    qsim.hw.fpga: estimate / largest_array / simulate / verilog  FPGA resources, fit, fmax, RTL (docs/fpga.md)
+    qsim.hw.area: estimate / simulate                            ASIC mm² per component and power
 """
 from .energy import ArithEnergy, EnergyTable, load_energy_table
 from .extract import workload

@@ -5,12 +5,15 @@
     qsim hw mypkg.models:build_net --input-shape 1,3,64,64 --precision 'layer1.*=4,4' --precision '*=8'
     qsim hw mymodel:build_lm --input-shape 1,128 --input-dtype long --input-high 32000   # token ids
     qsim hw resnet18 --accelerator channel_gating_32x32 --gating target=1.0,partitions=4 --schedule compacted
+    qsim hw resnet18 --accelerator systolic_32x32 --device zcu102 --node 7   # + FPGA resources, fmax, ASIC mm²
+    qsim hw fit --device zcu102 --precision w4a4                             # the largest array that fits
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import importlib
+import re
 from pathlib import Path
 
 HELP = "Cycles, stalls, utilisation and energy of a network on a systolic-array accelerator."
@@ -19,6 +22,9 @@ INPUT_DTYPES = {"float32": "float32", "float64": "float64", "bfloat16": "bfloat1
 
 
 def _precision_value(text: str):
+    wa = re.fullmatch(r"\s*w(\d+)a(\d+)\s*", text)
+    if wa:  # "w4a8": 4-bit weights, 8-bit activations
+        return float(wa.group(1)), float(wa.group(2))
     parts = [p.strip() for p in text.split(",")]
     if len(parts) > 2 or not all(parts):
         raise argparse.ArgumentTypeError(f"precision {text!r}: expected BITS, W,A, a format name or two")
@@ -73,6 +79,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "gates calibrated on the input; with an accelerator that has a [gating] section")
     parser.add_argument("--schedule", choices=("lockstep", "compacted", "ideal"),
                         help="conditional-pass schedule of a channel-gating accelerator")
+    parser.add_argument("--device", help="FPGA device (hw_models/devices: zcu102, pynq_z1, vu9p, u250, or a .toml): "
+                                         "adds resources, fit and fmax, and runs at that fmax; MODEL 'fit' "
+                                         "prints the largest array that fits")
+    parser.add_argument("--speed-grade", help="the device's speed grade, e.g. -1 (default: the board's)")
+    parser.add_argument("--node", type=float, metavar="NM", help="ASIC process node in nm: adds area and power")
 
 
 def build_workload(args):
@@ -153,10 +164,44 @@ def run(args) -> int:
     else:
         accel = load_accelerator(args.accelerator, dataflow=args.dataflow, rows=args.rows, cols=args.cols,
                                  dram_bytes_per_cycle=args.dram_bytes_per_cycle)
-        report = simulate(build_workload(args), accel)
+        if args.model == "fit":
+            return run_fit(args, accel)
+        work = build_workload(args)
+        if args.device:
+            from . import fpga
+            from .devices import load_device
+            report = fpga.simulate(work, accel, load_device(args.device, args.speed_grade), node_nm=args.node)
+        elif args.node:
+            from . import area
+            report = area.simulate(work, accel, args.node)
+        else:
+            report = simulate(work, accel)
     console.print(report)
     if args.csv:
         console.print(f"per-layer table: {report.to_csv(args.csv)}")
     if args.plot:
         console.print(f"plot: {report.plot(args.plot)}")
+    return 0
+
+
+def run_fit(args, accel) -> int:
+    """`qsim hw fit --device D --precision P`: the largest square array of the accelerator's PEs on D."""
+    from rich.console import Console
+
+    from . import fpga
+    from .devices import load_device
+
+    if not args.device:
+        raise ValueError("qsim hw fit needs --device (one of the hw_models/devices names or a .toml path)")
+    precision = parse_precision(args.precision)
+    if isinstance(precision, dict):
+        raise ValueError("qsim hw fit takes one --precision value (e.g. w4a4, 8, fp8_e4m3), not GLOB=VALUE rules")
+    device = load_device(args.device, args.speed_grade)
+    best = fpga.largest_array(accel, device, precision)
+    console = Console()
+    if best is None:
+        console.print(f"not even a 1x1 array of {accel.name}'s PE fits on {device.name}")
+        return 1
+    console.print(f"largest square array of {accel.name}'s PE on {device.name}: {best.rows}x{best.cols}")
+    console.print(best.summary())
     return 0

@@ -22,6 +22,8 @@ class Report:
     frame: pd.DataFrame
     assumptions: tuple[str, ...]
     batch: int = 1
+    fpga: object = None  # qsim.hw.fpga.FpgaEstimate when run for an FPGA device
+    asic: object = None  # qsim.hw.area.AsicEstimate when run for an ASIC node
 
     @classmethod
     def from_rows(cls, rows: list[dict], accelerator, workload, assumptions) -> "Report":
@@ -54,6 +56,9 @@ class Report:
         totals.update({f"energy_{c}_uj": float(f[f"energy_{c}_pj"].sum()) * 1e-6 for c in ENERGY_COMPONENTS})
         totals["energy_uj"] = float(f["energy_pj"].sum()) * 1e-6
         totals["energy_per_inference_uj"] = totals["energy_uj"] / self.batch
+        for estimate in (self.fpga, self.asic):
+            if estimate is not None:
+                totals.update(estimate.totals(totals))
         return totals
 
     # --- rendering ------------------------------------------------------------------------------
@@ -84,6 +89,9 @@ class Report:
         summary = Text(f"latency {t['latency_ms']:.3f} ms, {t['inferences_per_s']:,.1f} inferences/s, "
                        f"{t['energy_per_inference_uj']:,.1f} µJ/inference ({breakdown} µJ), "
                        f"DRAM traffic {t['dram_bytes'] / 2**20:,.2f} MiB")
+        for estimate in (self.fpga, self.asic):
+            if estimate is not None:
+                summary.append("\n" + estimate.summary(t))
         notes = Text("Assumptions:\n" + "\n".join(f"  - {a}" for a in self.assumptions), style="dim")
         return Group(table, summary, notes)
 

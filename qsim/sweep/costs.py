@@ -194,3 +194,47 @@ ACTIVATION_KIB = Cost("activation_kib", "KiB", _kib(activation_memory_bits), "ac
 BIT_OPS = Cost("bit_ops", "bit-ops/sample", bit_operations, "bit operations per inference",
                "MACs x weight bits x activation bits per sample")
 DEFAULT_COSTS = (MEMORY_KIB, WEIGHT_KIB, ACTIVATION_KIB, BIT_OPS)
+
+
+def _hardware_layers(profile: ModelProfile, config: Config):
+    """The profile's layers as qsim.hw layers with the configuration's weight/activation widths and arithmetic."""
+    from qsim.hw.layers import Layer
+    from qsim.hw.precision import FLOAT32_BITS, _format_bits
+
+    def bits(role, layer):
+        spec = config.get(role, config.group_of(layer.name, layer.kind))
+        return (FLOAT32_BITS, "float") if spec is None else _format_bits(spec, f"{role} of {layer.name}")
+    layers = []
+    for layer in profile.layers:
+        (w, wa), (a, aa) = bits("weight", layer), bits("activation", layer)
+        layers.append(Layer.gemm(layer.name, 1, 1, 1, weight_bits=w, act_bits=a, out_bits=a,
+                                 arith="float" if "float" in (wa, aa) else "int"))
+    return layers
+
+
+def fpga_resource(resource: str, accelerator: str, device: str, profile: ModelProfile, config: Config) -> float:
+    """One resource (`luts`, `ffs`, `dsps`, `bram36`, `uram`) of qsim.hw.fpga's estimate of `accelerator` on
+    `device`, built for the widest weight and activation formats of the configuration."""
+    from qsim.hw import fpga
+    return float(fpga.estimate(accelerator, device, workload=_hardware_layers(profile, config)).resources[resource])
+
+
+def asic_area_mm2(accelerator: str, node_nm: float, profile: ModelProfile, config: Config) -> float:
+    """qsim.hw.area's mm² of `accelerator` at `node_nm` for the configuration's widest formats."""
+    from qsim.hw import area
+    return area.estimate(accelerator, node_nm, workload=_hardware_layers(profile, config)).total_mm2
+
+
+def hardware_costs(accelerator: str = "systolic_32x32", device: str = "zcu102", node_nm: float = 45) -> tuple[Cost, ...]:
+    """`luts`, `dsps`, `brams` (36 Kb blocks) on an FPGA device and `area_mm2` at an ASIC node, as sweep costs."""
+    on = f"{accelerator} on {device}"
+    return (
+        Cost("luts", "LUTs", functools.partial(fpga_resource, "luts", accelerator, device), f"LUTs ({on})",
+             "qsim.hw.fpga LUT estimate at the configuration's widest formats"),
+        Cost("dsps", "DSP slices", functools.partial(fpga_resource, "dsps", accelerator, device),
+             f"DSP slices ({on})", "qsim.hw.fpga DSP estimate at the configuration's widest formats"),
+        Cost("brams", "BRAM36", functools.partial(fpga_resource, "bram36", accelerator, device),
+             f"block RAM ({on})", "qsim.hw.fpga block RAM (36 Kb blocks) at the configuration's widest formats"),
+        Cost("area_mm2", "mm²", functools.partial(asic_area_mm2, accelerator, node_nm),
+             f"ASIC area of {accelerator} at {node_nm:g} nm", "qsim.hw.area estimate at the widest formats"),
+    )

