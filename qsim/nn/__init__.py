@@ -15,9 +15,11 @@ from qsim.nn import functional
 from qsim.nn.model import QuantHandle, quantize_model, register_module_type
 from qsim.nn.quantizer import Quantizer, quantize_fb, quantizer
 from qsim.nn.spec import QuantSpec
+from qsim.nn.ocs import ocs
 
 __all__ = ["QuantSpec", "quantize_model", "QuantHandle", "register_module_type", "Quantizer", "quantizer",
            "quantize_fb", "functional", "recipes"]
+__all__ += ["ocs"]
 
 
 def __getattr__(name):
