@@ -9,6 +9,7 @@ SUBCOMMANDS = {
     "hw": "qsim.hw.cli",
     "sweep": "qsim.sweep.cli",
 }
+SUBCOMMANDS["overq"] = "qsim.overq_cli"
 
 
 def build_parser() -> argparse.ArgumentParser:

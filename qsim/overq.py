@@ -194,12 +194,12 @@ def choose_scale(x: torch.Tensor, bits: int, strategy: str, *, cascade: int = 1,
     if strategy != "mse":
         raise ValueError(f"scale: expected 'mse', 'max' or 'percentile:P'; got {strategy!r}")
     dim %= values.dim()
-    out = torch.empty_like(values)
+    out, difference = torch.empty_like(values), torch.empty_like(values)
     best, best_error = amax / top, math.inf
     for k in range(1, MSE_CANDIDATES + 1):
         step = amax / top * k / MSE_CANDIDATES
         overq_into(values, out, bits, step, cascade, dim, precision)
-        error = float(torch.sum((out.double() - values.double()) ** 2))
+        error = float(torch.sub(out, values, out=difference).square_().sum(dtype=torch.float64))
         if error < best_error:
             best, best_error = step, error
     return best
