@@ -215,3 +215,16 @@ def test_the_exact_rounding_path_outside_the_default_float_environment_agrees():
     finally:
         torch.set_flush_denormal(False)
     assert torch.equal(got, want) and torch.equal(got_info.state, info.state)
+
+
+@pytest.mark.parametrize("shape, dim", [((2, 6, 300), 1), ((3, 7, 2, 150), 1), ((40, 9), -1), ((5, 3000), 0)])
+def test_tiles_of_many_vectors_match_the_reference(shape, dim):
+    # More than 256 vectors side by side (several tiles per slab), and many short contiguous vectors.
+    g = torch.Generator().manual_seed(sum(shape))
+    eighths = torch.randint(0, 8 * 2**7, shape, generator=g) * (torch.rand(shape, generator=g) < 0.6)
+    x = eighths.float() * (SCALE / 8)
+    for precision in (False, True):
+        y, info = qsim.overq_quantize(x, 3, SCALE, cascade=2, dim=dim, precision=precision)
+        want, covered, precise, claimed = reference(x, 3, SCALE, 2, dim, precision)
+        np.testing.assert_array_equal(y.numpy(), want)
+        np.testing.assert_array_equal(info.claimed_mask.numpy(), claimed)

@@ -4,13 +4,16 @@
 // passes (memory is read once):
 //   1. classify and round (rules 1-2), elementwise, vectorised;
 //   2. range overwrite (rule 3), scalar, skipped when the tile has no outlier (the common case);
-//   3. precision overwrite (rule 4) and the claimed flags (rule 5), vectorised across vectors: each
-//      vector keeps a bit mask of the free zero slots in its window (bit d = position i + d), so the
-//      nearest free slot is the mask's lowest set bit and no lane branches.
+//   3. precision overwrite (rule 4) and the claimed flags (rule 5), without branches: each vector keeps
+//      a bit mask of the free zero slots in its window (bit d = position i + d), so the nearest free
+//      slot is the mask's lowest set bit (vectorised across vectors side by side);
+//   4. the refined values of the positions step 3 flagged, elementwise, vectorised (a bit select).
 #include "cpu/overq.h"
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <type_traits>
 
 #include "cpu/loops.h"
 
@@ -102,55 +105,69 @@ struct OverqKernel {
     c.covered += covered;
   }
 
-  // The precision overwrite of the flagged positions among n contiguous ones: rne(x/s · 2^b) / 2^b · s.
+  // The precision overwrite of the flagged positions among n contiguous ones: rne(x/s · 2^b) / 2^b · s,
+  // stored by a bit select on every position (a conditional store would not vectorise).
   static void refine(const T* __restrict x, T* __restrict y, const uint8_t* __restrict flags, int64_t n,
                      double scale, double fine, double unfine) {
+    using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+    Bits* __restrict bits = reinterpret_cast<Bits*>(y);
 #pragma omp simd
     for (int64_t v = 0; v < n; ++v) {
-      const double refined = round_half_even<kFpu>((double)x[v] / scale * fine) * unfine * scale;
-      const double kept = (double)y[v];
-      y[v] = (T)((flags[v] & kOverqPrecise) ? refined : kept);
+      const T refined = (T)(round_half_even<kFpu>((double)x[v] / scale * fine) * unfine * scale);
+      Bits r;
+      std::memcpy(&r, &refined, sizeof r);
+      const Bits take = (Bits)0 - (Bits)((flags[v] & kOverqPrecise) != 0);  // all ones where flagged
+      bits[v] = (r & take) | (bits[v] & ~take);
     }
   }
 
-  // Rule 4, and the kOverqClaimed flags of the slots it claims (range overwrite flags its own).
-  // free[v] bit d says position i + d of vector v is a zero slot not yet claimed (d = 0 .. cascade + 1).
-  void precise(const Tile& t, Counts& c, uint64_t* __restrict free) const {
+  // Rule 4 at one position and the kOverqClaimed flags of rule 5, without branches: `free` has bit d set
+  // when position i + d is a zero slot not yet claimed (d = 0 .. span); an ordinary value claims the
+  // lowest set bit of 1 .. span, the nearest free slot. Position i then leaves the window (a zero slot
+  // whose bit is clear was claimed, here or by range overwrite) and i + span + 1 enters it. Returns 1 for
+  // a claim.
+  static uint64_t claim_step(uint8_t& flags, uint64_t& free, uint8_t incoming, uint64_t window, int64_t span) {
+    const uint64_t f = flags;
+    const uint64_t open = free & window;
+    const uint64_t nearest = open & (~open + 1);
+    const uint64_t claim = nearest & ((uint64_t)0 - (uint64_t)(f == 0));  // only ordinary values claim
+    const uint64_t bits = free & ~claim;
+    const uint64_t claimed = (uint64_t)(claim != 0);
+    const uint64_t taken = (uint64_t)(f == kOverqZero) & ~bits & 1;
+    flags = (uint8_t)(f | claimed * kOverqPrecise | taken * kOverqClaimed);
+    free = (bits >> 1) | ((uint64_t)(incoming == kOverqZero) << span);
+    return claimed;
+  }
+
+  // Rule 4 on a tile of vectors side by side (inner > 1): row by row, vectorised across the vectors.
+  int64_t precise_rows(const Tile& t, uint64_t* __restrict free, int64_t span, uint64_t window) const {
     const int64_t length = this->length, inner = this->inner;  // locals, as in range()
-    const double scale = this->scale, fine = this->fine, unfine = this->unfine;
-    const int64_t span = (int64_t)cascade + 1;  // a claim reaches positions i + 1 .. i + span
-    const uint64_t window = ((uint64_t)2 << span) - 2;  // bits 1 .. span
     for (int64_t v = 0; v < t.vectors; ++v) {
       uint64_t bits = 0;
       for (int64_t d = 0; d <= span && d < length; ++d)
-        bits |= (uint64_t)(state[t.first + v * t.step + d * inner] == kOverqZero) << d;
+        bits |= (uint64_t)(state[t.first + v + d * inner] == kOverqZero) << d;
       free[v] = bits;
     }
     static const uint8_t kNoRow[kTileVectors] = {};  // the positions past the end: no zero slot comes in
     int64_t claims = 0;
     for (int64_t i = 0; i < length; ++i) {
-      const int64_t row = t.first + i * inner;
-      const uint8_t* __restrict incoming = i + span + 1 < length ? state + row + (span + 1) * inner : kNoRow;
-      uint8_t* __restrict s = state + row;
-      // Vectors side by side, v indexes the row (inner == 1 passes one vector at a time: v = 0).
+      uint8_t* __restrict s = state + t.first + i * inner;
+      const uint8_t* __restrict incoming = i + span + 1 < length ? s + (span + 1) * inner : kNoRow;
 #pragma omp simd reduction(+ : claims)
-      for (int64_t v = 0; v < t.vectors; ++v) {
-        const uint64_t flags = s[v];
-        const uint64_t open = free[v] & window;
-        const uint64_t nearest = open & (~open + 1);               // the lowest set bit: the nearest free slot
-        const uint64_t ordinary = (uint64_t)(flags == 0);          // neither zero slot nor outlier
-        const uint64_t claim = nearest & (uint64_t)(0 - ordinary);
-        const uint64_t bits = free[v] & ~claim;
-        const uint64_t claimed = (uint64_t)(claim != 0);
-        // Position i leaves the window: a zero slot whose bit is clear was claimed (here or by range).
-        const uint64_t taken = (uint64_t)(flags == kOverqZero) & ~bits & 1;
-        s[v] = (uint8_t)(flags | claimed * kOverqPrecise | taken * kOverqClaimed);
-        free[v] = (bits >> 1) | ((uint64_t)(incoming[v] == kOverqZero) << span);
-        claims += claimed;
-      }
-      refine(in + row, out + row, s, t.vectors, scale, fine, unfine);
+      for (int64_t v = 0; v < t.vectors; ++v) claims += claim_step(s[v], free[v], incoming[v], window, span);
     }
-    c.precise += claims;
+    return claims;
+  }
+
+  // Rule 4 on one contiguous vector (inner == 1).
+  int64_t precise_vector(uint8_t* __restrict s, int64_t span, uint64_t window) const {
+    const int64_t length = this->length;
+    uint64_t free = 0;
+    for (int64_t d = 0; d <= span && d < length; ++d) free |= (uint64_t)(s[d] == kOverqZero) << d;
+    int64_t claims = 0;
+    for (int64_t i = 0; i < length; ++i)
+      claims += claim_step(s[i], free, i + span + 1 < length ? s[i + span + 1] : (uint8_t)0, window, span);
+    return claims;
   }
 
   void run(int64_t outer, int64_t* counts) const {
@@ -179,11 +196,20 @@ struct OverqKernel {
         classify(t.first, t.vectors * length, c);
       }
       if (c.outliers > 0) range(t, c);
-      uint64_t free[kTileVectors];
-      if (precision && inner > 1) {
-        precise(t, c, free);
-      } else if (precision) {
-        for (int64_t v = 0; v < t.vectors; ++v) precise({t.first + v * length, 1, length}, c, free);
+      if (precision) {
+        const int64_t span = (int64_t)cascade + 1;           // a claim reaches positions i + 1 .. i + span
+        const uint64_t window = ((uint64_t)2 << span) - 2;  // bits 1 .. span of a free-slot mask
+        if (inner > 1) {
+          uint64_t free[kTileVectors];
+          c.precise += precise_rows(t, free, span, window);
+          for (int64_t i = 0; i < length; ++i) {
+            const int64_t row = t.first + i * inner;
+            refine(in + row, out + row, state + row, t.vectors, scale, fine, unfine);
+          }
+        } else {
+          for (int64_t v = 0; v < t.vectors; ++v) c.precise += precise_vector(state + t.first + v * length, span, window);
+          refine(in + t.first, out + t.first, state + t.first, t.vectors * length, scale, fine, unfine);
+        }
       }
       outliers += c.outliers, covered += c.covered, precise_total += c.precise, zeros += c.zeros, invalid += c.invalid;
     }
