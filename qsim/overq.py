@@ -3,8 +3,9 @@ Quantization for Neural Network Accelerators", arXiv:1910.06909): an activation 
 a nearby zero and is stored with twice the bits (range overwrite); an ordinary value next to a free zero takes
 its bits as extra fraction (precision overwrite).
 
-Exports overq_quantize, OverQInfo, choose_scale (the step a strategy picks) and overq_into (the kernel). Not an elementwise format: the result of a position depends on its
-neighbours along the channel axis, so it sits beside quant.py with its own kernel (csrc/cpu/overq.cpp).
+Exports overq_quantize, OverQInfo, choose_scale (the step a strategy picks) and overq_into (the kernel).
+Not an elementwise format: the result of a position depends on its neighbours along the channel axis, so
+it sits beside quant.py with its own kernel (csrc/cpu/overq.cpp).
 
 qsim's definition (rules 1-5), for a non-negative tensor x, `bits` b, a positive `scale` s, `cascade` c:
 1. Along `dim`, each vector of positions i = 0..L-1 is independent. The base code is

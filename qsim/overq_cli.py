@@ -227,7 +227,8 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     console = Console(width=max(Console().width, 150))  # the hardware tables are wide
-    if args.epochs < 1 or args.threads < 1 or not 2 <= args.bits <= 8 or args.cascade < 0 or not 0 <= args.ocs_ratio <= 1:
+    if (args.epochs < 1 or args.threads < 1 or not 2 <= args.bits <= 8 or args.cascade < 0
+            or not 0 <= args.ocs_ratio <= 1):
         console.print("qsim: error: expected --epochs >= 1, --threads >= 1, --bits in [2, 8], --cascade >= 0, "
                       "--ocs-ratio in [0, 1]")
         return 2

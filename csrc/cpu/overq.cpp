@@ -173,7 +173,8 @@ struct OverqKernel {
   void run(int64_t outer, int64_t* counts) const {
     const int64_t n = outer * length * inner;
     // Tiles: kTileVectors side by side (inner > 1), or whole consecutive vectors (inner == 1).
-    const int64_t vectors_per_tile = inner > 1 ? kTileVectors : std::max<int64_t>(1, kTileElements / std::max<int64_t>(length, 1));
+    const int64_t vectors_per_tile =
+        inner > 1 ? kTileVectors : std::max<int64_t>(1, kTileElements / std::max<int64_t>(length, 1));
     const int64_t tiles_per_slab = inner > 1 ? (inner + kTileVectors - 1) / kTileVectors : 1;
     const int64_t slabs = inner > 1 ? outer : (outer + vectors_per_tile - 1) / vectors_per_tile;
     const int64_t tiles = slabs * tiles_per_slab;
@@ -207,11 +208,13 @@ struct OverqKernel {
             refine(in + row, out + row, state + row, t.vectors, scale, fine, unfine);
           }
         } else {
-          for (int64_t v = 0; v < t.vectors; ++v) c.precise += precise_vector(state + t.first + v * length, span, window);
+          for (int64_t v = 0; v < t.vectors; ++v)
+            c.precise += precise_vector(state + t.first + v * length, span, window);
           refine(in + t.first, out + t.first, state + t.first, t.vectors * length, scale, fine, unfine);
         }
       }
-      outliers += c.outliers, covered += c.covered, precise_total += c.precise, zeros += c.zeros, invalid += c.invalid;
+      outliers += c.outliers, covered += c.covered, precise_total += c.precise;
+      zeros += c.zeros, invalid += c.invalid;
     }
     counts[kOverqCountOutliers] = outliers;
     counts[kOverqCountCovered] = covered;
@@ -228,9 +231,11 @@ void overq_loop(const T* in, T* out, uint8_t* state, int64_t outer, int64_t leng
   // Precision overwrite: `bits` more fractional bits; 2^-bits is exact, so multiplying by it divides.
   const double fine = std::ldexp(1.0, bits), unfine = std::ldexp(1.0, -bits);
   if (default_float_environment()) {
-    OverqKernel<T, true>{in, out, state, length, inner, cascade, precision, scale, qmax, qmax_range, fine, unfine}.run(outer, counts);
+    OverqKernel<T, true>{in, out, state, length, inner, cascade, precision, scale, qmax, qmax_range, fine, unfine}
+        .run(outer, counts);
   } else {
-    OverqKernel<T, false>{in, out, state, length, inner, cascade, precision, scale, qmax, qmax_range, fine, unfine}.run(outer, counts);
+    OverqKernel<T, false>{in, out, state, length, inner, cascade, precision, scale, qmax, qmax_range, fine, unfine}
+        .run(outer, counts);
   }
 }
 

@@ -17,7 +17,7 @@ import functools
 import math
 from dataclasses import dataclass, field
 
-from qsim.formats.base import Format, check_int
+from qsim.formats.base import Format
 from qsim.overq import MAX_CASCADE, check_options, check_scale
 
 SCALE_STRATEGIES = ("mse", "max", "percentile:P")

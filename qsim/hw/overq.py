@@ -138,7 +138,8 @@ class OverQArray(WeightStationary):
                             report.assumptions + ASSUMPTIONS, report.batch)
 
 
-def compare(workload: Workload, spec: OverQSpec, accelerator: Accelerator, accuracy: dict | None = None) -> pd.DataFrame:
+def compare(workload: Workload, spec: OverQSpec, accelerator: Accelerator,
+            accuracy: dict | None = None) -> pd.DataFrame:
     """bits-wide baseline, OverQ at bits, and 2·bits-wide baseline side by side on `workload`: cycles,
     energy by component (µJ), PE area (GE) and its overhead over the bits-wide PE; `accuracy` (a dict
     keyed by the three row labels) adds a column."""
