@@ -11,6 +11,7 @@
 #include "cpu/accumulate.h"
 #include "cpu/block.h"
 #include "cpu/nonuniform.h"
+#include "cpu/overq.h"
 #include "cpu/quantize.h"
 #include "qsim/philox.h"
 
@@ -151,4 +152,27 @@ PYBIND11_MODULE(_C, m) {
         return out;
       },
       "Philox4x32-10 of one counter under one key (exposed for known-answer tests).");
+  // OverQ along the channel axis (cpu/overq.h): returns the counts (outliers, covered, precise, zeros, invalid).
+  m.def("overq_f32", [](uintptr_t in, uintptr_t out, uintptr_t state, int64_t outer, int64_t length, int64_t inner,
+                        int bits, int cascade, bool precision, double scale) {
+    std::array<int64_t, qsim::kOverqCounts> counts{};
+    {
+      py::gil_scoped_release release;
+      qsim::overq_cpu_f32(reinterpret_cast<const float*>(in), reinterpret_cast<float*>(out),
+                          reinterpret_cast<uint8_t*>(state), outer, length, inner, bits, cascade, precision, scale,
+                          counts.data());
+    }
+    return counts;
+  });
+  m.def("overq_f64", [](uintptr_t in, uintptr_t out, uintptr_t state, int64_t outer, int64_t length, int64_t inner,
+                        int bits, int cascade, bool precision, double scale) {
+    std::array<int64_t, qsim::kOverqCounts> counts{};
+    {
+      py::gil_scoped_release release;
+      qsim::overq_cpu_f64(reinterpret_cast<const double*>(in), reinterpret_cast<double*>(out),
+                          reinterpret_cast<uint8_t*>(state), outer, length, inner, bits, cascade, precision, scale,
+                          counts.data());
+    }
+    return counts;
+  });
 }

@@ -14,8 +14,11 @@ from qsim.quant import quantize, quantize_
 from qsim.rounding import ROUNDING_MODES
 from qsim.nn import QuantSpec, Quantizer, quantize_model  # noqa: E402 - builds on quantize
 from qsim.optim import HALP, LowPrecision  # noqa: E402
+from qsim.overq import overq_quantize  # noqa: E402
+from qsim.formats.overq import OverQ  # noqa: E402
 
 __all__ = ["formats", "Format", "FixedPoint", "FloatingPoint", "BlockFloatingPoint", "MX", "Posit", "Logarithmic",
            "quantize", "quantize_",
            "ROUNDING_MODES", "QuantSpec", "Quantizer", "quantize_model", "LowPrecision", "HALP"]
+__all__ += ["overq_quantize", "OverQ"]
 __version__ = "0.1.0"

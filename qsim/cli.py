@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "sweep": "qsim.sweep.cli",
     "gating": "qsim.hw.gating_cli",
     "asgd": "qsim.hw.asgd_cli",
+    "overq": "qsim.overq_cli",
 }
 
 

@@ -19,8 +19,9 @@ def format_types() -> dict[str, type[Format]]:
     from qsim.formats.elementwise import FixedPoint, FloatingPoint
     from qsim.formats.logarithmic import Logarithmic
     from qsim.formats.posit import Posit
+    from qsim.formats.overq import OverQ
 
-    return {cls.KIND: cls for cls in (FixedPoint, FloatingPoint, BlockFloatingPoint, MX, Posit, Logarithmic)}
+    return {cls.KIND: cls for cls in (FixedPoint, FloatingPoint, BlockFloatingPoint, MX, Posit, Logarithmic, OverQ)}
 
 
 def from_table(name: str, table: dict, tables: dict | None = None) -> Format:

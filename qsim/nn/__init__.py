@@ -8,7 +8,7 @@
 Exports QuantSpec, quantize_model, QuantHandle, remove_quantization, is_quantized, FlushWarning,
 register_module_type, Quantizer, quantizer, quantize_fb, and the modules functional (low-precision
 accumulation), report (per-module SQNR) and recipes (published training methods); ChannelGatedConv2d,
-gate_model and GateHandle (channel gating, qsim.nn.gating).
+gate_model and GateHandle (channel gating, qsim.nn.gating); ocs (outlier channel splitting, qsim.nn.ocs).
 """
 import importlib
 
@@ -16,11 +16,12 @@ from qsim.nn import functional
 from qsim.nn.gating import ChannelGatedConv2d, GateHandle, gate_model
 from qsim.nn.model import QuantHandle, is_quantized, quantize_model, register_module_type, remove_quantization
 from qsim.nn.quantizer import FlushWarning, Quantizer, quantize_fb, quantizer
+from qsim.nn.ocs import ocs
 from qsim.nn.spec import QuantSpec
 
 __all__ = ["QuantSpec", "quantize_model", "QuantHandle", "remove_quantization", "is_quantized", "FlushWarning",
            "register_module_type", "Quantizer", "quantizer", "quantize_fb", "functional", "recipes",
-           "ChannelGatedConv2d", "GateHandle", "gate_model"]
+           "ChannelGatedConv2d", "GateHandle", "gate_model", "ocs"]
 
 
 def __getattr__(name):
