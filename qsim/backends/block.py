@@ -83,7 +83,7 @@ def quantize(x: torch.Tensor, out: torch.Tensor, fmt, rounding: int, seed: int, 
         result = torch.empty_like(source)
     params = block_params(fmt)
     if isinstance(fmt, MX) and fmt.tensor_scale:
-        params = _with_tensor_scale(params, source)
+        params = _with_tensor_scale(params, source, fmt.spec)
     if x.is_cuda:
         per_row = (row_length + block - 1) // block
         cuda.launch("cuda/block.cu", cuda.kernel_name("quantize_blocks", rounding, x.dtype), source, result,
@@ -96,7 +96,7 @@ def quantize(x: torch.Tensor, out: torch.Tensor, fmt, rounding: int, seed: int, 
         out.copy_(result.movedim(moved_to, moved_dim))
 
 
-def _with_tensor_scale(params: _C.BlockParams, x: torch.Tensor) -> _C.BlockParams:
+def _with_tensor_scale(params: _C.BlockParams, x: torch.Tensor, spec: str) -> _C.BlockParams:
     """NVFP4's per-tensor factor, from the tensor's largest magnitude: the CPU's one-read maximum
     (csrc/cpu/block.cpp) or torch's reduction on the GPU, NaN where the tensor holds a NaN."""
     if x.is_cuda:
@@ -104,17 +104,25 @@ def _with_tensor_scale(params: _C.BlockParams, x: torch.Tensor) -> _C.BlockParam
     else:
         amax = _CPU_MAXIMA[x.dtype](x.data_ptr(), x.numel())
     scaled = _C.BlockParams(params)
-    scaled.tensor_scale = tensor_scale(amax, params)
+    scaled.tensor_scale = tensor_scale(amax, *_scale_range(spec))
     return scaled
 
 
-def tensor_scale(amax: float, params: _C.BlockParams) -> float:
-    """The fp32 rounding of amax / (max(element) · max(scale)), so that block scales span the scale
-    format's range (torchao's `per_tensor_amax_to_scale`). 1 (block scales alone) where that is not
-    finite, or so small that the largest reciprocal of a block scale, 1 / factor / smallest scale,
+@functools.lru_cache(maxsize=256)
+def _scale_range(spec: str) -> tuple[float, float]:
+    """(max(element) · max(scale), the smallest scale) of a format with a tensor scale, read once: each read of
+    BlockParams.scale through pybind11 copies the struct (~0.5 us), which small tensors feel."""
+    b = _spec_block_params(spec)
+    return b.element_max * b.scale.max_pos_d, b.smallest_scale
+
+
+def tensor_scale(amax: float, largest: float, smallest_scale: float) -> float:
+    """The fp32 rounding of amax / largest, largest = max(element) · max(scale), so that block scales span
+    the scale format's range (torchao's `per_tensor_amax_to_scale`). 1 (block scales alone) where that is
+    not finite, or so small that the largest reciprocal of a block scale, 1 / factor / smallest scale,
     overflows float32 (a tensor of zeros, NaN or inf, or of magnitudes below ~2^-110 for NVFP4)."""
-    factor = _float32(amax / (params.element_max * params.scale.max_pos_d))
-    usable = math.isfinite(factor) and factor > 0 and _float32(1 / factor) / params.smallest_scale <= _FLOAT32_MAX
+    factor = _float32(amax / largest)
+    usable = math.isfinite(factor) and factor > 0 and _float32(1 / factor) / smallest_scale <= _FLOAT32_MAX
     return factor if usable else 1.0
 
 
