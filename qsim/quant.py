@@ -32,7 +32,7 @@ def _quantize_into(x: torch.Tensor, out: torch.Tensor, spec: str, rounding: int,
     float32 (float16/bfloat16 on other kernels)."""
     if x.numel() == 0:
         return
-    fmt, backend, dtypes = backends.route(spec, x.device.type)
+    fmt, backend, dtypes = backends.route(spec, "cuda" if x.is_cuda else "cpu")  # (not x.device: ~0.5 us a call)
     work_dtype = x.dtype if x.dtype in dtypes else torch.float32
     source = x if x.dtype == work_dtype and x.is_contiguous() else x.contiguous().to(work_dtype)
     direct = out.dtype == work_dtype and out.is_contiguous()
@@ -113,7 +113,7 @@ def _validate(x, fmt, rounding, seed, rand_bits) -> tuple[str, int, int, int]:
         raise TypeError(f"x: expected a torch.Tensor; got {type(x).__name__}")
     if x.dtype not in _DTYPES:
         raise TypeError(f"x: expected a floating tensor (float32, float64, float16 or bfloat16); got {x.dtype}")
-    if x.device.type not in ("cpu", "cuda"):
+    if not (x.is_cpu or x.is_cuda):  # (x.device builds a torch.device: ~0.5 us, a tenth of a small call)
         raise ValueError(f"x: expected a CPU or CUDA tensor; got device {x.device}")
     spec = _spec_of_name(fmt) if isinstance(fmt, str) and not torch.compiler.is_compiling() else _format_spec(fmt)
     code = rounding_code(rounding)
