@@ -5,6 +5,15 @@ formats they have (each is skipped when not installed).
 
     python benchmarks/quantize.py [--size 24] [--repeat 15] [--threads N] [--device cpu|cuda] [--formats a,b]
                                   [--dtype float32|bfloat16|float16|float64]
+
+--sweep: the cost per element over sizes 2^--min-size ... 2^--size (every power of two), on one thread (in
+the calling thread's CPU time) and on all of them (wall clock), as ratios to `y.copy_(x)` and
+`torch.mul(x, c, out=y)` of the same size measured beside each row (small tensors: what layer hooks
+quantize, where a call's fixed cost shows); the per-call cost on 1000 elements against torch.mul's; a
+log-log plot of ns/element over size (--plot, PNG).
+
+    python benchmarks/quantize.py --sweep [--min-size 8] [--size 24] [--formats a,b] [--modes a,b]
+                                  [--plot benchmarks/quantize_sizes.png]
 """
 from __future__ import annotations
 
@@ -71,8 +80,128 @@ def median_seconds(fn, repeat: int, sync) -> float:
     return statistics.median(times)
 
 
+SWEEP_FORMATS = ["fp8_e4m3", "fixed8_4", "int8", "bf16", "mxfp4", "nvfp4", "bfp8", "posit8", "lns8"]
+SWEEP_MODES = ["nearest", "down", "stochastic"]
+
+
+def seconds_per_call(fn, n: int, repeat: int, clock=time.perf_counter) -> float:
+    """The median over `repeat` samples of fn's time per call, each sample a loop of enough calls to last
+    ~2^20 elements' worth (a small tensor's call is microseconds: one call alone is all timer noise)."""
+    calls = max(1, (1 << 20) // n)
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = clock()
+        for _ in range(calls):
+            fn()
+        times.append((clock() - start) / calls)
+    return statistics.median(times)
+
+
+def sweep(args) -> None:
+    """Per-element cost over sizes, one thread and all threads, with references beside each row."""
+    formats, modes = args.formats.split(","), args.modes.split(",")
+    sizes = list(range(args.min_size, args.size + 1))
+    thread_counts = sorted({1, args.threads})
+    rows = []  # (threads, format, mode, log2 size, ns/element, ÷ copy_, ÷ torch.mul)
+    for threads in thread_counts:
+        torch.set_num_threads(threads)
+        # One thread: the calling thread's CPU time, which leaves out the time a shared machine gives to
+        # other processes (the kernel runs on the calling thread); several: the wall clock.
+        clock = time.thread_time if threads == 1 else time.perf_counter
+        for k in sizes:
+            n = 1 << k
+            x = torch.randn(n)
+            y = torch.empty_like(x)
+            for name in formats:
+                for mode in modes:
+                    seed = 0 if mode == "stochastic" else None
+                    copy = seconds_per_call(lambda: y.copy_(x), n, args.repeat, clock)
+                    mul = seconds_per_call(lambda: torch.mul(x, 0.5, out=y), n, args.repeat, clock)
+                    t = seconds_per_call(lambda: qsim.quantize(x, name, rounding=mode, seed=seed, out=y), n,
+                                         args.repeat, clock)
+                    rows.append((threads, name, mode, k, t / n * 1e9, copy / t, mul / t))
+                    rows.append((threads, "copy_", "", k, copy / n * 1e9, 1.0, mul / copy))
+                    rows.append((threads, "torch.mul", "", k, mul / n * 1e9, copy / mul, 1.0))
+            print(f"  {threads} thread(s), 2^{k} done", flush=True)
+    console = Console(width=60 + 9 * len(sizes))
+    for threads in thread_counts:
+        for title, column in (("ns/element", 4), ("÷ copy_ (throughput ratio)", 5), ("÷ torch.mul", 6)):
+            timing = "CPU time" if threads == 1 else "wall clock"
+            table = Table(title=f"{title}, {threads} thread(s) ({timing}), float32, out=")
+            table.add_column("format")
+            table.add_column("rounding")
+            for k in sizes:
+                table.add_column(f"2^{k}", justify="right")
+            for name in ["copy_", "torch.mul"] + formats:
+                for mode in [""] if name in ("copy_", "torch.mul") else modes:
+                    cells = []
+                    for k in sizes:
+                        values = [r[column] for r in rows if r[:4] == (threads, name, mode, k)]
+                        cells.append(f"{statistics.median(values):.2f}")
+                    table.add_row(name, mode, *cells)
+            console.print(table)
+    print_per_call(formats, args.repeat)
+    if args.plot:
+        plot(rows, thread_counts, formats, modes, args.plot)
+
+
+def print_per_call(formats, repeat: int) -> None:
+    """The fixed cost of a call: `quantize(x, fmt, out=y)` on 1000 elements, one thread, against
+    `torch.mul(x, c, out=y)` measured beside it, both in the calling thread's CPU time (on a shared machine
+    the wall clock of a few-microsecond call mostly measures the other processes)."""
+    torch.set_num_threads(1)
+    x = torch.randn(1000)
+    y = torch.empty_like(x)
+    print("Per call, 1000 float32 elements, 1 thread, CPU time (µs; ratio to torch.mul(x, c, out=y) beside it):")
+    for name in formats:
+        fmt = qsim.formats.get(name)
+        mul = seconds_per_call(lambda: torch.mul(x, 0.5, out=y), 1000, 3 * repeat, time.thread_time)
+        by_name = seconds_per_call(lambda: qsim.quantize(x, name, out=y), 1000, 3 * repeat, time.thread_time)
+        by_value = seconds_per_call(lambda: qsim.quantize(x, fmt, out=y), 1000, 3 * repeat, time.thread_time)
+        print(f"  {name:10s} quantize(x, {name!r}, out=y) {by_name * 1e6:5.2f} µs = {by_name / mul:.2f}× torch.mul's "
+              f"{mul * 1e6:.2f} µs; a Format value {by_value * 1e6:5.2f} µs = {by_value / mul:.2f}×")
+
+
+def plot(rows, thread_counts, formats, modes, path: str) -> None:
+    """ns/element over size, log-log, one panel per thread count, copy_ and torch.mul in black."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(thread_counts), figsize=(7 * len(thread_counts), 5.5), sharey=True, squeeze=False)
+    styles = {"nearest": "-", "down": ":", "stochastic": "--"}
+    for ax, threads in zip(axes[0], thread_counts):
+        for name in ["copy_", "torch.mul"] + formats:
+            for mode in [""] if name in ("copy_", "torch.mul") else modes:
+                points = {}
+                for r in rows:
+                    if r[:3] == (threads, name, mode):
+                        points.setdefault(r[3], []).append(r[4])
+                ks = sorted(points)
+                reference = name in ("copy_", "torch.mul")
+                ax.plot([2**k for k in ks], [statistics.median(points[k]) for k in ks],
+                        "-." if name == "torch.mul" else styles.get(mode, "-"), color="black" if reference else None,
+                        linewidth=2.5 if reference else 1.2, marker="o" if name == "copy_" else None, markersize=3,
+                        label=name if reference else f"{name} {mode}")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("elements")
+        ax.set_title(f"{threads} thread(s)")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].set_ylabel("ns per element (quantize(x, fmt, out=y), float32)")
+    axes[0][-1].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"plot: {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sweep", action="store_true", help="ns/element over sizes instead of the one-size table")
+    parser.add_argument("--min-size", type=int, default=8, help="--sweep: log2 of the smallest size")
+    parser.add_argument("--plot", default=None, help="--sweep: where to save the log-log plot (PNG)")
     parser.add_argument("--size", type=int, default=24, help="log2 of the number of elements")
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -82,6 +211,12 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16", "float64"],
                         help="the tensor's dtype (peers run on float32 only)")
     args = parser.parse_args()
+    if args.sweep:
+        if args.formats == ",".join(FORMATS):
+            args.formats = ",".join(SWEEP_FORMATS)
+        if args.modes == ",".join(qsim.ROUNDING_MODES):
+            args.modes = ",".join(SWEEP_MODES)
+        return sweep(args)
     dtype = getattr(torch, args.dtype)
     torch.set_num_threads(args.threads)
     sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)

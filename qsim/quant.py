@@ -27,23 +27,18 @@ _FULL_RAND_BITS = 32
 _PLAIN = (torch.Tensor, torch.nn.Parameter)  # tensor types whose memory quantize may write directly
 
 
-@functools.lru_cache(maxsize=1024)
-def _format_from_spec(spec: str) -> Format:
-    return formats.get(spec)
-
-
 def _quantize_into(x: torch.Tensor, out: torch.Tensor, spec: str, rounding: int, seed: int, rand_bits: int) -> None:
     """Writes q(x) into `out` (any strides), in x's dtype where the format's kernel takes it, else in
     float32 (float16/bfloat16 on other kernels)."""
     if x.numel() == 0:
         return
-    fmt = _format_from_spec(spec)
-    work_dtype = x.dtype if x.dtype in backends.dtypes(fmt, x.device) else torch.float32
+    fmt, backend, dtypes = backends.route(spec, "cuda" if x.is_cuda else "cpu")  # (not x.device: ~0.5 us a call)
+    work_dtype = x.dtype if x.dtype in dtypes else torch.float32
     source = x if x.dtype == work_dtype and x.is_contiguous() else x.contiguous().to(work_dtype)
     direct = out.dtype == work_dtype and out.is_contiguous()
     # A copy of x made here is rounded in place: a second fresh buffer costs page faults as large as the work.
     target = out if direct else source if source is not x else torch.empty_like(source)
-    backends.quantize(source, target, fmt, rounding, seed, rand_bits)
+    backend.quantize(source, target, fmt, rounding, seed, rand_bits)
     if not direct:
         out.copy_(target)
 
@@ -107,14 +102,20 @@ def _format_spec(fmt) -> str:
     return fmt.spec
 
 
+@functools.lru_cache(maxsize=1024)
+def _spec_of_name(name: str) -> str:
+    """_format_spec of a name or inline spec, looked up (or parsed) once; errors are raised, not cached."""
+    return _format_spec(name)
+
+
 def _validate(x, fmt, rounding, seed, rand_bits) -> tuple[str, int, int, int]:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x: expected a torch.Tensor; got {type(x).__name__}")
     if x.dtype not in _DTYPES:
         raise TypeError(f"x: expected a floating tensor (float32, float64, float16 or bfloat16); got {x.dtype}")
-    if x.device.type not in ("cpu", "cuda"):
+    if not (x.is_cpu or x.is_cuda):  # (x.device builds a torch.device: ~0.5 us, a tenth of a small call)
         raise ValueError(f"x: expected a CPU or CUDA tensor; got device {x.device}")
-    spec = _format_spec(fmt)
+    spec = _spec_of_name(fmt) if isinstance(fmt, str) and not torch.compiler.is_compiling() else _format_spec(fmt)
     code = rounding_code(rounding)
     if code == _STOCHASTIC:
         if rand_bits is None:
@@ -166,7 +167,10 @@ def quantize(x: torch.Tensor, fmt: Format | str, rounding: str = "nearest", seed
 def _traced(*tensors: torch.Tensor) -> bool:
     """Whether a call must go through the registered ops: while torch.compile traces, and for tensor
     subclasses (fake and wrapper tensors), which have no memory of their own to write."""
-    return torch.compiler.is_compiling() or any(type(t) not in _PLAIN for t in tensors)
+    for t in tensors:  # (a loop, not any() over a generator: a third of the cost, which small tensors feel)
+        if type(t) not in _PLAIN:
+            return True
+    return torch.compiler.is_compiling()
 
 
 def quantize_(x: torch.Tensor, fmt: Format | str, rounding: str = "nearest", seed=None,

@@ -3,9 +3,9 @@
 // blocks over all threads. Larger blocks (a slice each): one block per thread at a time. Few blocks on a
 // large tensor (one exponent per tensor, or per slice of few slices): blocks in turn, each with all threads
 // on its maximum and then on its elements. Elements go in chunks of kChunk whose random words are drawn
-// first, so loops vectorise. Below kParallelThreshold elements everything runs on the calling thread, in
-// loops of its own (loops.h: a parallel region, even one switched off by an if clause, costs more than a
-// small tensor's work).
+// first, so loops vectorise. Below kParallelThreshold elements the same loops run on the calling thread
+// alone (over_threads, loops.h: no parallel region, which even switched off costs more than a small
+// tensor's work).
 #include "cpu/block.h"
 
 #include <omp.h>
@@ -244,14 +244,11 @@ void large_block(const S* in, S* out, int64_t n, int64_t index0, const BlockPara
   }
 }
 
-// f(0), ..., f(count - 1), on all threads or on this one.
-template <typename F> void for_each(int64_t count, bool parallel, F f) {
-  if (parallel) {
-#pragma omp parallel for schedule(static)
-    for (int64_t c = 0; c < count; ++c) f(c);
-  } else {
-    for (int64_t c = 0; c < count; ++c) f(c);
-  }
+// f(0), ..., f(count - 1), on all threads or on this one (over_threads, loops.h).
+template <typename F> void for_each(int64_t count, bool parallel, const F& f) {
+  over_threads(count, parallel, [&f](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) f(c);
+  });
 }
 
 // Blocks k0..k1 of at most kSmallBlock elements each, consecutive in memory (across rows too) from

@@ -4,6 +4,8 @@
 // drawn per block of elements first so both loops vectorise: results depend on the seed only, not on
 // the thread count.
 #pragma once
+#include <omp.h>
+
 #include <cfenv>
 #include <limits>
 #include <stdexcept>
@@ -29,8 +31,29 @@ inline bool default_float_environment() {
   return tiny + tiny != 0.0f && one + quarter == one && one + three_quarters != one;
 }
 
-// The loops call a thread-local copy of `element`: through the caller's object GCC must assume that
-// stores to out (a float array) change the object's float fields, and reloads them every iteration.
+// body(begin, end), compiled once (not inlined: one copy of the loop, from which the element arithmetic
+// it calls has a single call site and is inlined; called from two places, GCC left the larger ones called
+// per element, unvectorised, on small tensors).
+template <typename Body> __attribute__((noinline)) void run_share(const Body& body, int64_t begin, int64_t end) {
+  body(begin, end);
+}
+
+// body(begin, end) over [0, count): on the calling thread when `parallel` is false, else one contiguous share
+// per thread. The same loop runs whatever the size; the threshold decides only how many threads run it.
+// (Not `parallel for simd if(...)`: an if clause without the `parallel:` modifier switches the simd loop
+// off too (OpenMP 5.0), and a parallel region switched off still sets up a team of one, ~0.3 us a call.)
+template <typename Body> void over_threads(int64_t count, bool parallel, const Body& body) {
+  if (!parallel) return run_share(body, 0, count);
+#pragma omp parallel
+  {
+    const int64_t t = omp_get_thread_num(), threads = omp_get_num_threads();
+    run_share(body, count * t / threads, count * (t + 1) / threads);
+  }
+}
+
+// The loops call a thread-local copy of `element`, and their bodies capture pointers by value: through the
+// caller's objects GCC must assume that stores to out (a float array) change their fields, and reloads
+// them every iteration.
 
 // The stochastic loop: blocks of kBlock elements, each block's random words drawn first. rand_shift is
 // an int, or std::integral_constant<int, 0> when all 32 bits are used (the default), which folds the
@@ -39,17 +62,17 @@ template <int MODE, typename S, typename Element, typename Shift>
 void stochastic_loop(const S* in, S* out, int64_t n, uint64_t seed, Shift rand_shift, const Element& element) {
   const std::integral_constant<int, MODE> mode;
   const int64_t blocks = (n + kBlock - 1) / kBlock;
-#pragma omp parallel for schedule(static) if (n > kParallelThreshold)
-  for (int64_t b = 0; b < blocks; ++b) {
+  over_threads(blocks, n > kParallelThreshold, [in, out, n, seed, rand_shift, mode, &element](int64_t b0, int64_t b1) {
     const Element local = element;
-    uint32_t words[kBlock];
-    const int64_t first_group = b * (kBlock / 4);
-    random_words_run(seed, (uint64_t)first_group, kBlock / 4, words);
-    const int64_t start = b * kBlock, count = n - start < kBlock ? n - start : kBlock;
+    for (int64_t b = b0; b < b1; ++b) {
+      uint32_t words[kBlock];
+      random_words_run(seed, (uint64_t)(b * (kBlock / 4)), kBlock / 4, words);
+      const int64_t start = b * kBlock, count = n - start < kBlock ? n - start : kBlock;
 #pragma omp simd
-    for (int64_t i = 0; i < count; ++i)
-      out[start + i] = Storage<S>::store(local(mode, Storage<S>::load(in[start + i]), words[i], rand_shift));
-  }
+      for (int64_t i = 0; i < count; ++i)
+        out[start + i] = Storage<S>::store(local(mode, Storage<S>::load(in[start + i]), words[i], rand_shift));
+    }
+  });
 }
 
 // out[i] = element(MODE, in[i], random word of i); `element` is a generic lambda taking the mode as a
@@ -65,20 +88,12 @@ void round_loop(const S* in, S* out, int64_t n, uint64_t seed, int rand_bits, co
       stochastic_loop<MODE>(in, out, n, seed, rand_shift, element);
     }
   } else {
-    // Two loops rather than an if() clause: GCC leaves the serial path of `parallel for simd if(...)`
-    // scalar, ten times slower on the small tensors that layer hooks quantize.
-    if (n > kParallelThreshold) {
-#pragma omp parallel
-      {
-        const Element local = element;
-#pragma omp for simd schedule(static)
-        for (int64_t i = 0; i < n; ++i) out[i] = Storage<S>::store(local(mode, Storage<S>::load(in[i]), 0u, rand_shift));
-      }
-    } else {
+    over_threads(n, n > kParallelThreshold, [in, out, rand_shift, mode, &element](int64_t begin, int64_t end) {
       const Element local = element;
 #pragma omp simd
-      for (int64_t i = 0; i < n; ++i) out[i] = Storage<S>::store(local(mode, Storage<S>::load(in[i]), 0u, rand_shift));
-    }
+      for (int64_t i = begin; i < end; ++i)
+        out[i] = Storage<S>::store(local(mode, Storage<S>::load(in[i]), 0u, rand_shift));
+    });
   }
 }
 

@@ -188,25 +188,26 @@ void lns_f32_blocks(const float* in, float* out, int64_t n, const LnsParams& p, 
   const int f = p.frac_bits, code_min = p.code_min, code_max = p.code_max, is_signed = p.is_signed, ties = p.exact_ties;
   const int width = (int)table[7];
   const int64_t blocks = (n + kBlock - 1) / kBlock;
-#pragma omp parallel for schedule(static) if (n > kParallelThreshold)
-  for (int64_t b = 0; b < blocks; ++b) {
-    alignas(64) uint32_t lo[kBlock], hi[kBlock], off_odd[kBlock];
-    const int64_t start = b * kBlock;
-    const int count = (int)(n - start < kBlock ? n - start : kBlock);
-    lns_lookup_f32(in + start, count, table, lo, hi, off_odd);
-    const float* x = in + start;
-    float* y = out + start;
+  over_threads(blocks, n > kParallelThreshold, [=](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      alignas(64) uint32_t lo[kBlock], hi[kBlock], off_odd[kBlock];
+      const int64_t start = b * kBlock;
+      const int count = (int)(n - start < kBlock ? n - start : kBlock);
+      lns_lookup_f32(in + start, count, table, lo, hi, off_odd);
+      const float* x = in + start;
+      float* y = out + start;
 #pragma omp simd
-    for (int i = 0; i < count; ++i) {
-      const LnsParams params = {f, code_min, code_max, is_signed, ties};
-      LnsRecord<float> rec;
-      rec.off = off_odd[i] & 0x7FFFFFFFu;
-      rec.lo = lo[i];
-      rec.hi = hi[i];
-      rec.base_odd = off_odd[i] >> 31;
-      y[i] = lns_value_record<MODE, float>(x[i], params, table, width, rec, 0u, 0);
+      for (int i = 0; i < count; ++i) {
+        const LnsParams params = {f, code_min, code_max, is_signed, ties};
+        LnsRecord<float> rec;
+        rec.off = off_odd[i] & 0x7FFFFFFFu;
+        rec.lo = lo[i];
+        rec.hi = hi[i];
+        rec.base_odd = off_odd[i] >> 31;
+        y[i] = lns_value_record<MODE, float>(x[i], params, table, width, rec, 0u, 0);
+      }
     }
-  }
+  });
 }
 
 // Stochastic rounding over blocks of kBlock elements: the block's random words (those of cpu/loops.h:
@@ -214,31 +215,32 @@ void lns_f32_blocks(const float* in, float* out, int64_t n, const LnsParams& p, 
 void lns_f32_stochastic_blocks(const float* in, float* out, int64_t n, const LnsParams& p, const uint32_t* table,
                                uint64_t seed, int rand_bits) {
   const int64_t blocks = (n + kBlock - 1) / kBlock;
-#pragma omp parallel for schedule(static) if (n > kParallelThreshold)
-  for (int64_t b = 0; b < blocks; ++b) {
-    alignas(64) uint32_t words[kBlock];
-    const int64_t start = b * kBlock;
-    const int count = (int)(n - start < kBlock ? n - start : kBlock);
-    random_words_run(seed, (uint64_t)(b * (kBlock / 4)), (count + 3) / 4, words);
-    if (table[6] != 0) {
-      const LnsLookup lookup(table);
-      lns_stochastic_f32(in + start, out + start, count, table, p, words, 32 - rand_bits,
-                         [&lookup](int, __m512i frac, __m512i& l, __m512i& h, __m512i& o) { lookup(frac, l, h, o); });
-    } else {
-      constexpr int kPart = 256;  // records of a part of the block: the arrays stay in L1 beside the table
-      alignas(64) uint32_t lo[kPart], hi[kPart], off_odd[kPart];
-      for (int part = 0; part < count; part += kPart) {
-        const int m = count - part < kPart ? count - part : kPart;
-        lns_lookup_f32(in + start + part, m, table, lo, hi, off_odd);
-        lns_stochastic_f32(in + start + part, out + start + part, m, table, p, words + part, 32 - rand_bits,
-                           [&](int i, __m512i, __m512i& l, __m512i& h, __m512i& o) {
-                             l = _mm512_load_si512(lo + i);
-                             h = _mm512_load_si512(hi + i);
-                             o = _mm512_load_si512(off_odd + i);
-                           });
+  over_threads(blocks, n > kParallelThreshold, [=](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      alignas(64) uint32_t words[kBlock];
+      const int64_t start = b * kBlock;
+      const int count = (int)(n - start < kBlock ? n - start : kBlock);
+      random_words_run(seed, (uint64_t)(b * (kBlock / 4)), (count + 3) / 4, words);
+      if (table[6] != 0) {
+        const LnsLookup lookup(table);
+        lns_stochastic_f32(in + start, out + start, count, table, p, words, 32 - rand_bits,
+                           [&lookup](int, __m512i frac, __m512i& l, __m512i& h, __m512i& o) { lookup(frac, l, h, o); });
+      } else {
+        constexpr int kPart = 256;  // records of a part of the block: the arrays stay in L1 beside the table
+        alignas(64) uint32_t lo[kPart], hi[kPart], off_odd[kPart];
+        for (int part = 0; part < count; part += kPart) {
+          const int m = count - part < kPart ? count - part : kPart;
+          lns_lookup_f32(in + start + part, m, table, lo, hi, off_odd);
+          lns_stochastic_f32(in + start + part, out + start + part, m, table, p, words + part, 32 - rand_bits,
+                             [&](int i, __m512i, __m512i& l, __m512i& h, __m512i& o) {
+                               l = _mm512_load_si512(lo + i);
+                               h = _mm512_load_si512(hi + i);
+                               o = _mm512_load_si512(off_odd + i);
+                             });
+        }
       }
     }
-  }
+  });
 }
 #endif
 

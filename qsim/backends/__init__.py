@@ -9,7 +9,7 @@ import functools
 
 import torch
 
-from qsim.formats import Format
+from qsim.formats import Format, parse
 
 _FLOATS = (torch.float32, torch.float64)
 
@@ -26,11 +26,11 @@ def supports(fmt: Format) -> bool:
     return type(fmt) in _by_type()
 
 
-def dtypes(fmt: Format, device: torch.device):
-    """The tensor dtypes (a collection) the kernel of `fmt` rounds as they are on `device`; others go
-    through float32."""
-    return getattr(_by_type()[type(fmt)], "CPU_KERNELS", _FLOATS) if device.type == "cpu" else _FLOATS
-
-
-def quantize(x, out, fmt: Format, rounding: int, seed: int, rand_bits: int) -> None:
-    _by_type()[type(fmt)].quantize(x, out, fmt, rounding, seed, rand_bits)
+@functools.lru_cache(maxsize=1024)
+def route(spec: str, device_type: str):
+    """(format, back-end module, the tensor dtypes that module rounds as they are on `device_type`; others go
+    through float32) for a format's canonical spec: parsed and looked up once, not on every call (layer hooks
+    quantize thousands of small tensors a step)."""
+    fmt = parse(spec)
+    module = _by_type()[type(fmt)]
+    return fmt, module, getattr(module, "CPU_KERNELS", _FLOATS) if device_type == "cpu" else _FLOATS

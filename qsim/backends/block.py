@@ -12,6 +12,7 @@ import torch
 
 from qsim import _C, cuda
 from qsim.backends.elementwise import kernel_params, params_as_args
+from qsim.formats import parse
 from qsim.formats.block import MX, SCALE_RULES, BlockFloatingPoint
 
 FORMATS = (BlockFloatingPoint, MX)
@@ -23,8 +24,14 @@ _CPU_MAXIMA = {torch.float32: _C.max_magnitude_f32, torch.float64: _C.max_magnit
 _SCALE_FORMAT = 4  # kScaleFormat (after the SCALE_RULES)
 
 
-@functools.lru_cache(maxsize=256)
 def block_params(fmt) -> _C.BlockParams:
+    """The C struct of a block format, cached by its spec (cheaper to hash than the format)."""
+    return _spec_block_params(fmt.spec)
+
+
+@functools.lru_cache(maxsize=256)
+def _spec_block_params(spec: str) -> _C.BlockParams:
+    fmt = parse(spec)
     b = _C.BlockParams()
     b.element = kernel_params(fmt.element_grid())
     b.element_emax = fmt.element_emax
@@ -44,19 +51,20 @@ def block_params(fmt) -> _C.BlockParams:
 
 
 @functools.lru_cache(maxsize=1024)
-def _layout(shape: tuple, fmt) -> tuple[int, int, int, int | None, int]:
-    """How a contiguous tensor of this shape is cut into blocks: (rows, row_length, block length, the axis
-    moved to make whole blocks contiguous or None when the tensor's own layout has them, where it goes).
-    Plain integers, cached: small tensors (layer hooks) pay no torch reshapes for it."""
+def _layout(shape: tuple, block_size: int | None, dim: int | None) -> tuple[int, int, int, int | None, int]:
+    """How a contiguous tensor of this shape is cut into blocks of a format's block_size along its dim: (rows,
+    row_length, block length, the axis moved to make whole blocks contiguous or None when the tensor's own
+    layout has them, where it goes). Plain integers, cached: small tensors (layer hooks) pay no torch reshapes
+    for it."""
     shape = shape or (1,)
     numel = math.prod(shape)
-    if fmt.block_size is None and (fmt.dim is None or len(shape) < 2):  # one exponent per tensor
+    if block_size is None and (dim is None or len(shape) < 2):  # one exponent per tensor
         return 1, numel, max(1, numel), None, 0
-    dim = _checked_dim(-1 if fmt.dim is None else fmt.dim, len(shape))
-    if fmt.block_size is None:  # BFP: one exponent per index of `dim`, moved first
+    dim = _checked_dim(-1 if dim is None else dim, len(shape))
+    if block_size is None:  # BFP: one exponent per index of `dim`, moved first
         row_length = numel // max(1, shape[dim])
         return shape[dim], row_length, max(1, row_length), None if dim == 0 else dim, 0
-    return numel // max(1, shape[dim]), shape[dim], fmt.block_size, None if dim == len(shape) - 1 else dim, -1
+    return numel // max(1, shape[dim]), shape[dim], block_size, None if dim == len(shape) - 1 else dim, -1
 
 
 def _checked_dim(dim: int, ndim: int) -> int:
@@ -66,7 +74,7 @@ def _checked_dim(dim: int, ndim: int) -> int:
 
 
 def quantize(x: torch.Tensor, out: torch.Tensor, fmt, rounding: int, seed: int, rand_bits: int) -> None:
-    n_rows, row_length, block, moved_dim, moved_to = _layout(tuple(x.shape), fmt)
+    n_rows, row_length, block, moved_dim, moved_to = _layout(tuple(x.shape), fmt.block_size, fmt.dim)
     if x.numel() == 0:
         return
     source, result = x, out
@@ -75,7 +83,7 @@ def quantize(x: torch.Tensor, out: torch.Tensor, fmt, rounding: int, seed: int, 
         result = torch.empty_like(source)
     params = block_params(fmt)
     if isinstance(fmt, MX) and fmt.tensor_scale:
-        params = _with_tensor_scale(params, source)
+        params = _with_tensor_scale(params, source, fmt.spec)
     if x.is_cuda:
         per_row = (row_length + block - 1) // block
         cuda.launch("cuda/block.cu", cuda.kernel_name("quantize_blocks", rounding, x.dtype), source, result,
@@ -88,7 +96,7 @@ def quantize(x: torch.Tensor, out: torch.Tensor, fmt, rounding: int, seed: int, 
         out.copy_(result.movedim(moved_to, moved_dim))
 
 
-def _with_tensor_scale(params: _C.BlockParams, x: torch.Tensor) -> _C.BlockParams:
+def _with_tensor_scale(params: _C.BlockParams, x: torch.Tensor, spec: str) -> _C.BlockParams:
     """NVFP4's per-tensor factor, from the tensor's largest magnitude: the CPU's one-read maximum
     (csrc/cpu/block.cpp) or torch's reduction on the GPU, NaN where the tensor holds a NaN."""
     if x.is_cuda:
@@ -96,17 +104,25 @@ def _with_tensor_scale(params: _C.BlockParams, x: torch.Tensor) -> _C.BlockParam
     else:
         amax = _CPU_MAXIMA[x.dtype](x.data_ptr(), x.numel())
     scaled = _C.BlockParams(params)
-    scaled.tensor_scale = tensor_scale(amax, params)
+    scaled.tensor_scale = tensor_scale(amax, *_scale_range(spec))
     return scaled
 
 
-def tensor_scale(amax: float, params: _C.BlockParams) -> float:
-    """The fp32 rounding of amax / (max(element) · max(scale)), so that block scales span the scale
-    format's range (torchao's `per_tensor_amax_to_scale`). 1 (block scales alone) where that is not
-    finite, or so small that the largest reciprocal of a block scale, 1 / factor / smallest scale,
+@functools.lru_cache(maxsize=256)
+def _scale_range(spec: str) -> tuple[float, float]:
+    """(max(element) · max(scale), the smallest scale) of a format with a tensor scale, read once: each read of
+    BlockParams.scale through pybind11 copies the struct (~0.5 us), which small tensors feel."""
+    b = _spec_block_params(spec)
+    return b.element_max * b.scale.max_pos_d, b.smallest_scale
+
+
+def tensor_scale(amax: float, largest: float, smallest_scale: float) -> float:
+    """The fp32 rounding of amax / largest, largest = max(element) · max(scale), so that block scales span
+    the scale format's range (torchao's `per_tensor_amax_to_scale`). 1 (block scales alone) where that is
+    not finite, or so small that the largest reciprocal of a block scale, 1 / factor / smallest scale,
     overflows float32 (a tensor of zeros, NaN or inf, or of magnitudes below ~2^-110 for NVFP4)."""
-    factor = _float32(amax / (params.element_max * params.scale.max_pos_d))
-    usable = math.isfinite(factor) and factor > 0 and _float32(1 / factor) / params.smallest_scale <= _FLOAT32_MAX
+    factor = _float32(amax / largest)
+    usable = math.isfinite(factor) and factor > 0 and _float32(1 / factor) / smallest_scale <= _FLOAT32_MAX
     return factor if usable else 1.0
 
 

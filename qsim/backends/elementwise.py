@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from qsim import _C, cuda
-from qsim.formats import FixedPoint, FloatingPoint, Grid
+from qsim.formats import FixedPoint, FloatingPoint, Grid, parse
 
 FORMATS = (FixedPoint, FloatingPoint)
 # The CPU kernel of each dtype it takes (bfloat16/float16: loaded into float32, stored back in one pass).
@@ -39,10 +39,15 @@ def kernel_params(grid: Grid) -> _C.QuantParams:
     return p
 
 
-@functools.lru_cache(maxsize=1024)
 def format_params(fmt) -> _C.QuantParams:
-    """kernel_params of a format's grid, cached by the format (cheaper to hash than its grid)."""
-    return kernel_params(fmt.grid())
+    """kernel_params of a format's grid, cached by the format's spec: a string hashes once, a format (or its
+    grid) field by field on every call."""
+    return _spec_params(fmt.spec)
+
+
+@functools.lru_cache(maxsize=1024)
+def _spec_params(spec: str) -> _C.QuantParams:
+    return kernel_params(parse(spec).grid())
 
 
 def params_as_args(p: _C.QuantParams) -> list:

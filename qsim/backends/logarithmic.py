@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from qsim import _C, cuda
-from qsim.formats import Logarithmic
+from qsim.formats import Logarithmic, parse
 from qsim.rounding import ROUNDING_MODES
 
 FORMATS = (Logarithmic,)
@@ -97,21 +97,28 @@ def table(fmt: Logarithmic, dtype: torch.dtype, nearest: bool) -> np.ndarray:
     return np.concatenate([header, records]).astype(np_dtype)
 
 
+# The tables and parameters are cached by the format's spec and the device's name: strings hash once, a
+# format or a torch.device field by field on every call.
 @functools.lru_cache(maxsize=256)
-def _device_table(fmt: Logarithmic, dtype: torch.dtype, nearest: bool, device: torch.device) -> torch.Tensor:
-    host = table(fmt, dtype, nearest)
+def _device_table(spec: str, dtype: torch.dtype, nearest: bool, device: str) -> torch.Tensor:
+    host = table(parse(spec), dtype, nearest)
     return torch.from_numpy(host.view(np.int32 if dtype == torch.float32 else np.int64)).to(device)
 
 
-@functools.lru_cache(maxsize=256)
 def params(fmt: Logarithmic) -> _C.LnsParams:
+    return _spec_params(fmt.spec)
+
+
+@functools.lru_cache(maxsize=256)
+def _spec_params(spec: str) -> _C.LnsParams:
+    fmt = parse(spec)
     exact_ties = fmt.nearest_thresholds(23)[1]
     return _C.LnsParams(fmt.frac_bits, fmt.code_min, fmt.code_max, int(fmt.signed), int(exact_ties))
 
 
 def quantize(x: torch.Tensor, out: torch.Tensor, fmt: Logarithmic, rounding: int, seed: int, rand_bits: int) -> None:
     nearest = rounding in _NEAREST
-    lookup = _device_table(fmt, x.dtype, nearest, x.device)
+    lookup = _device_table(fmt.spec, x.dtype, nearest, str(x.device))
     if x.is_cuda:
         exact_ties = fmt.nearest_thresholds(23)[1]
         cuda.launch("cuda/nonuniform.cu", cuda.kernel_name("lns", rounding, x.dtype), x, out,
