@@ -16,10 +16,10 @@ _FLOATS = (torch.float32, torch.float64)
 
 @functools.cache
 def _by_type() -> dict[type, object]:
-    from qsim.backends import block, elementwise, logarithmic, posit
-    from qsim.backends import overq
+    from qsim.backends import block, elementwise, logarithmic, overq, posit
 
-    return {fmt_type: module for module in (elementwise, block, posit, logarithmic, overq) for fmt_type in module.FORMATS}
+    return {fmt_type: module for module in (elementwise, block, posit, logarithmic, overq)
+            for fmt_type in module.FORMATS}
 
 
 def supports(fmt: Format) -> bool:
