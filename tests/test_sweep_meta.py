@@ -224,3 +224,40 @@ def test_a_meta_task_trains_and_reports_its_error():
     assert job.call(narrow, 0)["error"] > 50.0  # 5-bit floats flush the gradients: no better than chance
     with pytest.raises(ValueError, match="task"):
         make_meta_job("no-such-task")
+
+
+MATMUL_SPACE = """
+[sweep]
+job = "matmul"
+[job]
+m = 8
+k = 32
+n = 8
+[space]
+weight = { float = { exp = "3..4", man = "1..4" } }
+activation = ["float<e4m2>", "float<e5m3>", "bf16"]
+"""
+
+
+def test_cli_estimates_a_new_task_from_history_and_reports_closeness(tmp_path, capsys):
+    from qsim.cli import main
+    from qsim.sweep.jobs import make_matmul_job
+
+    space = tmp_path / "space.toml"
+    space.write_text(MATMUL_SPACE)
+    configs = space_from_dict({"weight": {"float": {"exp": "3..4", "man": "1..4"}},
+                               "activation": ["float<e4m2>", "float<e5m3>", "bf16"]}).configs()
+    with ResultStore(tmp_path / "history.db") as store, cf.ThreadPoolExecutor(2) as pool:
+        for m, k, rounding in itertools.product((4, 16), (16, 64), ("nearest", "stochastic")):
+            run_sweep(make_matmul_job(m, k, 8, rounding), configs, store, pool, progress=False)
+    meta_csv = MetaData.from_stores([tmp_path / "history.db"], costs=("bit_ops",)).to_csv(tmp_path / "meta.csv")
+    assert len(MetaData.from_csv(meta_csv).tasks) == 8  # one job name, eight parameter sets: eight tasks
+    args = ["sweep", str(space), "--executor", "thread", "--out", str(tmp_path / "out"), "--no-progress",
+            "--budget", "5", "--estimate", "meta", "--meta", str(meta_csv), "--compare"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "5 of 24 configurations run" in printed and "estimated Pareto frontier of matmul" in printed
+    assert "measured" in printed and "(19 saved): recall" in printed
+    assert (tmp_path / "out" / "frontier.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="needs --budget"):
+        main(["sweep", str(space), "--out", str(tmp_path / "o2"), "--estimate", "meta", "--meta", str(meta_csv)])

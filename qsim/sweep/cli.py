@@ -10,6 +10,8 @@ import argparse
 import contextlib
 from pathlib import Path
 
+from .meta_cli import add_meta_arguments
+
 HELP = "run a precision sweep (default: a small CNN on sklearn digits) and show its error/cost Pareto frontier"
 
 
@@ -32,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                      "(or this fraction of them, if below 1) by active search")
     parser.add_argument("--compare", action="store_true", help="with --budget: then run the full sweep and "
                                                                "report how close the estimate was")
+    add_meta_arguments(parser)
     parser.add_argument("--retry-errors", action="store_true", help="evaluate stored errors again")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -101,6 +104,10 @@ def run(args) -> int:
                   f"objectives {', '.join(objectives)}")
     estimate = None
     with ResultStore(db_path) as store, _executor(args.executor, args.workers) as executor:
+        if args.estimate == "meta":
+            from .meta_cli import run_meta
+            run_meta(args, spec, seed, objectives, store, executor, console, plot_path)
+            return 0
         if args.budget is not None:
             budget = math.ceil(args.budget * len(configs)) if args.budget < 1 else int(args.budget)
             estimate = active_frontier(spec.job, configs, store, budget, objectives, executor, seed,
