@@ -261,3 +261,23 @@ def test_cli_estimates_a_new_task_from_history_and_reports_closeness(tmp_path, c
     assert (tmp_path / "out" / "frontier.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="needs --budget"):
         main(["sweep", str(space), "--out", str(tmp_path / "o2"), "--estimate", "meta", "--meta", str(meta_csv)])
+
+
+def family_error_diverging(config, sensitivity: float, range_need: float):
+    """family_error, except that the narrowest configuration diverges."""
+    narrowest = config.get("weight") == "float<e2m1>" and config.get("activation") == "float<e4m2>"
+    return {"error": float("nan")} if narrowest else family_error(config, sensitivity, range_need)
+
+
+def test_a_diverged_run_is_left_out_or_scored_as_told(tmp_path):
+    meta = MetaData.from_array([[family_error(c, s, r)["error"] for c in CONFIGS] for s, r in ((1, 0.1), (2, 0.05))],
+                               CONFIGS)
+    job = Job("diverging", family_error_diverging, (("sensitivity", 1.5), ("range_need", 0.1)), PROFILE, (BIT_OPS,),
+              objectives=("error", "bit_ops"))
+    narrowest = CONFIGS.index(Config.from_dict({"weight": "float<e2m1>", "activation": "float<e4m2>"}))
+    with ResultStore(tmp_path / "r.db") as store, cf.ThreadPoolExecutor(2) as pool:
+        with pytest.warns(UserWarning, match="no finite error"):
+            left_out = meta_frontier(job, CONFIGS, store, len(CONFIGS), meta, executor=pool, rank=2)
+        scored = meta_frontier(job, CONFIGS, store, len(CONFIGS), meta, executor=pool, rank=2, diverged_error=99.0)
+    assert left_out.measured.sum() == len(CONFIGS) - 1 and not left_out.measured[narrowest]
+    assert scored.measured.all() and scored.errors[narrowest] == 99.0

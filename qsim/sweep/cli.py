@@ -96,6 +96,9 @@ def run(args) -> int:
     if len(objectives) < 2:
         raise ValueError(f"--objectives: expected 2 or more comma-separated names, got {args.objectives!r}")
     configs = spec.space.configs()
+    if args.estimate == "meta" and not args.space:
+        from .meta import load_meta
+        configs = list(load_meta(args.meta).configs)  # without a sweep file: the matrix's columns
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     db_path = Path(args.db) if args.db else out / "results.db"
@@ -106,7 +109,7 @@ def run(args) -> int:
     with ResultStore(db_path) as store, _executor(args.executor, args.workers) as executor:
         if args.estimate == "meta":
             from .meta_cli import run_meta
-            run_meta(args, spec, seed, objectives, store, executor, console, plot_path)
+            run_meta(args, spec, configs, seed, objectives, store, executor, console, plot_path)
             return 0
         if args.budget is not None:
             budget = math.ceil(args.budget * len(configs)) if args.budget < 1 else int(args.budget)

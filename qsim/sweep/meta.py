@@ -240,7 +240,8 @@ def _to_model_space(errors: np.ndarray, transform: str) -> np.ndarray:
         return errors
     if transform == "logit":
         if np.nanmin(errors) < 0 or np.nanmax(errors) > 100:
-            raise ValueError("transform 'logit': expected errors in percent, within [0, 100]")
+            raise ValueError("transform 'logit': expected errors in percent, within [0, 100]; use transform "
+                             "'none' (--transform none) for other metrics")
         p = np.clip(errors / 100.0, _LOGIT_EPS, 1 - _LOGIT_EPS)
         return np.log(p / (1 - p))
     raise ValueError(f"transform: expected one of {TRANSFORMS}, got {transform!r}")
@@ -491,7 +492,7 @@ def frontier_metrics(true_errors, costs: dict, on_frontier, cost: str | None = N
     two = (two - lo) / np.where(hi > lo, hi - lo, 1.0)
     ref = np.array([1.1, 1.1])
     best = hypervolume_2d(two, ref)
-    return {**closeness, "hypervolume_loss": (best - hypervolume_2d(two[on_frontier], ref)) / best}
+    return {**closeness, "hypervolume_loss": float((best - hypervolume_2d(two[on_frontier], ref)) / best)}
 
 
 def meta_metrics(true_errors, estimate: MetaEstimate, cost: str | None = None) -> dict[str, float]:
@@ -506,9 +507,11 @@ def meta_metrics(true_errors, estimate: MetaEstimate, cost: str | None = None) -
 
 def meta_frontier(job, configs, store, k: int, meta: MetaData | None = None, objectives=None, executor=None,
                   seed: int = 0, method: str = "d-optimal", rank: int | None = None, transform: str = "none",
-                  progress: bool = False) -> MetaEstimate:
+                  diverged_error: float | None = None, progress: bool = False) -> MetaEstimate:
     """Estimate `job`'s frontier over `configs` (columns of `meta`, default: the shipped matrix) from k
-    evaluations chosen by `method`; evaluations go through run_sweep into `store` (resumable)."""
+    evaluations chosen by `method`; evaluations go through run_sweep into `store` (resumable). A run
+    that diverged or failed counts as `diverged_error` (e.g. the error at chance, as the shipped matrix
+    scores divergence), or, when None, is left out of the prediction with a warning."""
     from .job import result_key
     from .runner import run_sweep
 
@@ -530,6 +533,7 @@ def meta_frontier(job, configs, store, k: int, meta: MetaData | None = None, obj
     for i in chosen:
         record = stored[result_key(job, configs[i], seed)]
         value = record.metrics.get(objectives[0], math.nan) if record.status == "ok" else math.nan
+        value = diverged_error if not math.isfinite(value) and diverged_error is not None else value
         if math.isfinite(value):
             measured.append(i)
             values.append(value)

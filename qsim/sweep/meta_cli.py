@@ -1,8 +1,9 @@
 """`qsim sweep --budget K --estimate meta`: a new task's frontier from K runs and the meta-training matrix.
 
 Exports `add_meta_arguments` and `run_meta` for qsim.sweep.cli. The configurations are the sweep
-file's (each must be a column of the matrix) or, without a file, every column of the matrix; the K
-runs go into the result store like any sweep, the rest of the row is predicted (qsim.sweep.meta).
+file's (each must be a column of the matrix) or, without a file, every column of the matrix (cli
+chooses them); the K runs go into the result store like any sweep, the rest of the row is
+predicted (qsim.sweep.meta).
 """
 from __future__ import annotations
 
@@ -21,11 +22,15 @@ def add_meta_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--design", choices=DESIGNS, default="d-optimal",
                         help="with --estimate meta: which configurations to run (default d-optimal)")
     parser.add_argument("--rank", type=int, help="with --estimate meta: rank of the model (default: cross-validation)")
-    parser.add_argument("--transform", choices=TRANSFORMS, default="none",
-                        help="with --estimate meta: model the errors as they are or their logit")
+    parser.add_argument("--diverged-error", type=float,
+                        help="with --estimate meta: count a run that diverged as this error (e.g. 90 for ten "
+                             "classes at chance, as the shipped matrix does); default: leave it out")
+    parser.add_argument("--transform", choices=TRANSFORMS, default="logit",
+                        help="with --estimate meta: model the logit of the errors (default; errors in %%, as the "
+                             "shipped matrix's) or the errors as they are ('none', for other metrics)")
 
 
-def run_meta(args, spec, seed, objectives, store, executor, console, plot_path) -> None:
+def run_meta(args, spec, configs, seed, objectives, store, executor, console, plot_path) -> None:
     """Estimate, print and plot the estimated frontier (measured and predicted points), and with --compare
     run the full sweep and print how close the estimate came."""
     import numpy as np
@@ -40,10 +45,9 @@ def run_meta(args, spec, seed, objectives, store, executor, console, plot_path) 
     if args.budget is None:
         raise ValueError("--estimate meta: needs --budget (how many configurations to run)")
     meta = load_meta(args.meta)
-    configs = spec.space.configs() if args.space else list(meta.configs)
     budget = math.ceil(args.budget * len(configs)) if args.budget < 1 else int(args.budget)
     estimate = meta_frontier(spec.job, configs, store, budget, meta, objectives, executor, seed, args.design,
-                             args.rank, args.transform, progress=not args.no_progress)
+                             args.rank, args.transform, args.diverged_error, progress=not args.no_progress)
     console.print(f"meta estimate ({args.design}): {int(estimate.measured.sum())} of {len(configs)} configurations "
                   f"run, the rest predicted from {len(meta.tasks)} earlier tasks (rank {estimate.rank})")
     table = Table(title=f"estimated Pareto frontier of {spec.job.name} ({int(estimate.on_frontier.sum())} of "
@@ -61,6 +65,11 @@ def run_meta(args, spec, seed, objectives, store, executor, console, plot_path) 
         stored = {r.key: r for r in store.records(spec.job.name)}
         records = [stored[result_key(spec.job, c, seed)] for c in configs]
         truth = np.array([r.metrics.get(objectives[0], math.nan) if r.status == "ok" else math.nan for r in records])
+        if args.diverged_error is not None:
+            truth[np.isnan(truth)] = args.diverged_error
+        if np.isnan(truth).any():
+            raise ValueError(f"--compare: {int(np.isnan(truth).sum())} configurations diverged or failed, so the "
+                             "true frontier is unknown; pass --diverged-error to score them")
         metrics = meta_metrics(truth, estimate)
         console.print(f"estimate from {metrics['evaluations']}/{len(configs)} configurations "
                       f"({metrics['evaluations_saved']} saved): recall {metrics['recall']:.2f}, precision "
