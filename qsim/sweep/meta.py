@@ -353,11 +353,11 @@ class LowRankModel:
         return cls(meta.configs, vt[:rank].T, tasks.mean(axis=0), cov, noise, transform,
                    _from_model_space(z, transform))
 
-    def posterior(self, measured) -> tuple[np.ndarray, np.ndarray]:
-        """The posterior precision M (r, r) of a task's factors given the measured column indices, and M^-1."""
+    def posterior_cov(self, measured) -> np.ndarray:
+        """M^-1 (r, r): the covariance of a task's factors after measuring these column indices, where
+        M = Sigma^-1 + V_S^T V_S / sigma^2 is the posterior precision."""
         v = self.col_factors[list(measured)]  # (k, r)
-        precision = np.linalg.inv(self.prior_cov) + v.T @ v / self.noise_var
-        return precision, np.linalg.inv(precision)
+        return np.linalg.inv(np.linalg.inv(self.prior_cov) + v.T @ v / self.noise_var)
 
 
 def design(model: LowRankModel, k: int, method: str = "d-optimal", costs=None, measured=(),
@@ -380,7 +380,7 @@ def design(model: LowRankModel, k: int, method: str = "d-optimal", costs=None, m
         return [int(j) for j in np.random.default_rng(seed).choice(todo, size=k, replace=False)]
     chosen = []
     for _ in range(k):
-        _, inverse = model.posterior(measured + chosen)
+        inverse = model.posterior_cov(measured + chosen)
         v = model.col_factors[todo]  # (m, r)
         # log det gain of adding column j: log(1 + v_j^T M^-1 v_j / sigma^2) (matrix determinant lemma)
         gain = np.log1p(np.einsum("ij,jk,ik->i", v, inverse, v) / model.noise_var)
@@ -408,7 +408,7 @@ def estimate_row(model: LowRankModel, measured, values) -> tuple[np.ndarray, np.
     if not np.isfinite(values).all():
         raise ValueError("values: measured errors must be finite (drop diverged runs, or give them an error)")
     y = _to_model_space(values, model.transform)
-    precision, inverse = model.posterior(measured)
+    inverse = model.posterior_cov(measured)
     v = model.col_factors
     u = inverse @ (np.linalg.inv(model.prior_cov) @ model.prior_mean + v[measured].T @ y / model.noise_var)  # (r,)
     mean = v @ u  # (n,)
