@@ -23,7 +23,7 @@ the test targets' variance (the error of predicting the mean), capped at 100. A 
 becomes NaN/inf stops there and scores the error of a constant prediction (the majority class, or
 100), so a diverged configuration is a bad entry of the matrix rather than a missing one.
 
-Regenerate the shipped matrix (about 10 minutes on 2 cores):
+Regenerate the shipped matrix (960 runs; 14 minutes on 2 cores shared with other work):
 
     python -m qsim.sweep.meta_tasks --db meta_build.db --out qsim/data/meta/peppp_tasks.csv
 """
