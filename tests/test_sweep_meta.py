@@ -281,3 +281,18 @@ def test_a_diverged_run_is_left_out_or_scored_as_told(tmp_path):
         scored = meta_frontier(job, CONFIGS, store, len(CONFIGS), meta, executor=pool, rank=2, diverged_error=99.0)
     assert left_out.measured.sum() == len(CONFIGS) - 1 and not left_out.measured[narrowest]
     assert scored.measured.all() and scored.errors[narrowest] == 99.0
+
+
+def test_wide_csv_with_unknown_entries_and_per_configuration_costs(tmp_path):
+    configs = grid_configs(3)
+    path = tmp_path / "wide.csv"
+    path.write_text("task," + ",".join(c.label() for c in configs) + "\nresnet,12.5,,30\nvit,nan,8,20.25\n")
+    meta = MetaData.from_csv(path, costs={"memory_kib": [1.0, 2.0, 3.0]})
+    assert meta.tasks == ("resnet", "vit") and meta.configs == tuple(configs)
+    np.testing.assert_array_equal(meta.errors, [[12.5, np.nan, 30.0], [np.nan, 8.0, 20.25]])
+    np.testing.assert_array_equal(meta.costs["memory_kib"], [[1, 2, 3], [1, 2, 3]])
+    with pytest.raises(ValueError, match=r"costs\['memory_kib'\]"):
+        MetaData.from_csv(path, costs={"memory_kib": [1.0, 2.0]})
+    path.write_text("name,a\n")
+    with pytest.raises(ValueError, match="first column is 'task'"):
+        MetaData.from_csv(path)

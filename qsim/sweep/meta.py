@@ -101,8 +101,9 @@ class MetaData:
             raise ValueError("tasks: the same task name appears in two rows")
         costs = {}
         for name, values in self.costs.items():
-            values = np.broadcast_to(np.asarray(values, dtype=float), errors.shape) \
-                if np.ndim(values) in (1, 2) else None
+            values = np.asarray(values, dtype=float)
+            values = np.broadcast_to(values, errors.shape) if values.shape in ((len(self.configs),), errors.shape) \
+                else None
             if values is None or not np.isfinite(values).all():
                 raise ValueError(f"costs[{name!r}]: expected finite values per configuration ({len(self.configs)},) "
                                  f"or per task and configuration {errors.shape}")
