@@ -58,7 +58,9 @@ _LOGIT_EPS = 1e-3  # errors are clipped to [0.1%, 99.9%] before the logit, which
 
 
 def config_from_label(label: str) -> Config:
-    """The configuration that Config.label() printed as `label` ("W=bf16 A=fp8_e4m3", "fp32")."""
+    """The configuration that Config.label() printed as `label` ("W=bf16 A=fp8_e4m3", "fp32"). A label
+    names a layer group ("fc.W=...") but not its matchers, so a grouped configuration read back from a
+    CSV has none: keep such history in result stores (MetaData.from_stores keeps them)."""
     if not isinstance(label, str) or not label.strip():
         raise ValueError(f"configuration label: expected text such as 'W=bf16 A=fp8_e4m3', got {label!r}")
     if label.strip() == "fp32":
