@@ -147,8 +147,8 @@ class MetaData:
             errors[i, j] = np.mean(finite) if finite else np.nan
             for name in costs:
                 cost_arrays[name][i, j] = task_costs[(name, task, config)]
-        # a task never run under a configuration still has a cost there only if its model says so: leave
-        # such gaps to the configuration's mean cost over the other tasks (used for plots, not for fitting)
+        # a (task, configuration) never run has no stored cost: give it the configuration's mean cost over
+        # the tasks that ran it (the fit never reads costs; they only place the frontier's points)
         for name, values in cost_arrays.items():
             gaps = np.isnan(values)
             if gaps.any():
