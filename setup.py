@@ -30,6 +30,8 @@ ext = Pybind11Extension(
 setup(
     ext_modules=[ext],
     cmdclass={"build_ext": build_ext},
-    packages=["qsim", "qsim.backends", "qsim.formats", "qsim.nn", "qsim.sweep", "qsim.hw", "qsim.data", "qsim.data.formats", "qsim.data.hw_models"],
-    package_data={"qsim.data.formats": ["*.toml"], "qsim.data.hw_models": ["*.toml", "devices/*.toml"]},
+    packages=["qsim", "qsim.backends", "qsim.formats", "qsim.nn", "qsim.sweep", "qsim.hw", "qsim.data",
+              "qsim.data.formats", "qsim.data.hw_models", "qsim.data.meta"],
+    package_data={"qsim.data.formats": ["*.toml"], "qsim.data.hw_models": ["*.toml", "devices/*.toml"],
+                  "qsim.data.meta": ["*.csv"]},
 )

@@ -10,6 +10,8 @@ import argparse
 import contextlib
 from pathlib import Path
 
+from .meta_cli import add_meta_arguments
+
 HELP = "run a precision sweep (default: a small CNN on sklearn digits) and show its error/cost Pareto frontier"
 
 
@@ -32,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                      "(or this fraction of them, if below 1) by active search")
     parser.add_argument("--compare", action="store_true", help="with --budget: then run the full sweep and "
                                                                "report how close the estimate was")
+    add_meta_arguments(parser)
     parser.add_argument("--retry-errors", action="store_true", help="evaluate stored errors again")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -93,6 +96,9 @@ def run(args) -> int:
     if len(objectives) < 2:
         raise ValueError(f"--objectives: expected 2 or more comma-separated names, got {args.objectives!r}")
     configs = spec.space.configs()
+    if args.estimate == "meta" and not args.space:
+        from .meta import load_meta
+        configs = list(load_meta(args.meta).configs)  # without a sweep file: the matrix's columns
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     db_path = Path(args.db) if args.db else out / "results.db"
@@ -101,6 +107,10 @@ def run(args) -> int:
                   f"objectives {', '.join(objectives)}")
     estimate = None
     with ResultStore(db_path) as store, _executor(args.executor, args.workers) as executor:
+        if args.estimate == "meta":
+            from .meta_cli import run_meta
+            run_meta(args, spec, configs, seed, objectives, store, executor, console, plot_path)
+            return 0
         if args.budget is not None:
             budget = math.ceil(args.budget * len(configs)) if args.budget < 1 else int(args.budget)
             estimate = active_frontier(spec.job, configs, store, budget, objectives, executor, seed,

@@ -4,6 +4,7 @@ Exports `plot_frontier(results, objectives, path, axis_labels)`, which writes a 
 matplotlib's Agg backend. The x axis is the second objective (a cost), the y axis the first (an
 error); with more than two objectives the frontier is still computed on all of them and the title says so.
 Configurations that diverged or failed are drawn as crosses at the top edge so they are not forgotten.
+Results with a boolean "measured" column (an estimated frontier, qsim.sweep.meta) ring the measured points.
 """
 from __future__ import annotations
 
@@ -43,6 +44,10 @@ def plot_frontier(results, objectives, path, axis_labels=None, title=None) -> Pa
         ax.annotate(row["label"], (row[x_name], row[y_name]), xytext=(-8 if right_half else 8, 10 if i % 2 else -14),
                     textcoords="offset points", fontsize=7.5, color="darkred", ha="right" if right_half else "left",
                     bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.75})
+    if "measured" in ok.columns:  # an estimated frontier: ring the points that were run, the rest are predictions
+        runs = ok[ok["measured"].astype(bool)]
+        ax.scatter(runs[x_name], runs[y_name], s=130, facecolor="none", edgecolor="tab:blue", lw=1.5,
+                   label=f"measured ({len(runs)}; others predicted)", zorder=5)
     if len(failed) and x_name in failed.columns:
         top = np.nanmax(ok[y_name]) if len(ok) else 1.0
         ax.scatter(failed[x_name], np.full(len(failed), top), marker="x", color="tab:purple",

@@ -1,0 +1,111 @@
+"""Leave-one-task-out validation of meta-learned frontiers on the shipped matrix (qsim/data/meta).
+
+For every task of the matrix: hide its row, fit the low-rank model on the other tasks (on the
+logit of the error, rank by cross-validation on them), choose k configurations (greedy D-optimal, cost-aware D-optimal, random
+averaged over seeds), "evaluate" them by reading the hidden row, predict the rest and mark the
+estimated frontier of (error, memory_kib of that task). The existing Gaussian-process search
+(`active_frontier`, which knows nothing of other tasks) gets the same k evaluations of the same row,
+through run_sweep and a result store like any job. Each method's frontier is scored against the
+task's true frontier: recall, precision, relative hypervolume loss (qsim.sweep.meta.frontier_metrics),
+and, for the meta methods, the RMSE of the predicted errors (percentage points).
+
+    python benchmarks/meta_frontier.py [--k 3..10] [--random-seeds 10] [--transform logit] [--no-gp]
+
+The numbers are deterministic (seeded); only the run time depends on the machine's load.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import functools
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from qsim.sweep.budget import active_frontier
+from qsim.sweep.costs import Cost, ModelProfile
+from qsim.sweep.job import Job
+from qsim.sweep.meta import LowRankModel, design, frontier_metrics, load_meta, make_estimate, meta_metrics
+from qsim.sweep.store import ResultStore
+
+METRICS = ("recall", "precision", "hypervolume_loss", "rmse")
+
+
+def lookup(config, errors: dict) -> dict:
+    """The job of a task whose errors are known: read its row (keyed by configuration label)."""
+    return {"error": errors[config.label()]}
+
+
+def _lookup_cost(values: dict, profile, config) -> float:
+    return values[config.label()]
+
+
+def row_job(name: str, configs, errors, memory) -> Job:
+    labels = [c.label() for c in configs]
+    cost = Cost("memory_kib", "KiB", functools.partial(_lookup_cost, dict(zip(labels, memory))), "memory", "")
+    return Job(name, lookup, (("errors", dict(zip(labels, map(float, errors)))),), ModelProfile((), batch_size=1), (cost,))
+
+
+def gp_metrics(job, configs, errors, memory, k: int, db: Path) -> dict:
+    with ResultStore(db) as store, cf.ThreadPoolExecutor(1) as pool:
+        result = active_frontier(job, configs, store, k, ("error", "memory_kib"), pool, seed=0)
+    mask = np.array([c in set(result.frontier) for c in configs])
+    return {**frontier_metrics(errors, {"memory_kib": memory}, mask), "rmse": np.nan}
+
+
+def run(ks, random_seeds: int, transform: str, with_gp: bool, rank: int | None):
+    meta = load_meta()
+    methods = ["d-optimal", "cost", "random"] + (["gp"] if with_gp else [])
+    results = {(m, k): [] for m in methods for k in ks}
+    ranks = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for t, task in enumerate(meta.tasks):
+            model = LowRankModel.fit(meta.drop_task(task), rank, transform)
+            ranks.append(model.rank)
+            truth, memory = meta.errors[t], meta.costs["memory_kib"][t]
+            costs = {"memory_kib": memory}
+            job = row_job(f"row{t}", meta.configs, truth, memory)
+            for k in ks:
+                for method in ("d-optimal", "cost"):
+                    chosen = design(model, k, method, memory)
+                    results[method, k].append(meta_metrics(truth, make_estimate(model, chosen, truth[chosen], costs)))
+                runs = [meta_metrics(truth, make_estimate(model, chosen, truth[chosen], costs))
+                        for chosen in (design(model, k, "random", seed=s) for s in range(random_seeds))]
+                results["random", k].append({m: np.mean([r[m] for r in runs]) for m in METRICS})
+                if with_gp:
+                    results["gp", k].append(gp_metrics(job, list(meta.configs), truth, memory, k,
+                                                       Path(tmp) / f"gp{t}_{k}.db"))
+            print(f"{task}: rank {model.rank}", flush=True)
+    return meta, methods, results, ranks
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--k", default="3..10", help="evaluations per task, 'a..b' (default 3..10)")
+    parser.add_argument("--random-seeds", type=int, default=10)
+    parser.add_argument("--transform", default="logit", choices=("none", "logit"))
+    parser.add_argument("--rank", type=int, help="fixed rank (default: cross-validation per held-out task)")
+    parser.add_argument("--no-gp", action="store_true", help="skip the Gaussian-process baseline")
+    args = parser.parse_args(argv)
+    lo, hi = map(int, args.k.split(".."))
+    meta, methods, results, ranks = run(range(lo, hi + 1), args.random_seeds, args.transform, not args.no_gp,
+                                        args.rank)
+    console = Console(width=120)
+    console.print(f"{len(meta.tasks)} tasks x {len(meta.configs)} configurations, leave one task out, transform "
+                  f"{args.transform}, ranks chosen {sorted(set(ranks))} (median {int(np.median(ranks))})")
+    for metric in METRICS:
+        table = Table(title=f"{metric} (mean over tasks; random: also over {args.random_seeds} seeds)")
+        table.add_column("method")
+        for k in range(lo, hi + 1):
+            table.add_column(f"k={k}", justify="right")
+        for method in methods:
+            table.add_row(method, *(f"{np.mean([r[metric] for r in results[method, k]]):.3f}"
+                                    for k in range(lo, hi + 1)))
+        console.print(table)
+
+
+if __name__ == "__main__":
+    main()
