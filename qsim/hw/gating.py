@@ -204,15 +204,8 @@ class ChannelGatingArray(OutputStationary):
             "ifmap": dense["sram_ifmap_write_bytes"], "filter": dense["sram_filter_write_bytes"],
             "ofmap": base["sram_ofmap_write_bytes"] + outputs * acc_bytes,
         }
-        kib = {"ifmap": accel.memory.ifmap_sram_kib, "filter": accel.memory.filter_sram_kib,
-               "ofmap": accel.memory.ofmap_sram_kib}
-        energy = {
-            "mac": macs * table.mac_pj(layer.weight_bits, layer.act_bits, pe.accumulator_bits, layer.arith),
-            "register": macs * (layer.weight_bits + layer.act_bits + pe.accumulator_bits) * table.register_pj_per_bit,
-            "sram": sum((sram_read[op] + sram_write[op]) * 8 * table.sram_pj_per_bit(kib[op]) for op in kib),
-            "dram": dense["energy_dram_pj"],
-            "gate": outputs * table.arith("int").add(pe.accumulator_bits),
-        }
+        energy = self.energy(layer, macs, sram_read, sram_write, dense["dram_read_bytes"] + dense["dram_write_bytes"])
+        energy["gate"] = outputs * table.arith("int").add(pe.accumulator_bits)
         row = dict(dense)
         row.update({
             "macs": macs, "folds": base["folds"], "compute_cycles": compute, "stall_cycles": total - compute,
@@ -226,8 +219,8 @@ class ChannelGatingArray(OutputStationary):
             "ideal_speedup": layer.macs / macs, "achieved_speedup": dense_total / total,
             "imbalance": cond_cycles / cond["cycles"]["ideal"] if cond["cycles"]["ideal"] else 1.0,
         })
-        row.update({f"sram_{op}_read_bytes": sram_read[op] for op in kib})
-        row.update({f"sram_{op}_write_bytes": sram_write[op] for op in kib})
+        row.update({f"sram_{op}_read_bytes": sram_read[op] for op in sram_read})
+        row.update({f"sram_{op}_write_bytes": sram_write[op] for op in sram_write})
         row.update({f"energy_{c}_pj": e for c, e in energy.items()})
         row["energy_pj"] = sum(energy.values())
         return row

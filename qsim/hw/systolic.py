@@ -143,16 +143,8 @@ class SystolicArray:
                       "ofmap": g * (outputs * bytes_of["ofmap"] + psum_bytes
                                     + _all_passes(parts["psum"], plan.col_folds))}
 
-        table, pe = accel.energy, accel.pe
         macs = layer.macs
-        kib = {"ifmap": accel.memory.ifmap_sram_kib, "filter": accel.memory.filter_sram_kib,
-               "ofmap": accel.memory.ofmap_sram_kib}
-        energy = {
-            "mac": macs * table.mac_pj(layer.weight_bits, layer.act_bits, pe.accumulator_bits, layer.arith),
-            "register": macs * (layer.weight_bits + layer.act_bits + pe.accumulator_bits) * table.register_pj_per_bit,
-            "sram": sum((sram_read[op] + sram_write[op]) * 8 * table.sram_pj_per_bit(kib[op]) for op in kib),
-            "dram": (dram_read + dram_write) * 8 * table.dram_pj_per_bit,
-        }
+        energy = self.energy(layer, macs, sram_read, sram_write, dram_read + dram_write)
         slots = g * plan.folds * self.rows * self.cols
         row = {
             "layer": layer.name, "op": layer.op, "macs": macs,
@@ -166,12 +158,24 @@ class SystolicArray:
             "overall_utilization": macs / (total_cycles * self.rows * self.cols * float(rate)),
             "mapping_efficiency": g * plan.dims[self.rows_dim] * plan.dims[self.cols_dim] / slots,
         }
-        row.update({f"sram_{op}_read_bytes": sram_read[op] for op in kib})
-        row.update({f"sram_{op}_write_bytes": sram_write[op] for op in kib})
+        row.update({f"sram_{op}_read_bytes": sram_read[op] for op in sram_read})
+        row.update({f"sram_{op}_write_bytes": sram_write[op] for op in sram_write})
         row.update({"dram_read_bytes": dram_read, "dram_write_bytes": dram_write})
         row.update({f"energy_{c}_pj": energy[c] for c in ENERGY_COMPONENTS})
         row["energy_pj"] = sum(energy.values())
         return row
+
+    def energy(self, layer: Layer, macs: float, sram_read: dict, sram_write: dict, dram_bytes: float) -> dict:
+        """pJ by component of `macs` MACs at the layer's widths and of the SRAM (bytes per buffer) and DRAM
+        traffic given: MAC, register, SRAM and DRAM energy from the accelerator's cost table."""
+        table, pe, memory = self.accel.energy, self.accel.pe, self.accel.memory
+        kib = {"ifmap": memory.ifmap_sram_kib, "filter": memory.filter_sram_kib, "ofmap": memory.ofmap_sram_kib}
+        return {
+            "mac": macs * table.mac_pj(layer.weight_bits, layer.act_bits, pe.accumulator_bits, layer.arith),
+            "register": macs * (layer.weight_bits + layer.act_bits + pe.accumulator_bits) * table.register_pj_per_bit,
+            "sram": sum((sram_read[op] + sram_write[op]) * 8 * table.sram_pj_per_bit(kib[op]) for op in kib),
+            "dram": dram_bytes * 8 * table.dram_pj_per_bit,
+        }
 
     def _dram_schedule(self, plan: FoldPlan, unique: dict, psum_set_bytes: float):
         """Bytes loaded before each fold of the first and of a later column pass, bytes written after each.
