@@ -14,6 +14,7 @@ optimizers make thousands): a small autograd Function gives the same straight-th
 from __future__ import annotations
 
 import functools
+import warnings
 
 import torch
 
@@ -111,6 +112,9 @@ def _spec_of_name(name: str) -> str:
 def _validate(x, fmt, rounding, seed, rand_bits) -> tuple[str, int, int, int]:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x: expected a torch.Tensor; got {type(x).__name__}")
+    if x.layout != torch.strided or x.is_nested:
+        raise TypeError(f"x: expected a dense tensor; got a {'nested' if x.is_nested else x.layout} one "
+                        f"(convert it with .to_dense() or, for a nested tensor, quantize its components)")
     if x.dtype not in _DTYPES:
         raise TypeError(f"x: expected a floating tensor (float32, float64, float16 or bfloat16); got {x.dtype}")
     if not (x.is_cpu or x.is_cuda):  # (x.device builds a torch.device: ~0.5 us, a tenth of a small call)
@@ -128,6 +132,9 @@ def _validate(x, fmt, rounding, seed, rand_bits) -> tuple[str, int, int, int]:
             raise ValueError(f"rand_bits: only applies to rounding='stochastic'; got rounding={rounding!r}")
         if seed is not None and not isinstance(seed, (int, torch.Generator)):
             raise TypeError(f"seed: expected None, an int or a torch.Generator; got {type(seed).__name__}")
+        if seed is not None:
+            warnings.warn(f"seed: rounding={rounding!r} is deterministic and ignores the seed (it draws no "
+                          f"random bits; only rounding='stochastic' does)", stacklevel=3)
         seed, rand_bits = 0, _FULL_RAND_BITS
     return spec, code, seed, rand_bits
 
@@ -156,12 +163,31 @@ def quantize(x: torch.Tensor, fmt: Format | str, rounding: str = "nearest", seed
     if out.shape != x.shape or out.dtype != x.dtype or out.device != x.device:
         raise ValueError(f"out: expected shape {tuple(x.shape)}, dtype {x.dtype}, device {x.device}; got "
                          f"shape {tuple(out.shape)}, dtype {out.dtype}, device {out.device}")
+    if out.requires_grad and out.is_leaf and torch.is_grad_enabled():
+        raise RuntimeError("out: a leaf tensor that requires grad cannot be written in place (torch refuses it "
+                           "too); round it under torch.no_grad(), or use quantize(x) without out=")
+    if out is not x and _partially_overlaps(x, out):
+        x = x.clone()  # the kernel would read elements it has already written
     if _traced(x, out):
         _quantize_out_op(x, out, spec, code, seed, rand_bits)
     else:
         _quantize_into(x, out, spec, code, seed, rand_bits)
         torch.autograd.graph.increment_version(out)  # as the op would: autograd sees out was written
     return out
+
+
+def _partially_overlaps(x: torch.Tensor, out: torch.Tensor) -> bool:
+    """Do x and out share memory without being the same view (in place is fine; buf[0:4] into buf[1:5] is not)?
+    Compared by the byte spans the two views cover, which is conservative for interleaved strided views."""
+    if x.data_ptr() == out.data_ptr() and x.stride() == out.stride():
+        return False
+    spans = []
+    for t in (x, out):
+        extent = sum((size - 1) * abs(stride) for size, stride in zip(t.shape, t.stride()) if size) + 1
+        start = t.data_ptr() - sum((size - 1) * -stride for size, stride in zip(t.shape, t.stride()) if stride < 0)
+        spans.append((start, start + extent * t.element_size()))
+    (a0, a1), (b0, b1) = spans
+    return a0 < b1 and b0 < a1
 
 
 def _traced(*tensors: torch.Tensor) -> bool:
