@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 
-import pandas as pd
 import torch
 from torch import nn
 
@@ -210,7 +209,7 @@ class GateHandle:
         for module in self.modules.values():
             module.outputs_seen = module.outputs_on = 0
 
-    def stats(self) -> pd.DataFrame:
+    def stats(self) -> "pd.DataFrame":
         """Per gated layer, over the eval-mode forwards since the last reset_stats(): the fraction of gated-off
         (channel, pixel) outputs, MACs of the base path, the executed conditional path and the dense conv, and
         ideal speedup = dense / (base + conditional); a last row "total" sums the gated layers."""
@@ -221,6 +220,8 @@ class GateHandle:
                          "outputs_on": m.outputs_on, "base_macs": base * m.outputs_seen,
                          "conditional_macs": conditional * m.outputs_on,
                          "dense_macs": (base + conditional) * m.outputs_seen})
+        import pandas as pd  # imported here: `import qsim` should not pay for pandas (~0.7 s)
+
         frame = pd.DataFrame(rows, columns=["layer", "partitions", "outputs", "outputs_on", "base_macs",
                                             "conditional_macs", "dense_macs"]).set_index("layer")
         if not frame.empty:
