@@ -5,7 +5,10 @@ cost beside the bits- and 2·bits-wide baselines (qsim.hw.overq). examples/overq
 Configurations (weights per-tensor, power-of-two scaled, rounded to nearest; activations unsigned):
   fp32                    no quantization;
   W4A4 best clip          4-bit weights; 4-bit activations clipped at the step of least squared error;
-  W4A4 OCS                the same on a copy whose weights are channel-split (qsim.nn.ocs);
+  W4A4 OCS (weights)      the same on a copy whose weights are channel-split (qsim.nn.ocs);
+  W4A4 OCS (activations)  the layers after the first split their input channels instead (qsim.nn.ocs(...,
+                          activations=...)), and the split inputs are clipped at their best step; the
+                          activation error adds each channel's halves back;
   W4A4 OverQ range        4-bit activations with range overwrite (OverQ format, step calibrated "mse");
   W4A4 OverQ range+prec.  ... and precision overwrite;
   W8A8 best clip          8-bit weights and activations.
@@ -21,7 +24,7 @@ from torch import nn
 
 from qsim.formats.overq import OverQ
 from qsim.nn import QuantSpec, quantize_model
-from qsim.nn.ocs import ocs
+from qsim.nn.ocs import ChannelSplit, ocs
 from qsim.nn.overq import calibrate
 from qsim.overq import MSE_CANDIDATES, overq_quantize
 from qsim.quant import quantize
@@ -84,32 +87,43 @@ def best_clip_step(x: torch.Tensor, bits: int) -> float:
     return min(steps, key=lambda s: float((clip_quantize(x, bits, s) - x).square_().sum(dtype=torch.float64)))
 
 
-class ActivationProbe:
-    """Records, at every ReLU, the float activation (before any quantizer hook) and what the model then
-    used (after it), to measure the activation error of a configuration."""
+def unsplit(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """x as the original channels: a ChannelSplit's output with each channel's halves added back."""
+    if not isinstance(module, ChannelSplit):
+        return x
+    shape = list(x.shape)
+    shape[module.dim] = int(module.source.max()) + 1
+    return x.new_zeros(shape).index_add_(module.dim, module.source, x)
 
-    def __init__(self, model: nn.Module):
+
+class ActivationProbe:
+    """Records, at every module of `kind` (the quantized activations: ReLU outputs, or the inputs split
+    layers multiply), the float activation (before any quantizer hook) and what the model then used
+    (after it), to measure the activation error of a configuration."""
+
+    def __init__(self, model: nn.Module, kind: type = nn.ReLU):
         self.pairs: dict[str, list] = {}
         self.hooks = []
+        self.kind = kind
         for name, module in model.named_modules():
-            if isinstance(module, nn.ReLU):
+            if isinstance(module, kind):
                 self.hooks.append(module.register_forward_hook(self._before(name), prepend=True))
 
     def _before(self, name):
         def hook(module, args, output):
-            self.pairs[name] = [output.detach().clone(), None]
+            self.pairs[name] = [unsplit(module, output.detach()), None]
             return None
         return hook
 
     def attach_after(self, model: nn.Module) -> None:
         """Registered after the quantizer's hooks, so it sees the activation they produced."""
         for name, module in model.named_modules():
-            if isinstance(module, nn.ReLU):
+            if isinstance(module, self.kind):
                 self.hooks.append(module.register_forward_hook(
-                    lambda m, a, out, name=name: self.pairs[name].__setitem__(1, out.detach().clone())))
+                    lambda m, a, out, name=name: self.pairs[name].__setitem__(1, unsplit(m, out.detach()))))
 
     def mse(self) -> float:
-        """Mean over the ReLUs of the mean squared activation error."""
+        """Mean over the probed modules of the mean squared activation error."""
         errors = [float(((after - before) ** 2).mean()) for before, after in self.pairs.values()]
         return sum(errors) / len(errors)
 
@@ -118,9 +132,9 @@ class ActivationProbe:
             hook.remove()
 
 
-def _clip_hooks(model: nn.Module, x_calibration: torch.Tensor, bits: int) -> list:
-    """Forward hooks that clip every ReLU output at its best step, calibrated on x_calibration."""
-    relus = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.ReLU)]
+def _clip_hooks(model: nn.Module, x_calibration: torch.Tensor, bits: int, kind: type = nn.ReLU) -> list:
+    """Forward hooks that clip every output of a module of `kind` at its best step, calibrated on x_calibration."""
+    relus = [(name, m) for name, m in model.named_modules() if isinstance(m, kind)]
     seen = {}
     hooks = [m.register_forward_hook(lambda m, a, out, name=name: seen.__setitem__(name, out.detach()))
              for name, m in relus]
@@ -133,18 +147,20 @@ def _clip_hooks(model: nn.Module, x_calibration: torch.Tensor, bits: int) -> lis
             for name, m in relus]
 
 
-def evaluate(model, x_calibration, x_test, y_test, weight_bits: int, act_bits: int, overq: OverQ | None):
-    """(accuracy, activation MSE) of one configuration; the model is left as it was."""
+def evaluate(model, x_calibration, x_test, y_test, weight_bits: int, act_bits: int, overq: OverQ | None,
+             kind: type = nn.ReLU):
+    """(accuracy, activation MSE) of one configuration, its activations the outputs of the modules of
+    `kind`; the model is left as it was."""
     weights = QuantSpec(weight=f"fixed<{weight_bits},0>", scaling="tensor")  # per-tensor power-of-two scale
     rules = [(_WEIGHT_LAYERS, weights)]
-    probe = ActivationProbe(model)
+    probe = ActivationProbe(model, kind)
     extra = []
     if overq is not None:
         rules = calibrate(model, rules + [(nn.ReLU, QuantSpec(output=overq))], x_calibration)
     handle = quantize_model(model, rules)
     try:
         if overq is None:
-            extra = _clip_hooks(model, x_calibration, act_bits)
+            extra = _clip_hooks(model, x_calibration, act_bits, kind)
         probe.attach_after(model)
         result = accuracy(model, x_test, y_test), probe.mse()
     finally:
@@ -187,18 +203,25 @@ def study(epochs: int = 15, seed: int = 0, bits: int = 4, cascade: int = 2, ocs_
     x_cal = x_train[:256]
     results = {"fp32": (accuracy(model, x_test, y_test), 0.0)}
     split = ocs(model, expand_ratio=ocs_ratio)
+    # Activation OCS splits what the ReLUs produce: the input of every layer after the first (the image
+    # entering the first is not quantized in any row), with the outliers found on the calibration images.
+    head = model[:2]
+    with torch.no_grad():
+        act_split = nn.Sequential(*head, *ocs(model[2:], expand_ratio=ocs_ratio, activations=head(x_cal)))
     configs = [
-        (f"W{bits}A{bits} best clip", model, bits, bits, None),
-        (f"W{bits}A{bits} OCS (weights, +{ocs_ratio:.0%})", split, bits, bits, None),
-        (f"W{bits}A{bits} OverQ range", model, bits, bits, OverQ(bits, cascade, "mse", precision=False)),
-        (f"W{bits}A{bits} OverQ range+precision", model, bits, bits, OverQ(bits, cascade, "mse", precision=True)),
-        (f"W{2 * bits}A{2 * bits} best clip", model, 2 * bits, 2 * bits, None),
+        (f"W{bits}A{bits} best clip", model, bits, bits, None, nn.ReLU),
+        (f"W{bits}A{bits} OCS (weights, +{ocs_ratio:.0%})", split, bits, bits, None, nn.ReLU),
+        (f"W{bits}A{bits} OCS (activations, +{ocs_ratio:.0%})", act_split, bits, bits, None, ChannelSplit),
+        (f"W{bits}A{bits} OverQ range", model, bits, bits, OverQ(bits, cascade, "mse", precision=False), nn.ReLU),
+        (f"W{bits}A{bits} OverQ range+precision", model, bits, bits, OverQ(bits, cascade, "mse", precision=True),
+         nn.ReLU),
+        (f"W{2 * bits}A{2 * bits} best clip", model, 2 * bits, 2 * bits, None, nn.ReLU),
     ]
-    for label, net, w_bits, a_bits, overq in configs:
-        results[label] = evaluate(net, x_cal, x_test, y_test, w_bits, a_bits, overq)
+    for label, net, w_bits, a_bits, overq, kind in configs:
+        results[label] = evaluate(net, x_cal, x_test, y_test, w_bits, a_bits, overq, kind)
     return {"model": model, "x_test": x_test, "results": results,
             "coverage": coverage(model, x_test, bits, (0, 1, 2, 4)),
-            "labels": {"base": configs[0][0], "overq": configs[3][0], "wide": configs[4][0]}}
+            "labels": {"base": configs[0][0], "overq": configs[4][0], "wide": configs[5][0]}}
 
 
 def hardware(model, x, accuracy_by_row: dict, name: str = "overq_ws_32x32", include_resnet18: bool = True):

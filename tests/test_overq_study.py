@@ -28,10 +28,22 @@ def test_coverage_grows_with_the_cascade_on_the_trained_cnn():
     assert covered == sorted(covered) and rows[0]["outliers"] == rows[-1]["outliers"] > 0
 
 
+def test_unsplit_adds_each_channels_halves_back():
+    from qsim.nn import ocs
+    x = torch.rand(5, 4, 3, 3)
+    x[:, 1] *= 10
+    layer = ocs(torch.nn.Conv2d(4, 2, 1), expand_ratio=0.5, activations=x)
+    y = layer.split(x)
+    assert y.shape[1] == 6 and float(y.abs().max()) < float(x.abs().max())
+    torch.testing.assert_close(overq_cli.unsplit(layer.split, y), x)
+    assert overq_cli.unsplit(torch.nn.ReLU(), y) is y
+
+
 def test_the_command_runs_end_to_end(capsys):
     assert main(["overq", "--epochs", "1", "--no-hw", "--bits", "3"]) == 0
     out = capsys.readouterr().out
-    for label in ("fp32", "W3A3 best clip", "W3A3 OCS", "W3A3 OverQ range+precision", "W6A6 best clip", "coverage"):
+    for label in ("fp32", "W3A3 best clip", "W3A3 OCS (weights", "W3A3 OCS (activations", "W3A3 OverQ range+precision",
+                  "W6A6 best clip", "coverage"):
         assert label in out
 
 
