@@ -366,3 +366,26 @@ def test_narrow_terminals_fold_table_cells_instead_of_dropping_digits():
     footer = text[text.index("├"):text.index("└")].splitlines()[1:]
     cycles = "".join(line.split("│")[4].strip() for line in footer)  # the cycles column, folded over lines
     assert cycles == f"{report.totals()['total_cycles']:,}"
+
+
+@pytest.mark.parametrize("equation, shapes", [
+    ("...ij,...jk->...ik", [(2, 3, 4, 5), (3, 5, 6)]),   # broadcast batch dims spelled as '...'
+    ("bij,bjk", [(2, 4, 5), (2, 5, 3)]),                 # implicit output
+    ("ij,jk,kl->il", [(4, 5), (5, 6), (6, 2)]),          # three operands, contracted left to right
+    ("bhqd,bhkd->bhqk", [(2, 3, 7, 8), (2, 3, 9, 8)]),   # attention scores
+])
+def test_einsum_macs_equal_the_flop_counter(equation, shapes):
+    class Two(nn.Module):
+        def forward(self, a, b):
+            return torch.einsum(equation, a, b)
+
+    class Three(nn.Module):
+        def forward(self, a, b, c):
+            return torch.einsum(equation, a, b, c)
+
+    operands = tuple(torch.randn(shape) for shape in shapes)
+    wl = workload((Two if len(shapes) == 2 else Three)(), operands)
+    assert "traced with torch.fx" in wl.notes[0]
+    with FlopCounterMode(display=False) as counter:
+        torch.einsum(equation, *operands)
+    assert sum(layer.macs for layer in wl) == counter.get_total_flops() / 2

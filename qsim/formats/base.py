@@ -58,8 +58,8 @@ def check_options(spec: str, options, groups: tuple[tuple[str, ...], ...]) -> No
         key = option.split("=", 1)[0]
         group = next((g for g in groups if key in g), (key,))
         if group in seen:
-            raise ValueError(f"fmt: {spec!r}: options {seen[group]!r} and {option!r} conflict "
-                             f"({'the same option twice' if seen[group].split('=', 1)[0] == key else 'pick one of ' + '/'.join(group)})")
+            why = "the same option twice" if seen[group].split("=", 1)[0] == key else "pick one of " + "/".join(group)
+            raise ValueError(f"fmt: {spec!r}: options {seen[group]!r} and {option!r} conflict ({why})")
         seen[group] = option
 
 

@@ -108,10 +108,11 @@ def _einsum_subscripts(equation: str, shapes) -> tuple[list[str], str]:
     terms = inputs.split(",")
     if len(terms) != len(shapes):
         raise ValueError(f"einsum {equation!r}: {len(terms)} operand subscripts for {len(shapes)} operands")
-    spare = [c for c in string.ascii_letters if c not in equation]
-    ellipsis_dims = max((len(s) - len(t.replace("...", "")) for t, s in zip(terms, shapes) if "..." in t), default=0)
-    fill = "".join(spare[:ellipsis_dims])
-    terms = [t.replace("...", fill[ellipsis_dims - (len(s) - len(t.replace("...", ""))):]) for t, s in zip(terms, shapes)]
+    spare = "".join(c for c in string.ascii_letters if c not in equation)
+    # Each operand's '...' stands for its dims beyond its letters, aligned to the right as broadcasting aligns them.
+    spans = [len(shape) - len(term.replace("...", "")) for term, shape in zip(terms, shapes)]
+    fill = spare[:max(spans, default=0)]
+    terms = [term.replace("...", fill[len(fill) - span:]) for term, span in zip(terms, spans)]
     if not arrow:  # implicit output: the broadcast dims, then the letters used once, in alphabetical order
         counts = {c: "".join(terms).count(c) for c in "".join(terms)}
         output = "..." + "".join(sorted(c for c, n in counts.items() if n == 1 and c not in fill))
@@ -286,7 +287,8 @@ class _Tracer(torch.fx.Tracer):
     would trace into): the hooks record it, so its inner calls must not be recorded again."""
 
     def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
-        return isinstance(module, (*GEMM_MODULES, *UNMODELLED_MODULES)) or super().is_leaf_module(module, qualified_name)
+        whole = isinstance(module, (*GEMM_MODULES, *UNMODELLED_MODULES))
+        return whole or super().is_leaf_module(module, qualified_name)
 
 
 def _run(model: nn.Module, inputs: tuple, found: list, skipped: list, counter: FlopCounterMode) -> str:
