@@ -160,6 +160,9 @@ def run(args) -> int:
 
     console = Console()
     if args.gating or args.schedule or gating_cli.is_gating_accelerator(args.accelerator):
+        if args.device or args.node:
+            raise ValueError("--device/--node: the command line does not estimate a channel-gating array yet; "
+                             "from Python: qsim.hw.fpga.simulate(workload, 'channel_gating_32x32', 'zcu102')")
         report = gating_cli.simulate_hw(args, build_workload, console)
     else:
         accel = load_accelerator(args.accelerator, dataflow=args.dataflow, rows=args.rows, cols=args.cols,
