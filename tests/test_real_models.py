@@ -390,3 +390,16 @@ def test_einsum_macs_equal_the_flop_counter(equation, shapes):
     with FlopCounterMode(display=False) as counter:
         torch.einsum(equation, *operands)
     assert sum(layer.macs for layer in wl) == counter.get_total_flops() / 2
+
+
+def test_the_readme_sample_topology_and_accelerator_run(capsys):
+    """examples/ ships a SCALE-Sim topology and an accelerator file to start from; the README's command runs."""
+    from pathlib import Path
+
+    from qsim.cli import main
+
+    root = Path(__file__).resolve().parent.parent
+    assert main(["hw", str(root / "examples/mobilenet_head.csv"), "--accelerator",
+                 str(root / "examples/edge_16x16.toml"), "--precision", "4,4"]) == 0
+    out = capsys.readouterr().out
+    assert "mobilenet_head on edge_16x16: 16x16 WS" in out and "conv3_" in out and "mobilenet_head.csv" in out
