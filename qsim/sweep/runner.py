@@ -20,10 +20,13 @@ import platform
 import random
 import time
 import traceback
+import warnings
 from dataclasses import dataclass
 from importlib import metadata
 
 from tqdm.auto import tqdm
+
+from qsim.nn.quantizer import FlushWarning
 
 from .job import Job, config_seed, result_key
 from .space import Config
@@ -93,7 +96,11 @@ def evaluate(job: Job, config: Config, seed: int) -> Outcome:
     start = time.perf_counter()
     try:
         _seed_everything(seed)
-        metrics = job.call(config, seed)
+        with warnings.catch_warnings():
+            # A sweep tries narrow formats on purpose; the metrics record what flushing cost, so the
+            # per-tensor warnings would only bury the progress bar.
+            warnings.simplefilter("ignore", FlushWarning)
+            metrics = job.call(config, seed)
     except Exception as err:  # the job's failure is a result to record, not a crash of the sweep
         lines = traceback.format_exception_only(type(err), err)
         return Outcome("error", {}, "".join(lines).strip(), time.perf_counter() - start, library_versions())
