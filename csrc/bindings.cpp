@@ -63,6 +63,23 @@ void def_posit(py::module_& m, const char* name, void (*kernel)(const E*, E*, in
   });
 }
 
+// OverQ along the channel axis (cpu/overq.h) over elements of type E: returns the counts (outliers, covered,
+// precise, zeros, invalid).
+template <typename E>
+void def_overq(py::module_& m, const char* name,
+               void (*kernel)(const E*, E*, uint8_t*, int64_t, int64_t, int64_t, int, int, bool, double, int64_t*)) {
+  m.def(name, [kernel](uintptr_t in, uintptr_t out, uintptr_t state, int64_t outer, int64_t length, int64_t inner,
+                       int bits, int cascade, bool precision, double scale) {
+    std::array<int64_t, qsim::kOverqCounts> counts{};
+    {
+      py::gil_scoped_release release;
+      kernel(reinterpret_cast<const E*>(in), reinterpret_cast<E*>(out), reinterpret_cast<uint8_t*>(state), outer,
+             length, inner, bits, cascade, precision, scale, counts.data());
+    }
+    return counts;
+  });
+}
+
 PYBIND11_MODULE(_C, m) {
   m.doc() = "qsim's fused CPU quantization kernels";
 
@@ -152,27 +169,6 @@ PYBIND11_MODULE(_C, m) {
         return out;
       },
       "Philox4x32-10 of one counter under one key (exposed for known-answer tests).");
-  // OverQ along the channel axis (cpu/overq.h): returns the counts (outliers, covered, precise, zeros, invalid).
-  m.def("overq_f32", [](uintptr_t in, uintptr_t out, uintptr_t state, int64_t outer, int64_t length, int64_t inner,
-                        int bits, int cascade, bool precision, double scale) {
-    std::array<int64_t, qsim::kOverqCounts> counts{};
-    {
-      py::gil_scoped_release release;
-      qsim::overq_cpu_f32(reinterpret_cast<const float*>(in), reinterpret_cast<float*>(out),
-                          reinterpret_cast<uint8_t*>(state), outer, length, inner, bits, cascade, precision, scale,
-                          counts.data());
-    }
-    return counts;
-  });
-  m.def("overq_f64", [](uintptr_t in, uintptr_t out, uintptr_t state, int64_t outer, int64_t length, int64_t inner,
-                        int bits, int cascade, bool precision, double scale) {
-    std::array<int64_t, qsim::kOverqCounts> counts{};
-    {
-      py::gil_scoped_release release;
-      qsim::overq_cpu_f64(reinterpret_cast<const double*>(in), reinterpret_cast<double*>(out),
-                          reinterpret_cast<uint8_t*>(state), outer, length, inner, bits, cascade, precision, scale,
-                          counts.data());
-    }
-    return counts;
-  });
+  def_overq<float>(m, "overq_f32", qsim::overq_cpu_f32);
+  def_overq<double>(m, "overq_f64", qsim::overq_cpu_f64);
 }
