@@ -84,6 +84,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                          "prints the largest array that fits")
     parser.add_argument("--speed-grade", help="the device's speed grade, e.g. -1 (default: the board's)")
     parser.add_argument("--node", type=float, metavar="NM", help="ASIC process node in nm: adds area and power")
+    parser.add_argument("--scalesim-compat", nargs="?", const="user", choices=("user", "calc"),
+                        help="count as SCALE-Sim v3 does (per-operand DRAM links from [memory], 1-byte words, "
+                             "write-only partial outputs), in its USER (default) or CALC bandwidth mode")
 
 
 def build_workload(args):
@@ -160,6 +163,8 @@ def run(args) -> int:
 
     console = Console()
     if args.gating or args.schedule or gating_cli.is_gating_accelerator(args.accelerator):
+        if args.scalesim_compat:
+            raise ValueError("--scalesim-compat: SCALE-Sim has no channel gating; use a plain systolic accelerator")
         if args.device or args.node:
             raise ValueError("--device/--node: the command line does not estimate a channel-gating array yet; "
                              "from Python: qsim.hw.fpga.simulate(workload, 'channel_gating_32x32', 'zcu102')")
@@ -170,6 +175,8 @@ def run(args) -> int:
         if args.model == "fit":
             return run_fit(args, accel)
         work = build_workload(args)
+        if args.scalesim_compat and (args.device or args.node):
+            raise ValueError("--scalesim-compat counts as SCALE-Sim does; it does not combine with --device/--node")
         if args.device:
             from . import fpga
             from .devices import load_device
@@ -178,7 +185,7 @@ def run(args) -> int:
             from . import area
             report = area.simulate(work, accel, args.node)
         else:
-            report = simulate(work, accel)
+            report = simulate(work, accel, scalesim_compat=args.scalesim_compat or False)
     console.print(report)
     if args.csv:
         console.print(f"per-layer table: {report.to_csv(args.csv)}")
