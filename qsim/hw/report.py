@@ -112,9 +112,10 @@ class Report:
         top.bar(x, f["stall_cycles"] / 1e3, bottom=f["compute_cycles"] / 1e3, label="stall (DRAM)", color="#DD8452")
         top.set_ylabel("cycles (thousands)")
         top.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-        accel = self.accelerator
+        accel, t = self.accelerator, self.totals()
         top.set_title(f"{self.workload_name} on {accel.name} ({accel.array.rows}x{accel.array.cols} "
-                      f"{accel.array.dataflow.upper()}): {self.totals()['total_cycles']:,} cycles")
+                      f"{accel.array.dataflow.upper()}): {t['total_cycles']:,} cycles, utilisation "
+                      f"{t['compute_utilization']:.1%} of compute cycles, {t['overall_utilization']:.1%} overall")
         bottom_acc = 0
         colors = {"mac": "#55A868", "register": "#8172B2", "sram": "#CCB974", "dram": "#C44E52"}
         for c in ENERGY_COMPONENTS:
