@@ -1,10 +1,11 @@
 """qsim.hw's scalesim_compat mode against SCALE-Sim v3's stall and traffic figures on small layers.
 
 Runs SCALE-Sim (through benchmarks/hw_scalesim.py's worker, in its own numpy<2.4 environment; see
-that file's docstring for the setup) on six small layers x OS/WS/IS x 4x4 and 8x8 arrays x SRAMs of
-64 KiB (operands fit) and 1 KiB (some overflow), in its USER bandwidth mode (ifmap 4, filter 2, ofmap
-4 words per cycle) and its CALC mode; prints, per quantity, on how many runs qsim's compat figure is
-equal and the range of qsim / SCALE-Sim where it is not; --write-reference writes the table that
+that file's docstring for the setup) on six small layers x OS/WS/IS x 4x4 and 8x8 arrays in five
+configurations (CONFIGS): SRAMs of 64 KiB (operands fit) and 1 KiB (some overflow) in its USER bandwidth
+mode (ifmap 4, filter 2, ofmap 4 words per cycle, and an output-bound 64/64/1 at 1 KiB) and in its CALC
+mode; prints, per quantity, on how many runs qsim's compat figure is equal and the range of
+qsim / SCALE-Sim where it is not; --write-reference writes the table that
 tests/test_hw_scalesim_compat.py checks.
 
     python benchmarks/hw_scalesim_compat.py --scalesim-python /work/scalesim-venv/bin/python \\
@@ -19,7 +20,9 @@ from pathlib import Path
 import hw_scalesim
 
 USER_BANDWIDTHS = {"ifmap_bw": 4, "filter_bw": 2, "ofmap_bw": 4}  # words (bytes) per cycle
-CONFIGS = [("USER", 64), ("USER", 1), ("CALC", 64), ("CALC", 1)]  # (bandwidth mode, KiB per SRAM)
+SLOW_OFMAP = {"ifmap_bw": 64, "filter_bw": 64, "ofmap_bw": 1}  # output-bound
+CONFIGS = [("USER", 64, USER_BANDWIDTHS), ("USER", 1, USER_BANDWIDTHS), ("USER", 1, SLOW_OFMAP),
+           ("CALC", 64, {}), ("CALC", 1, {})]  # (bandwidth mode, KiB per SRAM, DRAM words per cycle)
 ARRAYS = (4, 8)
 GEMMS = [(16, 16, 16), (36, 36, 8), (100, 70, 30)]  # (M, K, N)
 CONVS = [("conv3x3", 8, 8, 3, 3, 4, 8, 1), ("down1x1_s2", 8, 8, 1, 1, 8, 16, 2),
@@ -43,14 +46,13 @@ def workloads():
     return [(gemms, True), (convs, False)]
 
 
-def accelerator(size: int, dataflow: str, mode: str, sram_kib: int):
-    """The qsim accelerator that describes one SCALE-Sim configuration (USER mode: per-operand bandwidths)."""
+def accelerator(size: int, dataflow: str, sram_kib: int, words: dict):
+    """The qsim accelerator that describes one SCALE-Sim configuration (`words`: its USER-mode bandwidths)."""
     import qsim.hw as hw
 
-    bandwidths = {f"{op}_dram_bytes_per_cycle": USER_BANDWIDTHS[f"{op}_bw"] for op in ("ifmap", "filter", "ofmap")}
     return hw.load_accelerator("systolic_32x32", rows=size, cols=size, dataflow=dataflow, ifmap_sram_kib=sram_kib,
                                filter_sram_kib=sram_kib, ofmap_sram_kib=sram_kib,
-                               **(bandwidths if mode == "USER" else {}))
+                               **{f"{key[:-3]}_dram_bytes_per_cycle": value for key, value in words.items()})
 
 
 def collect(python: str, raw_dir) -> "pd.DataFrame":
@@ -60,12 +62,12 @@ def collect(python: str, raw_dir) -> "pd.DataFrame":
     import qsim.hw as hw
 
     rows = []
-    for mode, sram_kib in CONFIGS:
+    for mode, sram_kib, words in CONFIGS:
         for size in ARRAYS:
             for dataflow in ("os", "ws", "is"):
-                accel = accelerator(size, dataflow, mode, sram_kib)
+                accel = accelerator(size, dataflow, sram_kib, words)
                 for wl, gemm in workloads():
-                    config = {"mode": mode, "sram_kib": sram_kib, **(USER_BANDWIDTHS if mode == "USER" else {})}
+                    config = {"mode": mode, "sram_kib": sram_kib, **words}
                     results, _ = hw_scalesim.run_scalesim(python, wl, gemm, size, dataflow, raw_dir, **config)
                     frame = hw.simulate(wl, accel, scalesim_compat=mode.lower()).frame
                     for layer, res in zip(wl, results):
@@ -75,8 +77,8 @@ def collect(python: str, raw_dir) -> "pd.DataFrame":
                                    "K": layer.K, "stride": layer.stride[0]})
                         res = dict(res, scalesim_compute_cycles=res["scalesim_cycles"] - res["scalesim_stall_cycles"])
                         qsim = {f"qsim_{q}": float(frame.loc[layer.name, q]) for q in QUANTITIES}
-                        rows.append({"mode": mode, "sram_kib": sram_kib, "array": size, "dataflow": dataflow,
-                                     "layer": layer.name, **fields, **res, **qsim})
+                        rows.append({"mode": mode, "sram_kib": sram_kib, **dict.fromkeys(USER_BANDWIDTHS), **words,
+                                     "array": size, "dataflow": dataflow, "layer": layer.name, **fields, **res, **qsim})
     return pd.DataFrame(rows)
 
 
@@ -84,8 +86,10 @@ def summarise(table) -> bool:
     """Prints, per configuration and quantity, the runs where qsim equals SCALE-Sim and the ratio range
     of the others; True when every figure is equal."""
     all_equal = True
-    print(f"{'mode':>4} {'SRAM':>6} {'quantity':>24} {'equal':>7}  qsim / SCALE-Sim where not equal")
-    for (mode, sram_kib), group in table.groupby(["mode", "sram_kib"], sort=False):
+    print(f"{'mode':>4} {'SRAM':>6} {'words/cycle':>11} {'quantity':>24} {'equal':>7}  qsim / SCALE-Sim where not equal")
+    for (mode, sram_kib, *words), group in table.groupby(["mode", "sram_kib", *USER_BANDWIDTHS], sort=False,
+                                                          dropna=False):
+        words = "/".join(f"{w:g}" for w in words if w == w) or "-"
         for ours, theirs in QUANTITIES.items():
             q, s = group[f"qsim_{ours}"], group[theirs]
             equal = q == s
@@ -94,7 +98,7 @@ def summarise(table) -> bool:
             spread = f"{off.min():.4f} .. {off.max():.4f}" if len(off) else ""
             zero = int(((s == 0) & ~equal).sum())
             spread += f" ({zero} where SCALE-Sim has 0)" if zero else ""
-            print(f"{mode:>4} {sram_kib:>3}KiB {ours:>24} {int(equal.sum()):>3}/{len(group):<3}  {spread}")
+            print(f"{mode:>4} {sram_kib:>3}KiB {words:>11} {ours:>24} {int(equal.sum()):>3}/{len(group):<3}  {spread}")
     return all_equal
 
 
@@ -113,12 +117,11 @@ def main(argv=None) -> int:
         version = subprocess.run([args.scalesim_python, "-c", "import importlib.metadata as m; "
                                   "print(m.version('scalesim'), m.version('numpy'))"],
                                  capture_output=True, text=True, check=True).stdout.split()
-        bandwidths = ", ".join(f"{k} {v}" for k, v in USER_BANDWIDTHS.items())
         header = [
             f"# SCALE-Sim v3 stall and traffic figures: PyPI scalesim=={version[0]} (numpy {version[1]}), one layer per run.",
             "# Configuration: benchmarks/hw_scalesim.py's SCALESIM_CONFIG with ArrayHeight = ArrayWidth = array,",
             "# the three SRAMs of sram_kib KiB each, InterfaceBandwidth = mode; in USER mode the DRAM words per",
-            f"# cycle are {bandwidths} (IfmapSRAMBankBandwidth, FilterSRAMBankBandwidth, Bandwidth).",
+            "# cycle ifmap_bw, filter_bw, ofmap_bw (IfmapSRAMBankBandwidth, FilterSRAMBankBandwidth, Bandwidth).",
             "# Convolution rows give SCALE-Sim's topology fields (H, W, R, S, C, K, stride); GEMM rows M, Kgemm, N.",
             "# scalesim_cycles, scalesim_stall_cycles: COMPUTE_REPORT.csv's Total Cycles and Stall Cycles;",
             "# scalesim_compute_cycles = their difference; SRAM and DRAM columns: DETAILED_ACCESS_REPORT.csv (1-byte words).",

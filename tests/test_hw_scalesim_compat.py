@@ -1,10 +1,10 @@
 """qsim.hw.simulate(..., scalesim_compat=...) against SCALE-Sim v3's own stall and traffic figures.
 
 tests/data/scalesim_traffic.csv holds real SCALE-Sim 3.0.0 runs (benchmarks/hw_scalesim_compat.py, its
-header says how): six small layers, OS/WS/IS, 4x4 and 8x8 arrays, 64 KiB and 1 KiB SRAMs, USER mode
-(ifmap 4, filter 2, ofmap 4 words per cycle) and CALC mode. Checked here: equal everywhere for compute
-cycles and SRAM traffic, equal for stalls and DRAM traffic where the operands fit half an SRAM
-(SCALE-Sim's active buffer), and the documented direction of the difference where they do not.
+header says how): three GEMMs and three small convolutions, OS/WS/IS, 4x4 and 8x8 arrays, in USER mode
+with 64 KiB SRAMs and 4/2/4 words per cycle (ifmap/filter/ofmap), with 1 KiB SRAMs at 4/2/4 and at an
+output-bound 64/64/1, and in CALC mode with 64 KiB and 1 KiB. Checked here: equal wherever the compat
+model is exact (docs/hw.md lists where), and the documented direction and size of the difference elsewhere.
 """
 from pathlib import Path
 
@@ -19,6 +19,7 @@ COMPARED = {"compute_cycles": "scalesim_compute_cycles", "stall_cycles": "scales
             "sram_ofmap_write_bytes": "scalesim_ofmap_sram_writes", "dram_ifmap_read_bytes": "scalesim_ifmap_dram_reads",
             "dram_filter_read_bytes": "scalesim_filter_dram_reads", "dram_write_bytes": "scalesim_ofmap_dram_writes"}
 USER_BANDWIDTHS = {"ifmap_dram_bytes_per_cycle": 4, "filter_dram_bytes_per_cycle": 2, "ofmap_dram_bytes_per_cycle": 4}
+CONFIG = ["mode", "sram_kib", "ifmap_bw", "filter_bw", "ofmap_bw", "array", "dataflow"]
 
 
 def layer_of(row) -> hw.Layer:
@@ -31,66 +32,79 @@ def layer_of(row) -> hw.Layer:
 def runs() -> pd.DataFrame:
     """The reference table with qsim's compat figures recomputed beside SCALE-Sim's (ours_* columns)."""
     table = pd.read_csv(TABLE, comment="#")
-    for (mode, kib, size, dataflow), group in table.groupby(["mode", "sram_kib", "array", "dataflow"]):
+    for (mode, kib, *words, size, dataflow), group in table.groupby(CONFIG, dropna=False):
+        links = {f"{op}_dram_bytes_per_cycle": int(w) for op, w in zip(("ifmap", "filter", "ofmap"), words) if w == w}
         accel = hw.load_accelerator("systolic_32x32", rows=size, cols=size, dataflow=dataflow, ifmap_sram_kib=kib,
-                                    filter_sram_kib=kib, ofmap_sram_kib=kib, **(USER_BANDWIDTHS if mode == "USER" else {}))
+                                    filter_sram_kib=kib, ofmap_sram_kib=kib, **links)
         workload = hw.Workload("w", tuple(layer_of(row) for _, row in group.iterrows()))
         frame = hw.simulate(workload, accel, scalesim_compat=mode.lower()).frame
         for ours in COMPARED:
             table.loc[group.index, f"ours_{ours}"] = frame.loc[group["layer"], ours].to_numpy()
     # An operand fits when its im2col matrix (what SCALE-Sim prefetches, duplicates included) fits the
-    # active half of its SRAM; the partial outputs fit when they never fill the ofmap SRAM's draining half.
-    half = table["sram_kib"] * 512
+    # active half of its SRAM; the partial outputs fit when they never fill the ofmap SRAM.
+    words = table["sram_kib"] * 1024
     layers = [layer_of(row) for _, row in table.iterrows()]
-    table["ifmap_fits"] = pd.Series([la.gemm_m * la.gemm_k for la in layers], index=table.index) <= half
-    table["filter_fits"] = pd.Series([la.gemm_k * la.gemm_n for la in layers], index=table.index) <= half
-    table["ofmap_fits"] = table["ours_dram_write_bytes"] <= half
+    table["ifmap_fits"] = pd.Series([la.gemm_m * la.gemm_k for la in layers], index=table.index) <= words / 2
+    table["filter_fits"] = pd.Series([la.gemm_k * la.gemm_n for la in layers], index=table.index) <= words / 2
+    table["outputs_fit"] = table["ours_dram_write_bytes"] <= words
+    table["gemm"] = table["M"].notna()
     return table
 
 
-def test_table_covers_both_modes_dataflows_arrays_and_overflow(runs):
-    assert set(zip(runs["mode"], runs["sram_kib"])) == {("USER", 64), ("USER", 1), ("CALC", 64), ("CALC", 1)}
+def equal(frame, ours: str) -> pd.Series:
+    return frame[f"ours_{ours}"] == frame[COMPARED[ours]]
+
+
+def test_table_covers_modes_dataflows_arrays_and_overflow(runs):
+    assert len(runs.groupby(CONFIG, dropna=False)) == 5 * 3 * 2 and len(runs) == 5 * 3 * 2 * 6
     assert set(runs["dataflow"]) == {"os", "ws", "is"} and set(runs["array"]) == {4, 8}
-    assert runs.groupby(["mode", "sram_kib", "array", "dataflow"]).size().eq(6).all()
-    user_small = runs[(runs["mode"] == "USER") & (runs["sram_kib"] == 1)]
-    assert (~user_small["ifmap_fits"]).any() and (user_small["scalesim_stall_cycles"] > 0).any()
+    small = runs[(runs["mode"] == "USER") & (runs["sram_kib"] == 1)]
+    assert (~small["ifmap_fits"]).sum() > 10 and (~small["outputs_fit"]).sum() > 10
+    assert (small["scalesim_stall_cycles"] > 0).sum() > 10
 
 
 def test_cycles_and_sram_traffic_equal_scalesim_on_every_run(runs):
     for ours in ("compute_cycles", "sram_ifmap_read_bytes", "sram_filter_read_bytes", "sram_ofmap_write_bytes"):
-        assert (runs[f"ours_{ours}"] == runs[COMPARED[ours]]).all(), ours
+        assert equal(runs, ours).all(), ours
 
 
-def test_stalls_and_dram_traffic_equal_scalesim_where_operands_fit(runs):
+def test_user_mode_dram_reads_equal_scalesim_on_every_gemm_and_every_fitting_conv(runs):
+    """SCALE-Sim's ring of sets, its 50-set window and its refills, walked in its prefetch order (diagonal for a
+    streamed operand, rows flipped for a stationary one): exact without im2col duplicates."""
+    user = runs[runs["mode"] == "USER"]
     for op in ("ifmap", "filter"):
-        fit = runs[runs[f"{op}_fits"]]
-        assert len(fit) > 100
-        assert (fit[f"ours_dram_{op}_read_bytes"] == fit[f"scalesim_{op}_dram_reads"]).all(), op
-    everything = runs[runs["ifmap_fits"] & runs["filter_fits"] & runs["ofmap_fits"]]
-    assert len(everything) > 80
-    assert (everything["ours_stall_cycles"] == everything["scalesim_stall_cycles"]).all()
-    assert (everything["ours_dram_write_bytes"] == everything["scalesim_ofmap_dram_writes"]).all()
+        exact = user[user["gemm"] | user[f"{op}_fits"]]
+        assert equal(exact, f"dram_{op}_read_bytes").all(), op
+    assert (~user["gemm"] & ~user["ifmap_fits"]).sum() > 0
+
+
+def test_stalls_equal_scalesim_where_the_output_link_keeps_up(runs):
+    """Refill stalls (late refills counted twice, SCALE-Sim's per-cycle offsets) are exact; an output link
+    slower than the array (SCALE-Sim's write buffer draining half an SRAM at a time) is approximated."""
+    keeps_up = (runs["mode"] == "CALC") | (runs["ours_dram_write_bytes"] / runs["ofmap_bw"] <= runs["scalesim_compute_cycles"])
+    exact = runs[keeps_up & (runs["gemm"] | (runs["ifmap_fits"] & runs["filter_fits"]))]
+    assert len(exact) > 100 and (exact["scalesim_stall_cycles"] > 0).sum() >= 5
+    assert equal(exact, "stall_cycles").all()
+    bound = runs[~runs["outputs_fit"] & (runs["ofmap_bw"] == 1) & (runs["scalesim_stall_cycles"] > 1000)]
+    ratio = bound["ours_stall_cycles"] / bound["scalesim_stall_cycles"]
+    assert len(bound) >= 4 and ratio.between(0.95, 1.05).all()
 
 
 def test_calc_mode_has_no_stalls_and_fetches_each_distinct_word(runs):
     calc = runs[runs["mode"] == "CALC"]
     assert (calc["scalesim_stall_cycles"] == 0).all() and (calc["ours_stall_cycles"] == 0).all()
-    assert (calc["ours_dram_ifmap_read_bytes"] == calc["scalesim_ifmap_dram_reads"]).all()
+    assert equal(calc, "dram_ifmap_read_bytes").all()
+    fits = calc["ours_dram_filter_read_bytes"] <= 50 * (calc["sram_kib"] * 1024 // 100)
+    assert equal(calc[fits], "dram_filter_read_bytes").all()
     # SCALE-Sim's no-padding output rule reads past the input's edge: a 1x1 stride-2 conv on 8x8 has 5x5 outputs
-    down = calc[calc["layer"] == "down1x1_s2"]
-    assert (down["scalesim_ifmap_dram_reads"] == 5 * 5 * 8).all()
+    assert (calc.loc[calc["layer"] == "down1x1_s2", "scalesim_ifmap_dram_reads"] == 5 * 5 * 8).all()
 
 
-def test_differences_where_buffers_overflow_are_the_documented_ones(runs):
-    """Partial outputs drained while computing: SCALE-Sim's count adds a few words (its half-empty lines);
-    overflowing read buffers: SCALE-Sim refetches more than the one-stream-per-pass estimate, by up to ~42x."""
-    drains = runs[~runs["ofmap_fits"]]
-    extra = drains["scalesim_ofmap_dram_writes"] - drains["ours_dram_write_bytes"]
-    assert len(drains) > 0 and (extra >= 0).all() and (extra < 0.01 * drains["ours_dram_write_bytes"]).all()
-    for op in ("ifmap", "filter"):
-        over = runs[~runs[f"{op}_fits"] & (runs["mode"] == "USER")]
-        ratio = over[f"ours_dram_{op}_read_bytes"] / over[f"scalesim_{op}_dram_reads"]
-        assert ((ratio > 0.02) & (ratio < 1.05)).all(), op
+def test_dram_writes_are_the_partial_outputs_and_scalesim_adds_its_half_empty_lines(runs):
+    extra = runs["scalesim_ofmap_dram_writes"] - runs["ours_dram_write_bytes"]
+    drains = runs["ours_dram_write_bytes"] > runs["sram_kib"] * 512  # drained while computing
+    assert (extra[~drains | (runs["ofmap_bw"] == 1)] == 0).all()
+    assert (extra >= 0).all() and (extra < 0.01 * runs["ours_dram_write_bytes"]).all() and (extra > 0).any()
 
 
 def test_compat_reports_scalesim_conventions_and_qsim_default_is_unchanged():

@@ -6,13 +6,17 @@ spills 32-bit partial sums; SCALE-Sim gives each operand its own link, counts 1-
 each partial output once and never reads it back, and prefetches an operand that fits its SRAM
 before cycle 0. Mode "user" is SCALE-Sim's InterfaceBandwidth USER (the accelerator's per-operand
 `[memory]` bandwidths, in words per cycle); "calc" is its CALC mode (bandwidth sized to need: no stalls,
-each distinct word fetched once). Exact where the operands fit SCALE-Sim's read buffers (see
-`_read_words`); where they overflow, SCALE-Sim's set-window refills are approximated (docs/hw.md).
+each distinct word fetched once). The read buffers' refills and stalls are walked fold by fold as
+SCALE-Sim's hashed sets see them (`_read_words`); docs/hw.md says where that is exact and how far the
+rest is (im2col duplicates, an output link slower than the array, CALC reuse beyond its buffer).
 """
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
+
+import numpy as np
 
 from .layers import Layer, Workload
 from .spec import Accelerator
@@ -25,10 +29,11 @@ ASSUMPTIONS = (
     "SCALE-Sim's (folds x fold cycles - 1, the index of the last cycle); partial outputs of a reduction "
     "folded over rows are written to DRAM once per fold and never read back.",
     "SCALE-Sim's OS ofmap SRAM write count, which adds rows + cols per fold, is reproduced.",
-    "Read buffers: half of each SRAM is prefetched before cycle 0 in lines of the operand's bandwidth; "
-    "an operand that fits costs that fill and no stalls. One that overflows is modelled as re-streamed "
-    "once per column pass that re-reads it, stalling by the refill time beyond compute (an approximation "
-    "of SCALE-Sim's 50-set window).",
+    "Read buffers: half of each SRAM is prefetched before cycle 0; a demand outside SCALE-Sim's 50-set "
+    "window fetches half an SRAM more, serially on the operand's link, and stalls twice as long as the "
+    "refill is late. im2col duplicates that hit in another set are not seen (convolutions may refill more).",
+    "Output link: the ofmap SRAM absorbs its size, then partial outputs leave at the link's rate "
+    "(an approximation of SCALE-Sim's half-SRAM drains).",
     "CALC mode: no stalls; each distinct word is fetched once per pass while the operand fits the "
     "buffer's 50 sets (an input window outside the tensor counts, as in SCALE-Sim's addresses).",
 )
@@ -75,20 +80,18 @@ def layer_stats(array: SystolicArray, layer: Layer, words_per_cycle: dict | None
     if array.stationary_is_output:  # SCALE-Sim's bookkeeping adds rows + cols per fold
         ofmap_sram_writes += plan.folds * (array.rows + array.cols)
 
-    reads, stall = {}, 0
+    reads, refills = {}, []
     for op in READ_OPERANDS:
         sram_words = math.floor(getattr(memory, f"{op}_sram_kib") * 1024)
         if words_per_cycle is None:
             reads[op] = _calc_words(array, layer, plan, op, sram_words)
         else:
-            bandwidth = words_per_cycle[op]
-            reads[op], refill = _read_words(array, layer, plan, op, sram_words, bandwidth)
-            stall = max(stall, -(-refill // bandwidth) - compute)
-    if words_per_cycle is not None:
-        sram_words = math.floor(memory.ofmap_sram_kib * 1024)
-        if partial_outputs > sram_words - math.ceil(sram_words / 2):  # drains while computing
-            stall = max(stall, -(-partial_outputs // words_per_cycle["ofmap"]) - compute)
-    stall = max(stall, 0)
+            reads[op], times = _read_words(array, layer, plan, op, sram_words, words_per_cycle[op])
+            refills += [(demanded, op, ready) for demanded, ready in times]
+    stall = _refill_stalls(refills)
+    if words_per_cycle is not None:  # the ofmap SRAM absorbs its size, then outputs leave at the link's rate
+        backlog = partial_outputs - math.floor(memory.ofmap_sram_kib * 1024)
+        stall = max(stall, -(-backlog // words_per_cycle["ofmap"]) - compute)
 
     row = array.layer_stats(layer)
     macs, rate = layer.macs, row["macs_per_pe_cycle"]
@@ -111,6 +114,24 @@ def layer_stats(array: SystolicArray, layer: Layer, words_per_cycle: dict | None
     return row
 
 
+def _refill_stalls(refills) -> int:
+    """SCALE-Sim's stall cycles from (array cycle, operand, cycle the refill is in) events. Per cycle and
+    operand it starts an offset at 1 and adds each refill's ready - (cycle + stalls so far + offset), twice
+    when positive (so an early refill lets a later one in the same cycle wait less); the cycle stalls by
+    the largest offset - 1 of its operands, if positive."""
+    stall = 0
+    for demanded, events in itertools.groupby(sorted(refills), key=lambda event: event[0]):
+        worst = 0
+        for _, chain in itertools.groupby(events, key=lambda event: event[1]):
+            offset = 1
+            for _, _, ready in chain:
+                late = ready - (demanded + stall + offset)
+                offset += 2 * late if late > 0 else late
+            worst = max(worst, offset - 1)
+        stall += worst
+    return stall
+
+
 def _passes(array: SystolicArray, plan: FoldPlan, op: str) -> int:
     """How often SCALE-Sim's fold loop (column folds outermost) streams an operand through: once per column
     pass for an operand without the column dimension, else once."""
@@ -118,32 +139,81 @@ def _passes(array: SystolicArray, plan: FoldPlan, op: str) -> int:
 
 
 def _read_words(array: SystolicArray, layer: Layer, plan: FoldPlan, op: str, sram_words: int, bandwidth: int):
-    """(DRAM words, words refilled while computing) of SCALE-Sim's USER-mode read buffer for one operand.
+    """(DRAM words, [(cycle a refill is demanded, cycle it is in)]) of SCALE-Sim's USER-mode read buffer.
 
-    SCALE-Sim prefetches the operand matrix fold by fold, padded to the array edge (its prefetch matrix, of
-    P entries), in lines of `bandwidth` words; before cycle 0 it fills the active half of the SRAM,
-    min(ceil(half / bw), ceil(P / bw)) lines. Its hit test works on sets of ceil(SRAM / 100) valid
-    entries (the im2col matrix, duplicates included); when they all fit the active half, nothing more
-    is fetched. Otherwise the refill is approximated as P streamed once per pass.
+    SCALE-Sim prefetches the operand matrix fold by fold, padded to the array edge (its prefetch matrix,
+    `entries` long), in lines of `bandwidth` words. Before cycle 0 it fills the active half of the SRAM,
+    min(ceil(half / bw), ceil(entries / bw)) lines. Its hit test hashes the valid entries (the im2col
+    matrix, duplicates included) in prefetch order into a ring of sets of ceil(SRAM / 100) entries and
+    looks in a window of ceil(half / set) sets; a miss slides the window by as many sets and fetches
+    half an SRAM more (ceil(half / bw) lines, one per cycle after the previous refill). The folds'
+    demands are walked here set by set, a fold's entries spread evenly over its cycles. Because the
+    prefetch order is diagonal, a fold's first entries come before the previous fold's last ones: when
+    a window boundary falls between them, SCALE-Sim turns the whole ring, and so does this walk.
     """
     dims = {"m": layer.gemm_m, "k": layer.gemm_k, "n": layer.gemm_n}
-    edge = {array.rows_dim: array.rows, array.cols_dim: array.cols}
-    folds = {array.rows_dim: plan.row_folds, array.cols_dim: plan.col_folds}
-    a, b = OPERAND_DIMS[op]
-    if array.time_dim in (a, b):  # streamed: time x the array edge it enters on, per fold along that edge
-        spatial = b if a == array.time_dim else a
-        prefetch = dims[array.time_dim] * edge[spatial] * folds[spatial]
-    else:  # stationary: one tile per fold, padded along the columns
-        prefetch = dims[array.rows_dim] * array.cols * plan.col_folds
-    valid = dims[a] * dims[b]
+    segments, entries = _demand_segments(array, plan, dims, op)
     active = math.ceil(sram_words / 2)
     per_set = math.ceil(sram_words / 100)
-    lines = -(-prefetch // bandwidth)
-    if valid // per_set + 1 <= math.ceil(active / per_set):
-        return min(-(-active // bandwidth), lines) * bandwidth, 0
-    first = -(-active // bandwidth) * bandwidth
-    total = _passes(array, plan, op) * lines * bandwidth
-    return total, total - first
+    ring = dims[OPERAND_DIMS[op][0]] * dims[OPERAND_DIMS[op][1]] // per_set + 1
+    window = min(ring, math.ceil(active / per_set))
+    step = min(math.ceil((sram_words - active) / per_set), ring - window)
+    first = min(-(-active // bandwidth), -(-entries // bandwidth)) * bandwidth
+    refill_lines = -(-(sram_words - active) // bandwidth)
+    misses = _refills(segments, per_set, ring, window, step) if step else []
+    times = [(demanded, k * (refill_lines + 1) - 1) for k, demanded in enumerate(misses, start=1)]
+    return first + len(misses) * refill_lines * bandwidth, times
+
+
+def _demand_segments(array: SystolicArray, plan: FoldPlan, dims: dict, op: str):
+    """SCALE-Sim's demand for one operand as [(start, end, cycle of start, entries per cycle)] in valid-entry
+    positions of its prefetch order, in demand order (column folds outermost), and the prefetch matrix's
+    length with its padding. A streamed operand reads its fold's tile in order; a stationary one reads
+    its tile's rows last row first (SCALE-Sim flips them) while preloading."""
+    a, b = OPERAND_DIMS[op]
+    edge = {array.rows_dim: array.rows, array.cols_dim: array.cols}
+    def used(dim, fold):  # of the array edge along `dim`, what fold `fold` fills
+        return min(edge[dim], dims[dim] - fold * edge[dim])
+    segments = []
+    if array.time_dim in (a, b):  # streamed: tiles of time x edge, one per fold along its spatial dim
+        spatial = b if a == array.time_dim else a
+        time, width = dims[array.time_dim], edge[spatial]
+        tiles = -(-dims[spatial] // width)
+        pad_from, pad_row = used(spatial, tiles - 1), (tiles - 1) * time  # the last tile's padding columns
+        lead = 0 if array.stationary_is_output else array.rows  # streaming starts after the preload
+
+        def position(row, col):  # valid entries before (row, col): SCALE-Sim prefetches the stacked tiles
+            d = row + col        # diagonal by diagonal, each from its last row up
+            before = (d * (d + 1) // 2 if d <= width else width * (width + 1) // 2 + (d - width) * width) + col
+            padding = sum(min(max(d - c - pad_row, 0), time) for c in range(pad_from, width))
+            return before - padding - sum(d - c >= pad_row for c in range(pad_from, col))
+        for fold in range(plan.folds):
+            f = fold % plan.row_folds if spatial == array.rows_dim else fold // plan.row_folds
+            segments.append((position(f * time, 0), position(f * time + time - 1, used(spatial, f) - 1) + 1,
+                             fold * plan.fold_cycles + lead, width))
+        return segments, time * width * tiles
+    starts = np.cumsum([0] + [dims[array.rows_dim] * used(array.cols_dim, f) for f in range(plan.col_folds)])
+    for fold in range(plan.folds):  # stationary: a rows-dim x edge tile per column fold, row-major
+        fc, fr = divmod(fold, plan.row_folds)
+        width = used(array.cols_dim, fc)
+        for row in reversed(range(used(array.rows_dim, fr))):
+            begin = starts[fc] + (fr * array.rows + row) * width
+            segments.append((begin, begin + width, fold * plan.fold_cycles + array.rows - 1 - row, width))
+    return segments, dims[array.rows_dim] * array.cols * plan.col_folds
+
+
+def _refills(segments, per_set: int, ring: int, window: int, step: int) -> list:
+    """The demand cycle of each window slide while the sets of `segments` are read in order: the window
+    holds sets [start, start + window) of a ring of `ring` sets and a miss moves start by `step`."""
+    start, misses = 0, []
+    for begin, end, cycle, per_cycle in segments:
+        s, last = begin // per_set, (end - 1) // per_set
+        while s <= last:
+            while (s - start) % ring >= window:
+                start = (start + step) % ring
+                misses.append(cycle + (max(begin, s * per_set) - begin) // per_cycle)
+            s += window - (s - start) % ring  # the rest of the window hits
+    return misses
 
 
 def _calc_words(array: SystolicArray, layer: Layer, plan: FoldPlan, op: str, sram_words: int) -> int:
