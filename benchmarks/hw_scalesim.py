@@ -176,6 +176,12 @@ def run_scalesim(python: str, workload, gemm: bool, size: int, dataflow: str, ra
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")], False
 
 
+def installed_versions(python: str) -> list[str]:
+    """[scalesim version, numpy version] in the environment of `python`, for the reference tables' headers."""
+    return subprocess.run([python, "-c", "import importlib.metadata as m; print(m.version('scalesim'), "
+                           "m.version('numpy'))"], capture_output=True, text=True, check=True).stdout.split()
+
+
 def time_qsim(workload, accel, repeats: int = 5) -> tuple[float, object]:
     """Best-of-`repeats` seconds for simulate(workload, accel), and its report."""
     import qsim.hw as hw
@@ -264,9 +270,7 @@ def driver(argv) -> int:
               f"SCALE-Sim's count: {from_csv * 1e3:.1f} ms from the topology CSV (read + simulate), "
               f"{from_model * 1e3:.0f} ms from the torch model (torch.fx trace + simulate)")
     if args.write_reference:
-        versions = subprocess.run([args.scalesim_python, "-c", "import importlib.metadata as m; "
-                                   "print(m.version('scalesim'), m.version('numpy'))"],
-                                  capture_output=True, text=True, check=True).stdout.split()
+        versions = installed_versions(args.scalesim_python)
         header = [
             f"# SCALE-Sim v3 reference numbers: PyPI scalesim=={versions[0]} (numpy {versions[1]}), one layer per run.",
             "# Configuration: SCALESIM_CONFIG in benchmarks/hw_scalesim.py (square arrays, 64 KiB SRAMs, CALC",

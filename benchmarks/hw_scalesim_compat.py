@@ -13,7 +13,6 @@ tests/test_hw_scalesim_compat.py checks.
 """
 import argparse
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -114,9 +113,7 @@ def main(argv=None) -> int:
     table = collect(args.scalesim_python, args.raw_dir)
     summarise(table)
     if args.write_reference:
-        version = subprocess.run([args.scalesim_python, "-c", "import importlib.metadata as m; "
-                                  "print(m.version('scalesim'), m.version('numpy'))"],
-                                 capture_output=True, text=True, check=True).stdout.split()
+        version = hw_scalesim.installed_versions(args.scalesim_python)
         header = [
             f"# SCALE-Sim v3 stall and traffic figures: PyPI scalesim=={version[0]} (numpy {version[1]}), one layer per run.",
             "# Configuration: benchmarks/hw_scalesim.py's SCALESIM_CONFIG with ArrayHeight = ArrayWidth = array,",
