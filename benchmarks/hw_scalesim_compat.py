@@ -121,8 +121,9 @@ def main(argv=None) -> int:
             "# cycle ifmap_bw, filter_bw, ofmap_bw (IfmapSRAMBankBandwidth, FilterSRAMBankBandwidth, Bandwidth).",
             "# Convolution rows give SCALE-Sim's topology fields (H, W, R, S, C, K, stride); GEMM rows M, Kgemm, N.",
             "# scalesim_cycles, scalesim_stall_cycles: COMPUTE_REPORT.csv's Total Cycles and Stall Cycles;",
-            "# scalesim_compute_cycles = their difference; SRAM and DRAM columns: DETAILED_ACCESS_REPORT.csv (1-byte words).",
-            "# qsim_* columns: qsim.hw.simulate(..., scalesim_compat=mode) when the table was written (the test recomputes them).",
+            "# scalesim_compute_cycles = their difference; SRAM and DRAM columns: DETAILED_ACCESS_REPORT.csv",
+            "# (1-byte words). qsim_* columns: qsim.hw.simulate(..., scalesim_compat=mode) when the table was",
+            "# written (the test recomputes them).",
             "# Produced by: python benchmarks/hw_scalesim_compat.py --scalesim-python PY \\",
             "#     --write-reference tests/data/scalesim_traffic.csv",
         ]
