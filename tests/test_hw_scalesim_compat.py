@@ -45,7 +45,8 @@ def runs() -> pd.DataFrame:
     words = table["sram_kib"] * 1024
     layers = [layer_of(row) for _, row in table.iterrows()]
     table["ifmap_fits"] = pd.Series([la.gemm_m * la.gemm_k for la in layers], index=table.index) <= words / 2
-    table["filter_fits"] = pd.Series([la.gemm_k * la.gemm_n for la in layers], index=table.index) <= words / 2
+    table["filter_words"] = [la.gemm_k * la.gemm_n for la in layers]
+    table["filter_fits"] = table["filter_words"] <= words / 2
     table["outputs_fit"] = table["ours_dram_write_bytes"] <= words
     table["gemm"] = table["M"].notna()
     return table
@@ -94,9 +95,8 @@ def test_stalls_equal_scalesim_where_the_output_link_keeps_up(runs):
 def test_calc_mode_has_no_stalls_and_fetches_each_distinct_word(runs):
     calc = runs[runs["mode"] == "CALC"]
     assert (calc["scalesim_stall_cycles"] == 0).all() and (calc["ours_stall_cycles"] == 0).all()
-    assert equal(calc, "dram_ifmap_read_bytes").all()
-    fits = calc["ours_dram_filter_read_bytes"] <= 50 * (calc["sram_kib"] * 1024 // 100)
-    assert equal(calc[fits], "dram_filter_read_bytes").all()
+    assert equal(calc, "dram_ifmap_read_bytes").all() and equal(calc, "dram_filter_read_bytes").all()
+    assert (calc["scalesim_filter_dram_reads"] > calc["filter_words"]).sum() >= 2  # re-read after forgetting
     # SCALE-Sim's no-padding output rule reads past the input's edge: a 1x1 stride-2 conv on 8x8 has 5x5 outputs
     assert (calc.loc[calc["layer"] == "down1x1_s2", "scalesim_ifmap_dram_reads"] == 5 * 5 * 8).all()
 

@@ -34,8 +34,9 @@ ASSUMPTIONS = (
     "refill is late. im2col duplicates that hit in another set are not seen (convolutions may refill more).",
     "Output link: the ofmap SRAM absorbs its size, then partial outputs leave at the link's rate "
     "(an approximation of SCALE-Sim's half-SRAM drains).",
-    "CALC mode: no stalls; each distinct word is fetched once per pass while the operand fits the "
-    "buffer's 50 sets (an input window outside the tensor counts, as in SCALE-Sim's addresses).",
+    "CALC mode: no stalls; the read buffer forgets everything once 50 sets of SRAM/100 words are fetched: "
+    "walked for the filter; the ifmap's distinct addresses (windows past the tensor's edge included, as "
+    "SCALE-Sim's) count once, or once per column pass when they overflow (approximate).",
 )
 
 
@@ -165,11 +166,12 @@ def _read_words(array: SystolicArray, layer: Layer, plan: FoldPlan, op: str, sra
     return first + len(misses) * refill_lines * bandwidth, times
 
 
-def _demand_segments(array: SystolicArray, plan: FoldPlan, dims: dict, op: str):
-    """SCALE-Sim's demand for one operand as [(start, end, cycle of start, entries per cycle)] in valid-entry
-    positions of its prefetch order, in demand order (column folds outermost), and the prefetch matrix's
-    length with its padding. A streamed operand reads its fold's tile in order; a stationary one reads
-    its tile's rows last row first (SCALE-Sim flips them) while preloading."""
+def _demand_segments(array: SystolicArray, plan: FoldPlan, dims: dict, op: str, prefetch_order: bool = True):
+    """SCALE-Sim's demand for one operand as [(start, end, cycle of start, entries per cycle)] in demand order
+    (column folds outermost), and the prefetch matrix's length with its padding. With `prefetch_order`,
+    positions are valid entries in SCALE-Sim's prefetch order and a stationary tile's rows come last row
+    first (SCALE-Sim flips them); without, tiles follow one another and a fold is one segment (enough to
+    count distinct entries). A streamed operand reads its fold's tile in order."""
     a, b = OPERAND_DIMS[op]
     edge = {array.rows_dim: array.rows, array.cols_dim: array.cols}
     def used(dim, fold):  # of the array edge along `dim`, what fold `fold` fills
@@ -189,15 +191,19 @@ def _demand_segments(array: SystolicArray, plan: FoldPlan, dims: dict, op: str):
             return before - padding - sum(d - c >= pad_row for c in range(pad_from, col))
         for fold in range(plan.folds):
             f = fold % plan.row_folds if spatial == array.rows_dim else fold // plan.row_folds
-            segments.append((position(f * time, 0), position(f * time + time - 1, used(spatial, f) - 1) + 1,
-                             fold * plan.fold_cycles + lead, width))
+            begin, end = ((position(f * time, 0), position(f * time + time - 1, used(spatial, f) - 1) + 1)
+                          if prefetch_order else (f * time * width, f * time * width + time * used(spatial, f)))
+            segments.append((begin, end, fold * plan.fold_cycles + lead, width))
         return segments, time * width * tiles
     starts = np.cumsum([0] + [dims[array.rows_dim] * used(array.cols_dim, f) for f in range(plan.col_folds)])
     for fold in range(plan.folds):  # stationary: a rows-dim x edge tile per column fold, row-major
         fc, fr = divmod(fold, plan.row_folds)
         width = used(array.cols_dim, fc)
-        for row in reversed(range(used(array.rows_dim, fr))):
-            begin = starts[fc] + (fr * array.rows + row) * width
+        first, rows = starts[fc] + fr * array.rows * width, used(array.rows_dim, fr)
+        if not prefetch_order:
+            segments.append((first, first + rows * width, fold * plan.fold_cycles, width))
+        for row in reversed(range(rows) if prefetch_order else ()):
+            begin = first + row * width
             segments.append((begin, begin + width, fold * plan.fold_cycles + array.rows - 1 - row, width))
     return segments, dims[array.rows_dim] * array.cols * plan.col_folds
 
@@ -217,14 +223,39 @@ def _refills(segments, per_set: int, ring: int, window: int, step: int) -> list:
 
 
 def _calc_words(array: SystolicArray, layer: Layer, plan: FoldPlan, op: str, sram_words: int) -> int:
-    """DRAM words of SCALE-Sim's CALC-mode read buffer: each distinct address once while the operand fits
-    its 50 sets of floor(SRAM / 100) words, else once per pass (the buffer forgets after 50 sets)."""
+    """DRAM words of SCALE-Sim's CALC-mode read buffer, which remembers the distinct words fetched since it
+    last forgot and forgets them all when they fill its 50 sets of floor(SRAM / 100) words. The filter's
+    words are its matrix entries, walked fold by fold; the ifmap's im2col entries repeat addresses, so it
+    counts each distinct address once, or once per pass when they overflow the 50 sets."""
+    capacity = 50 * (sram_words // 100)
     if op == "filter":
-        distinct = layer.filter_elems // layer.groups
-    else:  # SCALE-Sim's addresses: no padding, and windows past the tensor's edge read addresses too
-        span_h = (layer.P - 1) * layer.stride[0] + (layer.R - 1) * layer.dilation[0] + 1
-        span_w = (layer.Q - 1) * layer.stride[1] + (layer.S - 1) * layer.dilation[1] + 1
-        distinct = dataclasses.replace(layer, H=span_h, W=span_w, padding=(0, 0)).ifmap_elems // layer.groups
-    if distinct <= 50 * (sram_words // 100):
-        return distinct
-    return distinct * _passes(array, plan, op)
+        dims = {"m": layer.gemm_m, "k": layer.gemm_k, "n": layer.gemm_n}
+        return _forgetful_misses(_demand_segments(array, plan, dims, op, prefetch_order=False)[0], capacity)
+    # SCALE-Sim's addresses: no padding, and windows past the tensor's edge read addresses too
+    span_h = (layer.P - 1) * layer.stride[0] + (layer.R - 1) * layer.dilation[0] + 1
+    span_w = (layer.Q - 1) * layer.stride[1] + (layer.S - 1) * layer.dilation[1] + 1
+    distinct = dataclasses.replace(layer, H=span_h, W=span_w, padding=(0, 0)).ifmap_elems // layer.groups
+    return distinct if distinct <= capacity else distinct * _passes(array, plan, op)
+
+
+def _forgetful_misses(segments, capacity: int) -> int:
+    """Entries fetched while `segments` are read in order by a buffer that remembers what it fetched since it
+    last forgot, and forgets all of it when that reaches `capacity` entries."""
+    remembered, count, misses = [], 0, 0
+    for begin, end, *_ in segments:
+        p = begin
+        while p < end:
+            inside = [hi for lo, hi in remembered if lo <= p < hi]
+            if inside:
+                p = inside[0]
+                continue
+            take = min(min([lo for lo, _ in remembered if p < lo < end], default=end) - p, capacity - count)
+            misses, count = misses + take, count + take
+            if count == capacity:
+                remembered, count = [], 0
+            elif remembered and remembered[-1][1] == p:
+                remembered[-1] = (remembered[-1][0], p + take)
+            else:
+                remembered.append((p, p + take))
+            p += take
+    return misses
