@@ -8,7 +8,7 @@ mode; prints, per quantity, on how many runs qsim's compat figure is equal and t
 qsim / SCALE-Sim where it is not; --write-reference writes the table that
 tests/test_hw_scalesim_compat.py checks.
 
-    python benchmarks/hw_scalesim_compat.py --scalesim-python /work/scalesim-venv/bin/python \\
+    python benchmarks/hw_scalesim_compat.py --scalesim-python /tmp/scalesim-venv/bin/python \\
         --write-reference tests/data/scalesim_traffic.csv
 """
 import argparse
