@@ -1,8 +1,10 @@
 """Asynchronous low-precision SGD (Hogwild!/Buckwild!) on a simulated multicore with coherent caches.
 
-Exports `Problem` (with `sparse_problem(...)`, `dense_problem(...)`, `digits_problem(...)`),
-`simulate(problem, ...)` -> `Trace` for one configuration, and `run(problem, workers=..., dmgc=..., obstinate_q=..., accelerator=...)` ->
-`AsgdReport` over every combination (table, CSV, plots; see asgd_report.py).
+Exports `Problem` (with `sparse_problem(...)`, `dense_problem(...)`, `digits_problem(...)`, by name in
+`PROBLEMS`), `simulate(problem, ...)` -> `Trace` for one configuration, `run(problem, workers=...,
+dmgc=..., obstinate_q=..., accelerator=...)` -> `AsgdReport` over every combination (table, CSV, plots;
+see asgd_report.py), and `sweep(...)`, the same grid through qsim.sweep: stored, resumable, with a
+time/energy-to-target frontier (see asgd_sweep.py).
 
 What is simulated (De Sa, Feldman, Ré, Olukotun, "Understanding and Optimizing Asynchronous Low-Precision
 Stochastic Gradient Descent", ISCA 2017):
@@ -132,6 +134,9 @@ def digits_problem(digit=0, loss="logistic", l2=1e-3) -> Problem:
     return Problem(sp.csr_matrix(data.data / 16.0), y, loss, l2, f"digits {digit}-vs-rest {loss}", dense=True)
 
 
+PROBLEMS = {"digits": digits_problem, "sparse": sparse_problem, "dense": dense_problem}  # by name: CLI, sweeps
+
+
 # --- the compiled simulation ----------------------------------------------------------------------
 @numba.njit(cache=True, inline="always")
 def _round(x, values, even, quantum, stochastic, rng):
@@ -211,7 +216,7 @@ def _snapshot(local, seen, shared, version, misc, line_bits, model_bits):
             seen[k, j] = version[j]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)  # sweeps run configurations on threads (asgd_sweep.py)
 def _simulate(lines, llc, present, counters, misc, rng_round, rng_sched,
               indptr, indices, values, labels, dense, order, quota,
               loss, step, l2, g_values, g_even, g_quantum, c_values, c_even, c_quantum, m_values, m_even, m_quantum,
@@ -379,6 +384,17 @@ def _check_count(name, value, minimum=1):
     return int(value)
 
 
+def check_settings(iterations, step_size, rounding, interleave="time") -> int:
+    """The checked iteration count; errors name the setting that is wrong."""
+    if rounding not in ("stochastic", "nearest"):
+        raise ValueError(f"rounding must be 'stochastic' or 'nearest', got {rounding!r}")
+    if interleave not in ("time", "random"):
+        raise ValueError(f"interleave must be 'time' or 'random', got {interleave!r}")
+    if not step_size > 0:
+        raise ValueError(f"step_size must be > 0, got {step_size!r}")
+    return _check_count("iterations", iterations)
+
+
 def simulate(problem: Problem, workers=1, dmgc="D32M32G32C32", obstinate_q=0.0, accelerator="multicore_16",
              iterations=10_000, step_size=0.05, rounding="stochastic", seed=0, interleave="time",
              max_ignored=None, max_stale_cycles=None, records=200, integer_bits=None) -> Trace:
@@ -386,17 +402,11 @@ def simulate(problem: Problem, workers=1, dmgc="D32M32G32C32", obstinate_q=0.0, 
     from qsim import quantize
 
     workers = _check_count("workers", workers)
-    iterations = _check_count("iterations", iterations)
+    iterations = check_settings(iterations, step_size, rounding, interleave)
     records = _check_count("records", records)
     machine = accelerator if isinstance(accelerator, coherence.MulticoreSpec) else coherence.load_multicore(accelerator)
     if workers > machine.cores:
         raise ValueError(f"workers={workers}: {machine.name} has {machine.cores} cores (one worker per core)")
-    if rounding not in ("stochastic", "nearest"):
-        raise ValueError(f"rounding must be 'stochastic' or 'nearest', got {rounding!r}")
-    if interleave not in ("time", "random"):
-        raise ValueError(f"interleave must be 'time' or 'random', got {interleave!r}")
-    if not step_size > 0:
-        raise ValueError(f"step_size must be > 0, got {step_size!r}")
     q, max_ignored, max_stale = coherence.obstinacy(obstinate_q, max_ignored, max_stale_cycles)
     precision = parse_dmgc(dmgc, integer_bits)
 
@@ -489,3 +499,12 @@ def run(problem: Problem, workers=(1,), dmgc=("D32M32G32C32",), obstinate_q=(0.0
         start = float(problem.objective(np.zeros(problem.features)))
         target_loss = best + target_fraction * (start - best)
     return AsgdReport(problem.name, machine, traces, float(target_loss), ASSUMPTIONS + machine.assumptions)
+
+
+
+def __getattr__(name):
+    """`asgd.sweep` lives in asgd_sweep.py, which builds on this module: loaded on first use."""
+    if name == "sweep":
+        from .asgd_sweep import sweep
+        return sweep
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
