@@ -192,15 +192,20 @@ def load_multicore(name_or_path="multicore_16", **changes) -> MulticoreSpec:
 # invalidations ignored since its fill (> 0: stale) and the core cycle of the first of them. The LLC is `llc` (sets, ways, 2): line address and LRU stamp. `misc` holds
 # [LRU clock, RNG state, n, then n (core, line) pairs]: the lines that went stale during the last access,
 # so that a caller holding data snapshots them (a stale copy keeps the values of the moment it went
-# stale; fresh copies always equal the coherent one, so they need no copying). `present` (slots, W) counts,
-# per hash slot of line addresses, the valid lines each core holds: a snoop looks only in the caches
-# whose count is non-zero (a filter like a snoop directory's; collisions cost a look, never a wrong answer).
+# stale; fresh copies always equal the coherent one, so they need no copying). `present` (slots, W + 1)
+# counts, per hash slot of line addresses, the valid lines each core holds, and in its last column the
+# bit set of the cores whose count is non-zero: a snoop visits only those caches, in core order (a filter
+# like a snoop directory's; collisions cost a look, never a wrong answer), with no branch per other core.
 # Arrays go to the compiled functions one by one: a tuple of arrays costs an atomic reference-count
 # update per field per call in numba, 100x the work of a hit. `access` is inlined into its callers' loops
 # (a call passing arrays by value costs several times a hit), and the loops and every function they call
 # are compiled with _nrt=False: no reference counting at all, so they allocate nothing and their callers
 # pass every working array (this alone took the SGD loop from 1.2e7 to 2.7e7 accesses/s on one core).
 TAG, STATE, STAMP, IGNORED, SINCE = range(5)
+MAX_CORES = 64
+_DE_BRUIJN = 0x03F79D71B4CB0A89  # every 6-bit window of it differs: (2^i * it) >> 58 names i
+_DE_BRUIJN_INDEX = np.zeros(64, np.int64)
+_DE_BRUIJN_INDEX[[((1 << i) * _DE_BRUIJN % 2**64) >> 58 for i in range(64)]] = np.arange(64)
 CacheState = namedtuple("CacheState", "lines llc present counters misc")
 
 
@@ -208,6 +213,8 @@ def new_state(cores, l1_size, line_bytes, l1_ways, llc_size, llc_ways, seed=0) -
     sets = check_geometry(l1_size, line_bytes, l1_ways, "l1")
     llc_sets = check_geometry(llc_size, line_bytes, llc_ways, "llc")
     _positive_int("cores", cores)
+    if cores > MAX_CORES:
+        raise ValueError(f"cores={cores}: the simulator keeps one bit per core in its snoop filter, at most {MAX_CORES}")
     lines = np.zeros((5, cores, sets, l1_ways), np.int64)
     lines[TAG] = -1
     llc = np.zeros((llc_sets, llc_ways, 2), np.int64)
@@ -215,7 +222,7 @@ def new_state(cores, l1_size, line_bytes, l1_ways, llc_size, llc_ways, seed=0) -
     misc = np.zeros(3 + 2 * cores, np.int64)
     misc[1] = (int(seed) * 0x9E3779B97F4A7C15 + 1) & 0x7FFFFFFFFFFFFFFF
     slots = 1 << max(10, (4 * sets * l1_ways - 1).bit_length())  # >= 4 slots per private line
-    return CacheState(lines, llc, np.zeros((slots, cores), np.int32), np.zeros((cores, len(COUNTERS)), np.int64),
+    return CacheState(lines, llc, np.zeros((slots, cores + 1), np.int64), np.zeros((cores, len(COUNTERS)), np.int64),
                       misc)
 
 
@@ -225,6 +232,21 @@ def uniform(misc):
     s = np.uint64(misc[1]) * np.uint64(6364136223846793005) + np.uint64(1442695040888963407)
     misc[1] = np.int64(s)
     return float(s >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@numba.njit(cache=True, inline="always")
+def _next_core(cores):
+    """The lowest core of a bit set and the set without it (a De Bruijn multiply finds the bit's index)."""
+    low = cores & -cores
+    return _DE_BRUIJN_INDEX[(np.uint64(low) * np.uint64(_DE_BRUIJN)) >> np.uint64(58)], cores ^ low
+
+
+@numba.njit(cache=True, inline="always")
+def _release(present, slot, core):
+    """One valid line fewer in `core` for this slot; the last one clears the core's bit."""
+    present[slot, core] -= 1
+    if present[slot, core] == 0:
+        present[slot, -1] &= ~(np.int64(1) << core)
 
 
 @numba.njit(cache=True, inline="always")
@@ -258,9 +280,9 @@ def _invalidate_others(lines, present, counters, misc, core, line, now, q, max_i
     s = line % lines.shape[2]
     slot = line & (present.shape[0] - 1)
     counters[core, N_INVALIDATIONS_SENT] += 1
-    for k in range(lines.shape[1]):
-        if k == core or present[slot, k] == 0:
-            continue
+    others = present[slot, -1] & ~(np.int64(1) << core)
+    while others != 0:
+        k, others = _next_core(others)
         w = _find(lines, k, s, line)
         if w < 0 or lines[STATE, k, s, w] == INVALID:
             continue
@@ -277,13 +299,13 @@ def _invalidate_others(lines, present, counters, misc, core, line, now, q, max_i
         else:
             lines[STATE, k, s, w] = INVALID  # the tag stays so the next miss counts as a coherence miss
             lines[IGNORED, k, s, w] = 0
-            present[slot, k] -= 1
+            _release(present, slot, k)
 
 
 @numba.njit(cache=True, inline="always")
 def access(lines, llc, present, counters, misc, core, line, is_write, now, q, max_ignored, max_stale_cycles):
     """One load or store of `line` by `core` at core cycle `now`; returns its event (HIT ... MISS_REMOTE)."""
-    cores, sets, ways = lines.shape[1], lines.shape[2], lines.shape[3]
+    sets, ways = lines.shape[2], lines.shape[3]
     s = line % sets
     slot = line & (present.shape[0] - 1)
     misc[0] += 1
@@ -293,7 +315,7 @@ def access(lines, llc, present, counters, misc, core, line, is_write, now, q, ma
         if lines[IGNORED, core, s, w] > 0 and now - lines[SINCE, core, s, w] >= max_stale_cycles:
             lines[STATE, core, s, w] = INVALID  # past its staleness bound: refetched below, as a miss
             lines[IGNORED, core, s, w] = 0
-            present[slot, core] -= 1
+            _release(present, slot, core)
             counters[core, N_STALE_REFETCHES] += 1
         else:
             lines[STAMP, core, s, w] = misc[0]
@@ -320,15 +342,15 @@ def access(lines, llc, present, counters, misc, core, line, is_write, now, q, ma
             if lines[STAMP, core, s, v] < oldest:
                 w, oldest = v, lines[STAMP, core, s, v]
         if lines[STATE, core, s, w] != INVALID:  # evicting a valid line
-            present[lines[TAG, core, s, w] & (present.shape[0] - 1), core] -= 1
+            _release(present, lines[TAG, core, s, w] & (present.shape[0] - 1), core)
         if lines[STATE, core, s, w] == MODIFIED:
             counters[core, N_WRITEBACKS] += 1
             _llc_fill(llc, misc, lines[TAG, core, s, w])
     # Who supplies the data: an owner (M/E) in another core, else the LLC, else DRAM.
     owner, sharers = -1, 0
-    for k in range(cores):
-        if k == core or present[slot, k] == 0:
-            continue
+    others = present[slot, -1] & ~(np.int64(1) << core)
+    while others != 0:
+        k, others = _next_core(others)
         v = _find(lines, k, s, line)
         if v >= 0 and lines[STATE, k, s, v] != INVALID:
             sharers += 1
@@ -354,6 +376,7 @@ def access(lines, llc, present, counters, misc, core, line, is_write, now, q, ma
     lines[TAG, core, s, w] = line
     lines[STATE, core, s, w] = fill_state
     present[slot, core] += 1
+    present[slot, -1] |= np.int64(1) << core
     lines[STAMP, core, s, w] = misc[0]
     lines[IGNORED, core, s, w] = 0
     counters[core, event] += 1
