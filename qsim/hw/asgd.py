@@ -216,6 +216,8 @@ def _snapshot(local, seen, shared, version, misc, line_bits, model_bits):
             seen[k, j] = version[j]
 
 
+# numba's cache keys on this file alone: after editing coherence.py, delete qsim/hw/__pycache__/asgd*.nb[ic],
+# or the cached loop keeps the old, inlined `access` (with another array layout: memory corruption).
 @numba.njit(cache=True, nogil=True, _nrt=False)  # threads: see asgd_sweep.py; _nrt: see coherence.py
 def _simulate(lines, llc, present, counters, misc, rng_round, rng_sched, local, seen, version, wbuf, clock, phase, pos,
               done, dot, coef,
