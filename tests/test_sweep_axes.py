@@ -1,6 +1,7 @@
 """Non-format sweep axes: the product with the formats, keys that older stores keep, storage and validation."""
 import hashlib
 import json
+import pathlib
 import sqlite3
 
 import pytest
@@ -88,3 +89,9 @@ def test_sweep_files_take_an_axes_table(tmp_path):
     with pytest.raises(ValueError, match="takes the axes"):
         load_sweep({"sweep": {"job": "qsim.hw.asgd_sweep:make_asgd_job"}, "job": {"target_loss": 0.5},
                     "space": {"axes": {"workers": [1]}}})
+
+
+def test_the_example_asgd_sweep_file_is_valid():
+    spec = load_sweep(pathlib.Path(__file__).resolve().parents[1] / "examples" / "asgd_sweep.toml")
+    assert len(spec.space.configs()) == 4 * 3 * 3
+    assert spec.objectives == ("time_to_target_ms", "energy_to_target_uj") and spec.job.name == "asgd-digits"
