@@ -84,7 +84,7 @@ def test_bad_sweeps_fail_before_any_run(tmp_path):
                             ({"dmgc": {"D": 8, "M": 8, "G": 8, "C": 8}}, "signatures as strings"),
                             ({"target_loss": None, "target_fraction": 1.0}, r"target_fraction must be in \[0, 1\)"),
                             ({"iterations": 0}, "iterations must be an integer"),
-                            ({"rounding": "up"}, "rounding must be")]:
+                            ({"rounding": "up"}, "rounding must be"), ({"max_ignored": -1}, "max_ignored")]:
         with pytest.raises(ValueError, match=message):
             asgd.sweep(store=tmp_path / "asgd.db", **{"target_loss": 0.1, **kwargs})
     with ResultStore(tmp_path / "asgd.db") as store:

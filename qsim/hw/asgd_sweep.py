@@ -35,6 +35,9 @@ import pandas as pd
 from qsim.sweep import Job, ResultStore, SweepSummary, frontier, grid_space, result_key, run_sweep
 
 from . import asgd
+from .asgd_report import AsgdReport
+from .coherence import load_multicore, obstinacy
+from .dmgc import parse_dmgc
 
 AXES = frozenset({"dmgc", "obstinate_q", "workers"})
 OBJECTIVES = ("time_to_target_ms", "energy_to_target_uj")
@@ -56,8 +59,6 @@ def _problem(name: str, options: str) -> asgd.Problem:
 def asgd_job(config, problem: str, problem_options: dict, accelerator: str, iterations: int, step_size: float,
              rounding: str, target_loss: float, run_seed: int, max_ignored: int | None) -> dict:
     """One configuration: its row of asgd.run's table at the job's target loss, numeric columns only."""
-    from .asgd_report import AsgdReport
-
     data = _problem(problem, json.dumps(problem_options, sort_keys=True))
     trace = asgd.simulate(data, config.value("workers"), config.value("dmgc"), config.value("obstinate_q"),
                           accelerator, iterations, step_size=step_size, rounding=rounding, seed=run_seed,
@@ -76,6 +77,7 @@ def make_asgd_job(problem: str = "digits", problem_options: dict | None = None, 
     options = dict(problem_options or {})
     data = _problem(problem, json.dumps(options, sort_keys=True))
     asgd.check_settings(iterations, step_size, rounding)
+    obstinacy(0.0, max_ignored)
     if target_loss is None:
         if not 0 <= target_fraction < 1:
             raise ValueError(f"target_fraction must be in [0, 1), got {target_fraction!r}")
@@ -103,9 +105,6 @@ class AsgdSweep:
 
 def _checked_grid(workers, dmgc, obstinate_q, accelerator) -> list:
     """The grid's configurations, each value checked the way asgd.simulate will check it."""
-    from .coherence import load_multicore, obstinacy
-    from .dmgc import parse_dmgc
-
     as_list = asgd._as_list
     machine = load_multicore(accelerator)
     for w in as_list(workers):
