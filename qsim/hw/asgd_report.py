@@ -21,7 +21,8 @@ class AsgdReport:
     target_loss: float
     assumptions: tuple[str, ...]
 
-    def _row(self, t) -> dict:
+    def row(self, t) -> dict:
+        """One configuration's columns (see the module docstring)."""
         hz = t.clock_ghz * 1e9
         n = t.iterations
         c = t.counters
@@ -47,7 +48,7 @@ class AsgdReport:
         }
 
     def to_dataframe(self) -> pd.DataFrame:
-        return pd.DataFrame([self._row(t) for t in self.traces])
+        return pd.DataFrame([self.row(t) for t in self.traces])
 
     def to_csv(self, path) -> Path:
         path = Path(path)

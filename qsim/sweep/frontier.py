@@ -52,14 +52,16 @@ def frontier(results: pd.DataFrame, objectives=("error", "memory_kib")) -> pd.Da
 
 
 def short_labels(results: pd.DataFrame) -> tuple[pd.Series, str]:
-    """Labels built from the "cfg.*" columns that vary between rows, and a label of the constant ones."""
-    columns = [c for c in results.columns if str(c).startswith("cfg.")]
+    """Labels built from the "cfg.*" and "axis.*" columns that vary between rows, and a label of the
+    constant ones."""
+    columns = [c for c in results.columns if str(c).startswith(("cfg.", "axis."))]
     values = results[columns].fillna("").astype(str)
     varying = [c for c in columns if values[c].nunique() > 1]
     constant = [c for c in columns if c not in varying]
 
     def label(row, cols):
-        return Config.from_dict({c[4:]: row[c] for c in cols if row[c]}).label()
+        return Config.from_dict({c[4:]: row[c] for c in cols if row[c] and c.startswith("cfg.")}, (),
+                                {c[5:]: row[c] for c in cols if row[c] and c.startswith("axis.")}).label()
 
     common = label(values.iloc[0], constant) if len(values) and constant else ""
     return values.apply(label, axis=1, cols=varying), common

@@ -22,9 +22,14 @@ def _digest(payload) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+def _identity(config: Config) -> list:
+    """What identifies a configuration in seeds and keys (axes only when it has some: earlier keys hold)."""
+    return [config.formats, config.groups] + ([config.axes] if config.axes else [])
+
+
 def config_seed(base_seed: int, config: Config) -> int:
     """The seed of one configuration: a stable 31-bit hash of (sweep seed, config), recorded with the result."""
-    return int(_digest([base_seed, config.formats, config.groups])[:8], 16) & 0x7FFFFFFF
+    return int(_digest([base_seed, *_identity(config)])[:8], 16) & 0x7FFFFFFF
 
 
 @dataclass(frozen=True)
@@ -32,7 +37,8 @@ class Job:
     """A named evaluation. `params` (JSON values) are passed to fn and are part of every result key,
     so changing e.g. the number of epochs never reuses stale results. `keys` lists the config keys the
     job can honour ("weight", "conv.activation", ...); None accepts any role, globally or per group.
-    `objectives` are the metric and cost names (all minimised) its frontier uses by default."""
+    `objectives` are the metric and cost names (all minimised) its frontier uses by default. `axes`
+    names the non-format axes every configuration must give a value (see qsim.sweep.space)."""
 
     name: str
     fn: Callable
@@ -42,6 +48,7 @@ class Job:
     units: tuple[tuple[str, str], ...] = ()
     keys: frozenset[str] | None = field(default=None)
     objectives: tuple[str, ...] = ("error", "memory_kib")
+    axes: frozenset[str] = frozenset()
 
     def __post_init__(self):
         if not self.name or not isinstance(self.name, str):
@@ -61,6 +68,9 @@ class Job:
     def check(self, configs) -> None:
         """Raise ValueError before any work when a configuration uses keys this job cannot honour."""
         for config in configs:
+            if {name for name, _ in config.axes} != self.axes:
+                raise ValueError(f"config {config.label()!r}: job {self.name!r} takes the axes {sorted(self.axes)}, "
+                                 f"the configuration gives {sorted(name for name, _ in config.axes)}")
             for key, _ in config.formats:
                 role = key.rpartition(".")[2]
                 if role not in ROLES or (self.keys is not None and key not in self.keys):
@@ -90,4 +100,4 @@ class Job:
 
 def result_key(job: Job, config: Config, base_seed: int) -> str:
     """The store's primary key: a stable hash of (job name, job params, config, sweep seed)."""
-    return _digest([job.name, dict(job.params), config.formats, config.groups, base_seed])[:32]
+    return _digest([job.name, dict(job.params), *_identity(config), base_seed])[:32]
