@@ -35,11 +35,12 @@ def test_sweep_writes_store_plot_export_and_prints_frontier(tmp_path, space_file
     printed = capsys.readouterr().out
     assert "Pareto frontier of matmul" in printed and "12 configurations: 0 already stored, 12 ok" in printed
     assert (out / "frontier.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert len((out / "results.csv").read_text().splitlines()) == 13
+    assert "★ fp32 reference" in printed  # the 13th stored run: nothing quantized
+    assert len((out / "results.csv").read_text().splitlines()) == 1 + 13
     assert main(args) == 0
     assert "12 already stored, 0 ok" in capsys.readouterr().out
     with ResultStore(out / "results.db") as store:
-        assert len(store) == 12
+        assert len(store) == 13
 
 
 def test_budgeted_sweep_reports_closeness_to_the_full_frontier(tmp_path, space_file, capsys):

@@ -30,22 +30,21 @@ def add_meta_arguments(parser: argparse.ArgumentParser) -> None:
                              "shipped matrix's) or the errors as they are ('none', for other metrics)")
 
 
-def run_meta(args, spec, configs, seed, objectives, store, executor, console, plot_path) -> None:
-    """Estimate, print and plot the estimated frontier (measured and predicted points), and with --compare
-    run the full sweep and print how close the estimate came."""
+def run_meta(args, spec, configs, budget, seed, objectives, store, executor, console, plot_path) -> None:
+    """Estimate from `budget` runs (qsim.sweep.cli counts and checks --budget), print and plot the estimated
+    frontier (measured and predicted points), and with --compare run the full sweep and print how close
+    the estimate came."""
     import numpy as np
     import pandas as pd
     from rich.table import Table
 
+    from .frontier import CLOSENESS_LEGEND
     from .job import result_key
     from .meta import load_meta, meta_frontier, meta_metrics
     from .plot import plot_frontier
     from .runner import run_sweep
 
-    if args.budget is None:
-        raise ValueError("--estimate meta: needs --budget (how many configurations to run)")
     meta = load_meta(args.meta)
-    budget = math.ceil(args.budget * len(configs)) if args.budget < 1 else int(args.budget)
     estimate = meta_frontier(spec.job, configs, store, budget, meta, objectives, executor, seed, args.design,
                              args.rank, args.transform, args.diverged_error, progress=not args.no_progress)
     console.print(f"meta estimate ({args.design}): {int(estimate.measured.sum())} of {len(configs)} configurations "
@@ -75,6 +74,9 @@ def run_meta(args, spec, configs, seed, objectives, store, executor, console, pl
                       f"({metrics['evaluations_saved']} saved): recall {metrics['recall']:.2f}, precision "
                       f"{metrics['precision']:.2f}, epsilon {metrics['epsilon']:.3f} (normalised), hypervolume "
                       f"loss {metrics['hypervolume_loss']:.3f}, predicted-error RMSE {metrics['rmse']:.3g}")
+        console.print(f"[dim]{CLOSENESS_LEGEND}; hypervolume loss: share of the area the true frontier "
+                      "dominates (error and first cost scaled to [0, 1]) that the estimate misses; RMSE: of the "
+                      "predicted errors against the measured ones[/]")
     frame = pd.DataFrame([{"key": str(i), "status": "ok", **{f"cfg.{k}": v for k, v in c.as_dict().items()}}
                           for i, c in enumerate(configs)])
     frame = pd.concat([frame, estimate.table().drop(columns=["label"])], axis=1)
