@@ -12,7 +12,6 @@ from qsim import formats
 from qsim.quant import quantize
 from qsim.rounding import ROUNDING_MODES
 
-HELP = "list the named formats, their limits, and their error on a built-in tensor"
 
 
 def test_tensor(size: int, seed: int) -> torch.Tensor:

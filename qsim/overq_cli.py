@@ -29,7 +29,6 @@ from qsim.nn.overq import calibrate
 from qsim.overq import MSE_CANDIDATES, overq_quantize
 from qsim.quant import quantize
 
-HELP = "OverQ vs clipping and OCS: PTQ of a CNN on scikit-learn digits, outlier coverage, hardware cost"
 _WEIGHT_LAYERS = (nn.Conv2d, nn.Linear)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "Asynchronous low-precision SGD on a multicore with coherent (or obstinate) caches: time and energy to target."
 
 
 def _list(kind):
@@ -34,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iterations", type=int, default=4000, help="SGD iterations in total (all workers)")
     parser.add_argument("--step-size", type=float, default=0.05)
     parser.add_argument("--rounding", choices=("stochastic", "nearest"), default="stochastic")
+    parser.add_argument("--no-assumptions", action="store_true", help="leave the report's list of assumptions out")
     parser.add_argument("--target-loss", type=float, help="default: 5%% above the best loss reached")
     parser.add_argument("--samples", type=int, default=2000, help="sparse problem: samples")
     parser.add_argument("--features", type=int, default=10_000, help="sparse problem: features")
@@ -69,7 +69,7 @@ def _run(args) -> int:
     console = Console()
     if not console.is_terminal:  # a pipe or a file gets the whole table, not columns cut to 80 characters
         console = Console(width=200)
-    console.print(report)
+    console.print(report.render(assumptions=not args.no_assumptions))
     if args.csv:
         console.print(f"table: {report.to_csv(args.csv)}")
     if args.plot:

@@ -61,7 +61,8 @@ class AsgdReport:
                                 "loss": t.loss}) for t in self.traces]
         return pd.concat(frames, ignore_index=True)
 
-    def render(self):
+    def render(self, assumptions: bool = True):
+        """A rich renderable: the table per (workers, DMGC, q) and (unless `assumptions` is False) the assumptions."""
         from rich.console import Group
         from rich.table import Table
         from rich.text import Text
@@ -85,7 +86,7 @@ class AsgdReport:
                 cells.append("never" if isinstance(value, float) and math.isinf(value) else fmt.format(value))
             table.add_row(*cells)
         notes = Text("Assumptions:\n" + "\n".join(f"  - {a}" for a in self.assumptions), style="dim")
-        return Group(table, notes)
+        return Group(table, *([notes] if assumptions else []))
 
     def __rich__(self):
         return self.render()

@@ -2,7 +2,7 @@
 
 With no arguments it trains the built-in digits CNN under the 16 configurations of
 qsim.sweep.jobs.DIGITS_SPACE on two worker processes, writes results.db and frontier.png in the
-current directory and prints the frontier table. Exposes HELP, add_arguments and run for qsim.cli.
+current directory and prints the frontier table. Exposes add_arguments and run for qsim.cli.
 """
 from __future__ import annotations
 
@@ -13,10 +13,26 @@ from pathlib import Path
 
 from .meta_cli import add_meta_arguments
 
-HELP = "run a precision sweep (default: a small CNN on sklearn digits) and show its error/cost Pareto frontier"
+
+
+def _jobs_help() -> str:
+    """The built-in jobs with the names --objectives accepts for each, for the end of --help."""
+    import textwrap
+
+    from .jobs import BUILTIN_JOBS
+
+    lines = ["built-in jobs (--job) and the names --objectives accepts, all minimised:"]
+    for name, make in BUILTIN_JOBS.items():
+        job = make()
+        lines.append(textwrap.fill(f"{name}: metrics {', '.join(job.metrics)}; costs "
+                                   f"{', '.join(c.name for c in job.costs)}; default {','.join(job.objectives)}",
+                                   78, initial_indent="  ", subsequent_indent="    "))
+    return "\n".join(lines)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keeps the epilog's one line per job
+    parser.epilog = _jobs_help()
     parser.add_argument("space", nargs="?", help="sweep file (TOML: [sweep], [job], [space]); default: the "
                                                  "built-in digits sweep")
     parser.add_argument("--job", help="job: 'digits', 'matmul' or 'package.module:function' (overrides the file)")
