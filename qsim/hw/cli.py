@@ -96,6 +96,8 @@ def build_workload(args):
     from .topology import read_topology
 
     precision = parse_precision(args.precision)
+    if precision is not None:
+        assign_precision((), precision=precision)  # format names are checked before a model is built and traced
     if args.model.endswith(".csv"):
         wl = read_topology(args.model)
         if precision is not None:
