@@ -16,17 +16,9 @@ from qsim.cli import main
 from qsim.sweep.cli import budget_count
 from qsim.sweep.store import ResultStore
 
-SPACE = textwrap.dedent("""
-    [sweep]
-    job = "matmul"
-    [job]
-    m = 8
-    k = 16
-    n = 8
-    [space]
-    weight = { float = { exp = "3..4", man = "1..3" } }
-    activation = ["fp8_e4m3", "bf16"]
-    """)
+# the matmul job (a product, no training) over 3 x 2 = 6 configurations
+SPACE = ('[sweep]\njob = "matmul"\n[job]\nm = 8\nk = 16\nn = 8\n[space]\n'
+         'weight = ["fp4_e2m1", "fp8_e4m3", "bf16"]\nactivation = ["fp8_e4m3", "bf16"]\n')
 
 FILES = {
     "space.toml": SPACE,
@@ -73,7 +65,7 @@ MISTAKES = [
     (["sweep", "space.toml", "--budget", "-3"], "--budget -3: expected a whole number"),
     (["sweep", "space.toml", "--budget", "2.5"], "--budget 2.5: expected a whole number"),
     (["sweep", "space.toml", "--budget", "nan"], "--budget nan: expected a whole number"),
-    (["sweep", "space.toml", "--budget", "0.05"], "--budget 0.05: 1 of the 12 configurations; this search needs "
+    (["sweep", "space.toml", "--budget", "0.05"], "--budget 0.05: 1 of the 6 configurations; this search needs "
                                                  "at least 2"),
     (["sweep", "space.toml", "--compare"], "--compare: needs --budget"),
     (["sweep", "space.toml", "--estimate", "meta"], "--estimate meta: needs --budget"),
