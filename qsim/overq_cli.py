@@ -258,13 +258,13 @@ def run(args) -> int:
     out = study(args.epochs, args.seed, args.bits, args.cascade, args.ocs_ratio)
     table = Table(title=f"PTQ on scikit-learn digits (test set {len(out['x_test'])}), OverQ cascade {args.cascade}")
     for column in ("configuration", "accuracy", "activation MSE"):
-        table.add_column(column, justify="left" if column == "configuration" else "right")
+        table.add_column(column, justify="left" if column == "configuration" else "right", overflow="fold")
     for label, (acc, mse) in out["results"].items():
         table.add_row(label, f"{acc:.2%}", f"{mse:.2e}")
     console.print(table)
     cov = Table(title=f"Range-overwrite coverage of {args.bits}-bit outliers (test set, steps calibrated 'mse')")
     for column in ("cascade", "outliers", "covered", "coverage", "zero slots"):
-        cov.add_column(column, justify="right")
+        cov.add_column(column, justify="right", overflow="fold")
     for row in out["coverage"]:
         cov.add_row(str(row["cascade"]), str(row["outliers"]), str(row["covered"]), f"{row['coverage']:.1%}",
                     f"{row['zero_fraction']:.1%}")
@@ -282,9 +282,9 @@ def run(args) -> int:
                              f"{spec.tag_bits} tag bits")
             columns = ["cycles", "energy µJ", "mac", "register", "sram", "dram", "PE area GE", "area +", "energy +"]
             columns += ["accuracy"] if "accuracy" in frame else []
-            hw.add_column("")
+            hw.add_column("", overflow="fold")
             for column in columns:
-                hw.add_column(column, justify="right")
+                hw.add_column(column, justify="right", overflow="fold")
             for label, r in frame.iterrows():
                 cells = [f"{int(r.total_cycles):,}", f"{r.energy_uj:,.2f}", f"{r.energy_mac_uj:,.2f}",
                          f"{r.energy_register_uj:,.2f}", f"{r.energy_sram_uj:,.2f}", f"{r.energy_dram_uj:,.2f}",

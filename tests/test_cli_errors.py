@@ -182,3 +182,16 @@ def test_budget_fraction_is_the_decimal_typed():
 def test_budget_fraction_rounds_up_exactly(thousandths, total):
     """Oracle: integer arithmetic, ceil(k * n / 1000) = -(-k * n // 1000)."""
     assert budget_count(float(f"0.{thousandths:03d}"), total, 1) == -(-thousandths * total // 1000)
+
+
+def test_every_table_column_folds_instead_of_cutting_digits():
+    """rich cuts a cell to "…" at the terminal's width unless its column folds: a total would lose digits.
+    Every add_column call in the package says overflow="fold"."""
+    import ast
+
+    root = Path(__file__).parents[1] / "qsim"
+    cutting = [f"{path.relative_to(root.parent)}:{node.lineno}" for path in sorted(root.rglob("*.py"))
+               for node in ast.walk(ast.parse(path.read_text()))
+               if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "add_column"
+               and not any(k.arg == "overflow" and getattr(k.value, "value", None) == "fold" for k in node.keywords)]
+    assert not cutting, cutting

@@ -78,7 +78,7 @@ class AsgdReport:
                    ("Miter/s", "iterations_per_s", "{:.2f}"), ("ms to target", "time_to_target_ms", "{:.3f}"),
                    ("µJ to target", "energy_to_target_uj", "{:,.1f}"), ("final loss", "final_loss", "{:.4f}")]
         for i, (header, _, _) in enumerate(columns):
-            table.add_column(header, justify="left" if i < 2 else "right")
+            table.add_column(header, justify="left" if i < 2 else "right", overflow="fold")
         for _, row in f.iterrows():
             cells = []
             for _, key, fmt in columns:

@@ -52,7 +52,7 @@ def run_meta(args, spec, configs, budget, seed, objectives, store, executor, con
     table = Table(title=f"estimated Pareto frontier of {spec.job.name} ({int(estimate.on_frontier.sum())} of "
                         f"{len(configs)})")
     for name in ("configuration", *objectives, "source"):
-        table.add_column(name, justify="left" if name in ("configuration", "source") else "right")
+        table.add_column(name, justify="left" if name in ("configuration", "source") else "right", overflow="fold")
     for config in estimate.recommended:
         i = estimate.configs.index(config)
         error = f"{estimate.errors[i]:.4g}" + ("" if estimate.measured[i] else f" ± {estimate.std[i]:.2g}")
