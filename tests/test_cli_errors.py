@@ -3,6 +3,7 @@ wrong, exit status 2 and no traceback, before any work starts; a failure while r
 exits 130 with what finished stored; --debug (or QSIM_DEBUG=1) lets the traceback through.
 
 The table runs in-process through qsim.cli.main (one fresh process checks the real exit and stderr)."""
+import signal
 import subprocess
 import sys
 import textwrap
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 
 from qsim.cli import main
 from qsim.sweep.cli import budget_count
+from qsim.sweep.runner import default_executor
 from qsim.sweep.store import ResultStore
 
 # the matmul job (a product, no training) over 3 x 2 = 6 configurations
@@ -137,6 +139,13 @@ def test_ctrl_c_exits_130_after_storing_what_finished(workdir, capsys):
     with ResultStore(workdir / "out" / "results.db") as store:
         stored = {r.config.get("weight"): r.status for r in store.records()}
     assert stored == {"bf16": "ok", "fp8_e4m3": "ok"}
+
+
+def test_sweep_workers_leave_ctrl_c_to_the_main_process():
+    """A terminal's Ctrl-C reaches every process of the group; a worker that died of it would break the
+    pool while the main process stores what finished and shuts it down (tracebacks, not one line)."""
+    with default_executor(1) as pool:
+        assert pool.submit(signal.getsignal, signal.SIGINT).result() == signal.SIG_IGN
 
 
 @pytest.mark.parametrize("how", ["--debug", "QSIM_DEBUG"])
