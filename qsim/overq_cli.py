@@ -249,11 +249,14 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     console = Console(width=max(Console().width, 150))  # the hardware tables are wide
-    if (args.epochs < 1 or args.threads < 1 or not 2 <= args.bits <= 8 or args.cascade < 0
-            or not 0 <= args.ocs_ratio <= 1):
-        console.print("qsim: error: expected --epochs >= 1, --threads >= 1, --bits in [2, 8], --cascade >= 0, "
-                      "--ocs-ratio in [0, 1]")
-        return 2
+    wrong = [text for text, bad in ((f"--epochs {args.epochs}: expected >= 1", args.epochs < 1),
+                                     (f"--threads {args.threads}: expected >= 1", args.threads < 1),
+                                     (f"--bits {args.bits}: expected 2 to 8", not 2 <= args.bits <= 8),
+                                     (f"--cascade {args.cascade}: expected >= 0", args.cascade < 0),
+                                     (f"--ocs-ratio {args.ocs_ratio:g}: expected 0 to 1", not 0 <= args.ocs_ratio <= 1))
+             if bad]
+    if wrong:
+        raise ValueError("; ".join(wrong))
     torch.set_num_threads(args.threads)
     out = study(args.epochs, args.seed, args.bits, args.cascade, args.ocs_ratio)
     table = Table(title=f"PTQ on scikit-learn digits (test set {len(out['x_test'])}), OverQ cascade {args.cascade}")

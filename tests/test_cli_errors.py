@@ -89,6 +89,12 @@ MISTAKES = [
     (["hw", "resnet18", "--input-shape", "1,5,32,32"], "the model fails on such an input (the first dimension is "
                                                       "the batch)"),
     (["hw", "resnet18", "--accelerator", "channel_gating_32x32", "--device", "zcu102"], "qsim.hw.fpga.simulate"),
+    # the other commands
+    (["formats", "--size", "3"], "--size 3: expected at least 10 values"),
+    (["asgd", "digits", "--q", "2", "--iterations", "10"], "obstinate_q must be a probability in [0, 1]"),
+    (["asgd", "digits", "--workers", "1,x"], "argument --workers: expected a comma-separated list of int"),
+    (["gating", "--epochs", "0"], "--epochs: expected a positive integer, got 0"),
+    (["overq", "--bits", "1", "--cascade", "-1"], "--bits 1: expected 2 to 8; --cascade -1: expected >= 0"),
     # the command itself
     (["swep"], "argument COMMAND: invalid choice: 'swep'"),
     ([], "the following arguments are required: COMMAND"),

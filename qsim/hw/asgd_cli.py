@@ -44,16 +44,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    import sys
-
-    try:
-        return _run(args)
-    except ValueError as err:  # bad input: one line, as argparse reports its own errors
-        print(f"qsim: error: {err}", file=sys.stderr)
-        return 2
-
-
-def _run(args) -> int:
     from rich.console import Console
 
     from . import asgd
