@@ -63,6 +63,8 @@ MISTAKES = [
                                                               "reports ['error', 'activation_kib', 'bit_ops']"),
     (["sweep", "space.toml", "--objectives", "eror,bit_ops"], "(did you mean 'error'?)"),
     (["sweep", "space.toml", "--objectives", "error"], "--objectives: expected 2 or more"),
+    (["sweep", "space.toml", "--objectives", "bit_ops,error", "--budget", "3"], "--objectives: a budgeted search "
+                                                                              "needs a metric followed by costs"),
     (["sweep", "space.toml", "--budget", "0"], "--budget 0: expected a whole number"),
     (["sweep", "space.toml", "--budget", "-3"], "--budget -3: expected a whole number"),
     (["sweep", "space.toml", "--budget", "2.5"], "--budget 2.5: expected a whole number"),

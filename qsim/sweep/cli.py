@@ -150,7 +150,8 @@ def run(args) -> int:
     objectives = spec.objectives
     if args.objectives:
         objectives = tuple(args.objectives.split(","))
-        spec.job.check_objectives(objectives, "--objectives")
+    spec.job.check_objectives(objectives, "--objectives" if args.objectives else "[sweep].objectives",
+                              estimating=args.budget is not None)
     if args.budget is None and (args.estimate == "meta" or args.compare):
         raise ValueError(f"{'--estimate meta' if args.estimate == 'meta' else '--compare'}: needs --budget "
                          "(how many configurations to run)")

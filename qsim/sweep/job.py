@@ -73,17 +73,21 @@ class Job:
                     raise ValueError(f"config {config.label()!r}: job {self.name!r} cannot honour key {key!r}; "
                                      f"it supports {allowed}")
 
-    def check_objectives(self, objectives, source: str = "objectives") -> None:
+    def check_objectives(self, objectives, source: str = "objectives", estimating: bool = False) -> None:
         """Raise ValueError before any work unless `objectives` are 2 or more names of this job's
-        metrics (when declared) or costs; the message lists the accepted names."""
+        metrics (when declared) or costs; the message lists the accepted names. `estimating` (a budgeted
+        search, which predicts the one unknown: the metric) needs a metric first and costs after it."""
         objectives = list(objectives)
-        known = [*(self.metrics or ()), *(c.name for c in self.costs)]
+        costs = [c.name for c in self.costs]
+        known = [*(self.metrics or ()), *costs]
         accepted = f"job {self.name!r} reports {known}" + ("" if self.metrics is not None else " and its own metrics")
         if len(objectives) < 2 or not all(isinstance(o, str) and o for o in objectives):
             raise ValueError(f"{source}: expected 2 or more metric/cost names, got {objectives}; {accepted}")
         for name in objectives:
             if self.metrics is not None and name not in known:
                 raise ValueError(f"{source}: unknown name {name!r}{_suggest(name, known)}; {accepted}")
+        if estimating and (objectives[0] in costs or not all(o in costs for o in objectives[1:])):
+            raise ValueError(f"{source}: a budgeted search needs a metric followed by costs {costs}, got {objectives}")
 
     def costs_of(self, config: Config) -> dict[str, float]:
         return {cost.name: cost(self.profile, config) for cost in self.costs}
