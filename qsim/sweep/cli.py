@@ -210,7 +210,7 @@ def run(args) -> int:
     if estimate is not None and args.compare:
         true_pts = table.loc[table["on_frontier"], list(objectives)].to_numpy(float)
         est_keys = {result_key(spec.job, c, seed) for c in estimate.frontier}
-        est_pts = table.loc[table["key"].isin(est_keys), list(objectives)].to_numpy(float)
+        est_pts = table.loc[table["key"].isin(est_keys) & (table["status"] == "ok"), list(objectives)].to_numpy(float)
         closeness = compare_frontiers(true_pts, est_pts)
         console.print(f"estimate from {len(estimate.evaluated)}/{len(configs)} configurations: recall "
                       f"{closeness['recall']:.2f}, precision {closeness['precision']:.2f}, "
