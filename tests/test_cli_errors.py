@@ -74,6 +74,7 @@ MISTAKES = [
     (["sweep", "space.toml", "--compare"], "--compare: needs --budget"),
     (["sweep", "space.toml", "--estimate", "meta"], "--estimate meta: needs --budget"),
     (["sweep", "space.toml", "--estimate", "guess"], "argument --estimate: invalid choice: 'guess'"),
+    (["sweep", "space.toml", "--out", "space.toml"], "--out 'space.toml': is a file; expected a directory"),
     (["sweep", "space.toml", "--plot", "f.jpg"], "--plot 'f.jpg': expected a .png or .svg file name"),
     (["sweep", "space.toml", "--export", "r.xlsx"], "--export 'r.xlsx': expected a .csv or .parquet file name"),
     # hw: models, files, accelerators, precisions, shapes

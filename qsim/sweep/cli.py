@@ -108,10 +108,12 @@ def budget_count(value: float, total: int, least: int) -> int:
     return count
 
 
-def _check_outputs(plot_path: Path, export: str | None) -> None:
+def _check_outputs(out: Path, plot_path: Path, export: str | None) -> None:
     from .plot import PLOT_SUFFIXES
     from .store import EXPORT_SUFFIXES
 
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r}: is a file; expected a directory (for results.db and frontier.png)")
     if plot_path.suffix not in PLOT_SUFFIXES:
         raise ValueError(f"--plot {str(plot_path)!r}: expected a {' or '.join(PLOT_SUFFIXES)} file name")
     if export and Path(export).suffix not in EXPORT_SUFFIXES:
@@ -164,7 +166,7 @@ def run(args) -> int:
     out = Path(args.out)
     db_path = Path(args.db) if args.db else out / "results.db"
     plot_path = Path(args.plot) if args.plot else out / "frontier.png"
-    _check_outputs(plot_path, args.export)
+    _check_outputs(out, plot_path, args.export)
     out.mkdir(parents=True, exist_ok=True)
     console.print(f"sweep [bold]{spec.job.name}[/]: {len(configs)} configurations, seed {seed}, "
                   f"objectives {', '.join(objectives)}")
