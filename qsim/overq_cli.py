@@ -257,6 +257,9 @@ def run(args) -> int:
              if bad]
     if wrong:
         raise ValueError("; ".join(wrong))
+    if not args.no_hw:
+        from qsim.hw.overq import load_overq
+        load_overq(args.accelerator)  # a wrong name fails now, not after the training
     torch.set_num_threads(args.threads)
     out = study(args.epochs, args.seed, args.bits, args.cascade, args.ocs_ratio)
     table = Table(title=f"PTQ on scikit-learn digits (test set {len(out['x_test'])}), OverQ cascade {args.cascade}")

@@ -97,6 +97,7 @@ MISTAKES = [
     (["asgd", "digits", "--q", "2", "--iterations", "10"], "obstinate_q must be a probability in [0, 1]"),
     (["asgd", "digits", "--workers", "1,x"], "argument --workers: expected a comma-separated list of int"),
     (["gating", "--epochs", "0"], "--epochs: expected a positive integer, got 0"),
+    (["overq", "--accelerator", "nope"], "no hardware description 'nope'"),
     (["overq", "--bits", "1", "--cascade", "-1"], "--bits 1: expected 2 to 8; --cascade -1: expected >= 0"),
     # the command itself
     (["swep"], "argument COMMAND: invalid choice: 'swep'"),
