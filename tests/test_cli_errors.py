@@ -71,8 +71,11 @@ MISTAKES = [
     (["sweep", "space.toml", "--budget", "nan"], "--budget nan: expected a whole number"),
     (["sweep", "space.toml", "--budget", "0.05"], "--budget 0.05: 1 of the 6 configurations; this search needs "
                                                  "at least 2"),
+    (["sweep", "space.toml", "--budget", "7"], "--budget 7: more than the 6 configurations"),
     (["sweep", "space.toml", "--compare"], "--compare: needs --budget"),
     (["sweep", "space.toml", "--estimate", "meta"], "--estimate meta: needs --budget"),
+    (["sweep", "--estimate", "meta", "--budget", "3", "--meta", "none.csv"], "--meta 'none.csv': no such file"),
+    (["sweep", "--estimate", "meta", "--budget", "3", "--rank", "0"], "--rank 0: expected a positive int"),
     (["sweep", "space.toml", "--estimate", "guess"], "argument --estimate: invalid choice: 'guess'"),
     (["sweep", "space.toml", "--out", "space.toml"], "--out 'space.toml': is a file; expected a directory"),
     (["sweep", "space.toml", "--plot", "f.jpg"], "--plot 'f.jpg': expected a .png or .svg file name"),

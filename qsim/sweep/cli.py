@@ -11,7 +11,7 @@ import contextlib
 import math
 from pathlib import Path
 
-from .meta_cli import add_meta_arguments
+from .meta_cli import add_meta_arguments, check_meta_arguments
 
 
 
@@ -103,6 +103,8 @@ def budget_count(value: float, total: int, least: int) -> int:
         raise ValueError(f"{given}: expected a whole number of configurations or a fraction in (0, 1) of the "
                          f"{total}")
     count = math.ceil(Fraction(repr(value)) * total) if value < 1 else int(value)
+    if count > total:
+        raise ValueError(f"{given}: more than the {total} configurations (without --budget every one runs)")
     if count < least:
         raise ValueError(f"{given}: {count} of the {total} configurations; this search needs at least {least}")
     return count
@@ -157,6 +159,8 @@ def run(args) -> int:
     if args.budget is None and (args.estimate == "meta" or args.compare):
         raise ValueError(f"{'--estimate meta' if args.estimate == 'meta' else '--compare'}: needs --budget "
                          "(how many configurations to run)")
+    if args.estimate == "meta":
+        check_meta_arguments(args)
     configs = spec.space.configs()
     if args.estimate == "meta" and not args.space:
         from .meta import load_meta

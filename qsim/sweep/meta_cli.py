@@ -1,6 +1,6 @@
 """`qsim sweep --budget K --estimate meta`: a new task's frontier from K runs and the meta-training matrix.
 
-Exports `add_meta_arguments` and `run_meta` for qsim.sweep.cli. The configurations are the sweep
+Exports `add_meta_arguments`, `check_meta_arguments` and `run_meta` for qsim.sweep.cli. The configurations are the sweep
 file's (each must be a column of the matrix) or, without a file, every column of the matrix (cli
 chooses them); the K runs go into the result store like any sweep, the rest of the row is
 predicted (qsim.sweep.meta).
@@ -28,6 +28,16 @@ def add_meta_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--transform", choices=TRANSFORMS, default="logit",
                         help="with --estimate meta: model the logit of the errors (default; errors in %%, as the "
                              "shipped matrix's) or the errors as they are ('none', for other metrics)")
+
+
+def check_meta_arguments(args) -> None:
+    """Raise ValueError for a --meta file that is not there or a --rank below 1, before any work."""
+    from pathlib import Path
+
+    if args.meta is not None and not Path(args.meta).is_file():
+        raise ValueError(f"--meta {args.meta!r}: no such file (a meta-training matrix CSV)")
+    if args.rank is not None and args.rank < 1:
+        raise ValueError(f"--rank {args.rank}: expected a positive int (or no --rank: cross-validation chooses)")
 
 
 def run_meta(args, spec, configs, budget, seed, objectives, store, executor, console, plot_path) -> None:
