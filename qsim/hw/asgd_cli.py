@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "Asynchronous low-precision SGD on a multicore with coherent (or obstinate) caches: time and energy to target."
-
 
 def _list(kind):
     def parse(text):
@@ -35,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iterations", type=int, default=4000, help="SGD iterations in total (all workers)")
     parser.add_argument("--step-size", type=float, default=0.05)
     parser.add_argument("--rounding", choices=("stochastic", "nearest"), default="stochastic")
+    parser.add_argument("--no-assumptions", action="store_true", help="leave the report's list of assumptions out")
     parser.add_argument("--target-loss", type=float,
                         help="default: 5%% of the way from the best loss reached back to the loss at w = 0 "
                              "(with --store: from full-precision sequential SGD's loss, see qsim.hw.asgd_sweep)")
@@ -51,16 +50,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    import sys
-
-    try:
-        return _run(args)
-    except ValueError as err:  # bad input: one line, as argparse reports its own errors
-        print(f"qsim: error: {err}", file=sys.stderr)
-        return 2
-
-
-def _run(args) -> int:
     from rich.console import Console
 
     from . import asgd
@@ -80,7 +69,7 @@ def _run(args) -> int:
                       accelerator=args.accelerator, iterations=args.iterations, target_loss=args.target_loss,
                       step_size=args.step_size, rounding=args.rounding, seed=args.seed,
                       max_ignored=args.max_ignored)
-    console.print(report)
+    console.print(report.render(assumptions=not args.no_assumptions))
     if args.csv:
         console.print(f"table: {report.to_csv(args.csv)}")
     if args.plot:

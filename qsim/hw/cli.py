@@ -16,7 +16,6 @@ import importlib
 import re
 from pathlib import Path
 
-HELP = "Cycles, stalls, utilisation and energy of a network on a systolic-array accelerator."
 INPUT_DTYPES = {"float32": "float32", "float64": "float64", "bfloat16": "bfloat16", "float16": "float16",
                 "long": "int64", "int64": "int64", "int": "int32", "int32": "int32"}
 
@@ -74,6 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="exclusive upper bound of integer inputs (default 2, valid for any vocabulary)")
     parser.add_argument("--csv", type=Path, help="write the per-layer table to this CSV file")
     parser.add_argument("--plot", type=Path, help="write the per-layer cycles/energy plot (.png or .svg)")
+    parser.add_argument("--no-assumptions", action="store_true", help="leave the report's list of assumptions out")
     parser.add_argument("--gating", metavar="KEY=VALUE[,...]",
                         help="channel-gate the model's convs (target=, partitions=, grouping=; see qsim.nn.gate_model), "
                              "gates calibrated on the input; with an accelerator that has a [gating] section")
@@ -99,6 +99,8 @@ def build_workload(args):
     from .topology import read_topology
 
     precision = parse_precision(args.precision)
+    if precision is not None:
+        assign_precision((), precision=precision)  # format names are checked before a model is built and traced
     if args.model.endswith(".csv"):
         wl = read_topology(args.model)
         if precision is not None:
@@ -109,7 +111,10 @@ def build_workload(args):
         name = args.model
     elif ":" in args.model:
         module_name, _, attr = args.model.partition(":")
-        ctor, shape, name = getattr(importlib.import_module(module_name), attr), None, attr
+        try:
+            ctor, shape, name = getattr(importlib.import_module(module_name), attr), None, attr
+        except (ImportError, AttributeError) as err:  # a name typed on the command line: a mistake in it
+            raise ValueError(f"MODEL_OR_TOPOLOGY {args.model!r}: cannot import it: {err}") from err
     else:
         raise ValueError(f"MODEL_OR_TOPOLOGY {args.model!r}: not a built-in model "
                          f"({', '.join(BUILTIN_MODELS)}), a .csv topology, or module:callable")
@@ -186,7 +191,7 @@ def run(args) -> int:
             report = area.simulate(work, accel, args.node)
         else:
             report = simulate(work, accel, scalesim_compat=args.scalesim_compat or False)
-    console.print(report)
+    console.print(report.render(assumptions=not args.no_assumptions))
     if args.csv:
         console.print(f"per-layer table: {report.to_csv(args.csv)}")
     if args.plot:

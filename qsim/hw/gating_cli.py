@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "Channel gating end to end: train a gated CNN on digits, measure its gates, simulate the accelerator."
 PAPER = {"achieved_speedup": 2.3, "ideal_speedup": 2.8}  # Hua et al., MICRO 2019, ImageNet ResNet-18
 
 

@@ -62,8 +62,9 @@ class Report:
         return totals
 
     # --- rendering ------------------------------------------------------------------------------
-    def render(self):
-        """A rich renderable: the per-layer table, the totals and the assumptions."""
+    def render(self, assumptions: bool = True):
+        """A rich renderable: the per-layer table, the totals and (unless `assumptions` is False) the
+        assumptions."""
         from rich.console import Group
         from rich.table import Table
         from rich.text import Text
@@ -93,7 +94,7 @@ class Report:
             if estimate is not None:
                 summary.append("\n" + estimate.summary(t))
         notes = Text("Assumptions:\n" + "\n".join(f"  - {a}" for a in self.assumptions), style="dim")
-        return Group(table, summary, notes)
+        return Group(table, summary, *([notes] if assumptions else []))
 
     def __rich__(self):
         return self.render()

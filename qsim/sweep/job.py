@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .costs import Cost, ModelProfile
-from .space import ROLES, Config
+from .space import ROLES, Config, _suggest
 
 
 def _digest(payload) -> str:
@@ -38,7 +38,10 @@ class Job:
     so changing e.g. the number of epochs never reuses stale results. `keys` lists the config keys the
     job can honour ("weight", "conv.activation", ...); None accepts any role, globally or per group.
     `objectives` are the metric and cost names (all minimised) its frontier uses by default. `axes`
-    names the non-format axes every configuration must give a value (see qsim.sweep.space)."""
+    names the non-format axes every configuration must give a value (see qsim.sweep.space). `metrics`
+    names what fn reports, first the main one (None: undeclared, any name may be a metric), so that a
+    misspelled objective fails before any work; `chance` is the main metric of a model that guesses
+    (90 for % error on ten classes), so results no better are not presented as results (qsim.sweep.health)."""
 
     name: str
     fn: Callable
@@ -49,6 +52,8 @@ class Job:
     keys: frozenset[str] | None = field(default=None)
     objectives: tuple[str, ...] = ("error", "memory_kib")
     axes: frozenset[str] = frozenset()
+    metrics: tuple[str, ...] | None = None
+    chance: float | None = None
 
     def __post_init__(self):
         if not self.name or not isinstance(self.name, str):
@@ -77,6 +82,22 @@ class Job:
                     allowed = sorted(self.keys) if self.keys is not None else ROLES
                     raise ValueError(f"config {config.label()!r}: job {self.name!r} cannot honour key {key!r}; "
                                      f"it supports {allowed}")
+
+    def check_objectives(self, objectives, source: str = "objectives", estimating: bool = False) -> None:
+        """Raise ValueError before any work unless `objectives` are 2 or more names of this job's
+        metrics (when declared) or costs; the message lists the accepted names. `estimating` (a budgeted
+        search, which predicts the one unknown: the metric) needs a metric first and costs after it."""
+        objectives = list(objectives)
+        costs = [c.name for c in self.costs]
+        known = [*(self.metrics or ()), *costs]
+        accepted = f"job {self.name!r} reports {known}" + ("" if self.metrics is not None else " and its own metrics")
+        if len(objectives) < 2 or not all(isinstance(o, str) and o for o in objectives):
+            raise ValueError(f"{source}: expected 2 or more metric/cost names, got {objectives}; {accepted}")
+        for name in objectives:
+            if self.metrics is not None and name not in known:
+                raise ValueError(f"{source}: unknown name {name!r}{_suggest(name, known)}; {accepted}")
+        if estimating and (objectives[0] in costs or not all(o in costs for o in objectives[1:])):
+            raise ValueError(f"{source}: a budgeted search needs a metric followed by costs {costs}, got {objectives}")
 
     def costs_of(self, config: Config) -> dict[str, float]:
         return {cost.name: cost(self.profile, config) for cost in self.costs}

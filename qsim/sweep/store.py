@@ -17,6 +17,7 @@ import pandas as pd
 from .space import Config
 
 STATUSES = ("ok", "diverged", "error")
+EXPORT_SUFFIXES = (".csv", ".parquet")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -143,5 +144,5 @@ class ResultStore:
         elif path.suffix == ".parquet":
             frame.to_parquet(path, index=False)
         else:
-            raise ValueError(f"path: expected a .csv or .parquet file name, got {str(path)!r}")
+            raise ValueError(f"path: expected a {' or '.join(EXPORT_SUFFIXES)} file name, got {str(path)!r}")
         return path
