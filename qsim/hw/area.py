@@ -8,7 +8,8 @@ inference x inferences/s).
 Per PE: one multiplier at the operand widths (integer or floating point, as the energy model), one
 accumulator-wide adder and a flip-flop per operand and accumulator bit; the three operand SRAMs by capacity.
 Widths between the published ones follow a power law fitted through Horowitz's two printed widths (the
-table file states the exponents); nodes other than 45 nm scale area by (node / 45)^area_exponent.
+table file states the exponents); nodes other than 45 nm scale area by Stillmaker and Baas's (2017) table
+(qsim.hw.node_scaling), not by a classical (node/45)^2.
 """
 from __future__ import annotations
 
@@ -56,7 +57,6 @@ class AreaTable:
     register_um2_per_bit: float
     sram_bitcell_um2: float
     sram_array_efficiency: float
-    area_exponent: float
     int_add: AreaRule
     int_mult: AreaRule
     float_add: AreaRule
@@ -65,17 +65,16 @@ class AreaTable:
     published: tuple[PublishedArea, ...] = ()
 
     def __post_init__(self):
-        for field in ("node_nm", "register_um2_per_bit", "sram_bitcell_um2", "area_exponent"):
+        for field in ("node_nm", "register_um2_per_bit", "sram_bitcell_um2"):
             if not getattr(self, field) > 0:
                 raise ValueError(f"{field} must be > 0, got {getattr(self, field)!r}")
         if not 0 < self.sram_array_efficiency <= 1:
             raise ValueError(f"sram_array_efficiency must be in (0, 1], got {self.sram_array_efficiency!r}")
 
     def node_factor(self, node_nm: float) -> float:
-        """Area at `node_nm` relative to the table's node."""
-        if isinstance(node_nm, bool) or not isinstance(node_nm, (int, float)) or not 1 <= node_nm <= 1000:
-            raise ValueError(f"node_nm must be a process node in nm between 1 and 1000, got {node_nm!r}")
-        return (node_nm / self.node_nm) ** self.area_exponent
+        """Area at `node_nm` relative to the table's node (Stillmaker and Baas, qsim.hw.node_scaling)."""
+        from .node_scaling import load_node_scaling
+        return load_node_scaling().area_factor(self.node_nm, node_nm)
 
 
 def load_area_table(name_or_path="asic_45nm") -> AreaTable:
@@ -142,8 +141,8 @@ def estimate(accelerator, node_nm: float = 45, precision=None, workload=None, ta
 
 ASSUMPTIONS = (
     "ASIC area: per PE one multiplier, one accumulator adder and a flip-flop per operand and accumulator bit, "
-    "plus the operand SRAMs by capacity; control, wiring, clock tree and I/O are not counted; nodes other than "
-    "the table's scale by (node/45)^area_exponent (classical scaling, an assumption).",
+    "plus the operand SRAMs by capacity; control, wiring, clock tree and I/O are not counted; other nodes "
+    "scale by Stillmaker and Baas's (2017) area table, interpolated log-log between its nodes.",
 )
 
 
