@@ -1,4 +1,7 @@
 """qsim.hw.fpga and qsim.hw.area: BRAM mapping worked by hand, closed-form monotonicity, fit, bad input."""
+import dataclasses
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -124,6 +127,13 @@ def test_fmax_is_capped_by_the_data_sheet_and_rises_with_speed_grade():
         assert e.fmax_mhz <= min(e.device.grade.dsp_mhz, e.device.grade.bram_mhz)
 
 
+def test_fmax_is_capped_by_the_global_clock_buffer():
+    slow = dataclasses.replace(ZCU102, grades=tuple(dataclasses.replace(g, bufg_mhz=100.0) for g in ZCU102.grades))
+    e = fpga.estimate("systolic_32x32", slow, 4)
+    assert (e.fmax_mhz, e.critical_path) == (100.0, "global clock buffer FMAX")
+    assert fpga.estimate("systolic_32x32", ZCU102, 4).fmax_mhz > 100.0
+
+
 def test_fmax_falls_with_the_accumulator_carry_chain():
     accel = hw.load_accelerator("systolic_32x32")
     narrow = fpga.estimate(accel.with_changes(accumulator_bits=16), PYNQ, 4).fmax_mhz
@@ -226,6 +236,24 @@ def test_cli_fit_and_device_columns(capsys):
     assert "qsim: error: unknown device 'zcu1020'" in capsys.readouterr().err
     assert main(["hw", "fit"]) == 2
     assert "qsim hw fit needs --device" in capsys.readouterr().err
+
+
+SHIPPED = ("systolic_8x8", "bitfusion_like_16x16", "channel_gating_32x32", "overq_ws_32x32")  # every kind
+
+
+@pytest.mark.parametrize("accelerator", SHIPPED)
+def test_cli_fit_and_device_work_for_every_shipped_kind(accelerator, capsys):
+    from qsim.cli import main
+
+    topology = str(Path(__file__).parents[1] / "examples" / "mobilenet_head.csv")
+    assert main(["hw", "fit", "--accelerator", accelerator, "--device", "zcu102", "--precision", "w4a4"]) == 0
+    n = fpga.largest_array(accelerator, ZCU102, "w4a4").rows
+    assert f"on zcu102: {n}x{n}" in capsys.readouterr().out
+    assert main(["hw", topology, "--accelerator", accelerator, "--device", "zcu102", "--node", "7"]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
+    luts = fpga.estimate(accelerator, ZCU102, workload=hw.read_topology(topology)).resources["luts"]
+    assert "FPGA zcu102" in out and f"luts {luts:,.0f}" in out and "ASIC 7 nm" in out
+    assert ("logic is not counted" in out) == (accelerator in ("channel_gating_32x32", "overq_ws_32x32"))
 
 
 @pytest.mark.parametrize("precision, device", [(4, ZCU102), (8, ZCU102), ((4, 8), PYNQ), (6, PYNQ)])

@@ -318,7 +318,8 @@ def test_qpytorch_float8_recipe_trains_a_vgg_shaped_network_with_inplace_relus()
     (["hw", "resnet18", "--input-shape", "3,224,224"], "this model takes 4 dimensions, batch first"),
     (["hw", "resnet18", "--input-shape", "1,3,x,2"], "expected comma-separated positive integers"),
     (["hw", "resnet18", "--input-shape", "1,5,32,32"], "the model fails on such an input"),
-    (["hw", "resnet18", "--accelerator", "channel_gating_32x32", "--device", "zcu102"], "qsim.hw.fpga.simulate"),
+    (["hw", "fit", "--accelerator", "multicore_16", "--device", "zcu102"], "is not an accelerator description"),
+    (["hw", "resnet18", "--accelerator", "overq_ws_32x32", "--dataflow", "os"], "is weight-stationary"),
     (["sweep", "--executor", "nope"], "--executor"),
     (["sweep", "--workers", "0"], "--workers"),
 ])

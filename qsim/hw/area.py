@@ -154,7 +154,10 @@ def simulate(workload, accelerator, node_nm: float = 45, table=None):
     return attach(run(workload, accel), workload, node_nm, table)
 
 
-def attach(report, workload, node_nm: float = 45, table=None):
-    """`report` (of `workload` on its accelerator) with the area at `node_nm` attached."""
+def attach(report, workload, node_nm: float = 45, table=None, extension: str = ""):
+    """`report` (of `workload` on its accelerator) with the area at `node_nm` attached; `extension` names
+    a channel-gating or OverQ extension the Report ran with, whose own logic the area does not count."""
     asic = estimate(report.accelerator, node_nm, workload=workload, table=table)
-    return dataclasses.replace(report, asic=asic, assumptions=report.assumptions + ASSUMPTIONS)
+    notes = ASSUMPTIONS + ((f"ASIC area: the {extension} logic is not counted, only the base array's PEs and "
+                            "SRAMs (its FPGA estimate does count it).",) if extension else ())
+    return dataclasses.replace(report, asic=asic, assumptions=report.assumptions + notes)
