@@ -44,6 +44,12 @@ def test_delay_and_energy_are_the_papers_polynomials_at_nominal_supply():
     assert SCALING.power_factor(45, 45) == 1.0
 
 
+def test_nominal_supply_is_interpolated_log_log_between_nodes():
+    t = math.log(14 / 12) / math.log(14 / 10)  # 12 nm between 14 (0.8 V) and 10 nm (0.75 V)
+    assert SCALING.nominal_vdd(12) == pytest.approx(0.8 ** (1 - t) * 0.75 ** t)
+    assert (SCALING.nominal_vdd(7), SCALING.nominal_vdd(45)) == (0.7, 1.0)
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda: SCALING.area_factor(45, 5), "node_nm must be a process node in nm between 7 and 180"),
     (lambda: SCALING.area_factor(45, 0), "between 7 and 180"),

@@ -89,6 +89,11 @@ class NodeScaling:
         """Area at to_nm / area at from_nm: the paper's table (from_nm's row), interpolated between its nodes."""
         return self._interpolate(from_nm, lambda i: self._interpolate(to_nm, lambda j: self.area[i][j]))
 
+    def nominal_vdd(self, node_nm: float) -> float:
+        """The nominal supply (V) at node_nm, interpolated log-log between the paper's nodes."""
+        fits = {f.node_nm: f for f in self.fits}
+        return self._interpolate(node_nm, lambda i: fits[self.nodes_nm[i]].nominal_vdd)
+
     def _fit_factor(self, metric: str, from_nm, to_nm, from_vdd, to_vdd) -> float:
         fits = {f.node_nm: f for f in self.fits}
 
