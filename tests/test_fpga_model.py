@@ -273,10 +273,14 @@ def test_a_fixed_width_pe_is_the_lane_checked_against_yosys(precision, device):
 def test_a_sweep_file_can_minimise_luts_and_area():
     from qsim.sweep.sweepfile import load_sweep
 
-    spec = load_sweep({"sweep": {"job": "digits", "objectives": ["error", "luts", "area_mm2"]},
+    objectives = ["error", "luts", "dsps", "brams", "area_mm2"]
+    spec = load_sweep({"sweep": {"job": "digits", "objectives": objectives},
                        "space": {"weight": ["int4", "int8"], "activation": ["int4"]}})
-    assert spec.objectives == ("error", "luts", "area_mm2")
+    assert spec.objectives == tuple(objectives)
     costs = {c.as_dict()["weight"]: spec.job.costs_of(c) for c in spec.space.configs()}
     # w4a4: 8-bit products stay in LUTs; w8a4: 12-bit products take DSPs (two per slice by WP486)
     assert costs["int4"]["dsps"] == 0 and costs["int8"]["dsps"] == 512
     assert costs["int4"]["luts"] > costs["int8"]["luts"] and costs["int4"]["area_mm2"] < costs["int8"]["area_mm2"]
+    from qsim.sweep.jobs import DIGITS_ACCELERATOR
+    for w in ("int4", "int8"):
+        assert costs[w]["brams"] == fpga.estimate(DIGITS_ACCELERATOR, "zcu102", (int(w[3:]), 4)).resources["bram36"] > 0
