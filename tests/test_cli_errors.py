@@ -94,7 +94,9 @@ MISTAKES = [
     (["hw", "resnet18", "--input-shape", "1,3,x,2"], "expected comma-separated positive integers"),
     (["hw", "resnet18", "--input-shape", "1,5,32,32"], "the model fails on such an input (the first dimension is "
                                                       "the batch)"),
-    (["hw", "resnet18", "--accelerator", "channel_gating_32x32", "--device", "zcu102"], "qsim.hw.fpga.simulate"),
+    (["hw", "fit", "--accelerator", "multicore_16", "--device", "zcu102"], "is not an accelerator description"),
+    (["hw", "resnet18", "--accelerator", "overq_ws_32x32", "--dataflow", "os"], "is weight-stationary"),
+    (["hw", "resnet18", "--scalesim-compat", "--device", "zcu102"], "--scalesim-compat counts as SCALE-Sim does"),
     # the other commands
     (["formats", "--size", "3"], "--size 3: expected at least 10 values"),
     (["asgd", "digits", "--q", "2", "--iterations", "10"], "obstinate_q must be a probability in [0, 1]"),

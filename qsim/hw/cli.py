@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import importlib
 import re
+from functools import partial
 from pathlib import Path
 
 INPUT_DTYPES = {"float32": "float32", "float64": "float64", "bfloat16": "bfloat16", "float16": "float16",
@@ -162,35 +163,25 @@ def _input_shape(text: str, builtin_shape) -> tuple[int, ...]:
 def run(args) -> int:
     from rich.console import Console
 
-    from . import gating_cli
-    from .spec import load_accelerator
+    from . import gating_cli, overq
     from .systolic import simulate
 
     console = Console()
+    if args.model == "fit":
+        return run_fit(args)
     if args.gating or args.schedule or gating_cli.is_gating_accelerator(args.accelerator):
         if args.scalesim_compat:
             raise ValueError("--scalesim-compat: SCALE-Sim has no channel gating; use a plain systolic accelerator")
-        if args.device or args.node:
-            raise ValueError("--device/--node: the command line does not estimate a channel-gating array yet; "
-                             "from Python: qsim.hw.fpga.simulate(workload, 'channel_gating_32x32', 'zcu102')")
         report = gating_cli.simulate_hw(args, build_workload, console)
     else:
-        accel = load_accelerator(args.accelerator, dataflow=args.dataflow, rows=args.rows, cols=args.cols,
-                                 dram_bytes_per_cycle=args.dram_bytes_per_cycle)
-        if args.model == "fit":
-            return run_fit(args, accel)
-        work = build_workload(args)
-        if args.scalesim_compat and (args.device or args.node):
-            raise ValueError("--scalesim-compat counts as SCALE-Sim does; it does not combine with --device/--node")
-        if args.device:
-            from . import fpga
-            from .devices import load_device
-            report = fpga.simulate(work, accel, load_device(args.device, args.speed_grade), node_nm=args.node)
-        elif args.node:
-            from . import area
-            report = area.simulate(work, accel, args.node)
-        else:
-            report = simulate(work, accel, scalesim_compat=args.scalesim_compat or False)
+        accel = load_any_accelerator(args)
+        overq_array = isinstance(accel, tuple)  # (OverQSpec, Accelerator)
+        if args.scalesim_compat and (args.device or args.node or overq_array):
+            raise ValueError("--scalesim-compat counts as SCALE-Sim does; it does not combine with --device/--node "
+                             "or an OverQ accelerator")
+        plain = (overq.OverQArray(accel[1], accel[0]).run if overq_array
+                 else partial(simulate, accelerator=accel, scalesim_compat=args.scalesim_compat or False))
+        report = simulate_on(build_workload(args), accel, args, plain)
     console.print(report.render(assumptions=not args.no_assumptions))
     if args.csv:
         console.print(f"per-layer table: {report.to_csv(args.csv)}")
@@ -199,8 +190,59 @@ def run(args) -> int:
     return 0
 
 
-def run_fit(args, accel) -> int:
-    """`qsim hw fit --device D --precision P`: the largest square array of the accelerator's PEs on D."""
+def is_overq(name_or_path) -> bool:
+    """Whether `name_or_path` is an OverQ description (an OverQ section on a base accelerator's name)."""
+    from . import toml_spec
+    try:
+        table, _ = toml_spec.resolve(name_or_path)
+    except ValueError:
+        return False  # load_accelerator reports the missing file
+    return "cascade" in table and "array" not in table
+
+
+def load_any_accelerator(args):
+    """--accelerator with the command line's overrides: an Accelerator, a gating.GatedAccelerator, or
+    (OverQSpec, Accelerator) for an OverQ file (weight-stationary, as OverQ runs)."""
+    from . import gating, gating_cli, overq, toml_spec
+    from .spec import load_accelerator
+    changes = {k: v for k, v in (("dataflow", args.dataflow), ("rows", args.rows), ("cols", args.cols),
+                                 ("dram_bytes_per_cycle", args.dram_bytes_per_cycle)) if v is not None}
+    if gating_cli.is_gating_accelerator(args.accelerator):
+        return gating.load(args.accelerator, **changes)
+    if is_overq(args.accelerator):
+        if changes.get("dataflow", "ws") != "ws":
+            raise ValueError(f"--dataflow {args.dataflow}: an OverQ array ({args.accelerator}) is weight-stationary")
+        spec, accel = overq.load_overq(args.accelerator)
+        return spec, accel.with_changes(**changes)
+    table, source = toml_spec.resolve(args.accelerator)
+    if "array" not in table:
+        runnable = [n for n in toml_spec.available() if _is_accelerator(toml_spec.resolve(n)[0])]
+        raise ValueError(f"--accelerator {args.accelerator}: {source} is not an accelerator description (no "
+                         f"[array] section, no [gating] or OverQ section); the packaged ones: {', '.join(runnable)}")
+    return load_accelerator(args.accelerator, **changes)
+
+
+def _is_accelerator(table: dict) -> bool:
+    return "array" in table or "cascade" in table
+
+
+def simulate_on(work, accelerator, args, plain):
+    """`plain(work)`, the Report without estimates; with --device, qsim.hw.fpga.simulate instead (the same
+    array model at the estimated fmax, with resources and fit); with --node, the ASIC area attached."""
+    if args.device:
+        from . import fpga
+        from .devices import load_device
+        return fpga.simulate(work, accelerator, load_device(args.device, args.speed_grade), node_nm=args.node)
+    report = plain(work)
+    if args.node:
+        from . import area, fpga
+        report = area.attach(report, work, args.node, extension=fpga.extension_kind(accelerator))
+    return report
+
+
+def run_fit(args) -> int:
+    """`qsim hw fit --device D --precision P`: the largest square array of the accelerator's PEs on D
+    (any packaged kind: plain, channel-gating or OverQ)."""
     from rich.console import Console
 
     from . import fpga
@@ -212,11 +254,11 @@ def run_fit(args, accel) -> int:
     if isinstance(precision, dict):
         raise ValueError("qsim hw fit takes one --precision value (e.g. w4a4, 8, fp8_e4m3), not GLOB=VALUE rules")
     device = load_device(args.device, args.speed_grade)
-    best = fpga.largest_array(accel, device, precision)
+    best = fpga.largest_array(load_any_accelerator(args), device, precision)
     console = Console()
     if best is None:
-        console.print(f"not even a 1x1 array of {accel.name}'s PE fits on {device.name}")
+        console.print(f"not even a 1x1 array of {args.accelerator}'s PE fits on {device.name}")
         return 1
-    console.print(f"largest square array of {accel.name}'s PE on {device.name}: {best.rows}x{best.cols}")
+    console.print(f"largest square array of {best.accelerator}'s PE on {device.name}: {best.rows}x{best.cols}")
     console.print(best.summary())
     return 0
