@@ -13,6 +13,7 @@
 #include "cpu/nonuniform.h"
 #include "cpu/overq.h"
 #include "cpu/quantize.h"
+#include "cpu/sgd_step.h"
 #include "qsim/philox.h"
 
 namespace py = pybind11;
@@ -169,6 +170,25 @@ PYBIND11_MODULE(_C, m) {
         return out;
       },
       "Philox4x32-10 of one counter under one key (exposed for known-answer tests).");
+  // LowPrecision(SGD)'s step on one float32 parameter (cpu/sgd_step.h, qsim/optim_fused.py): buffer and
+  // master addresses may be 0 (no momentum, no accumulator); a role's params None leaves it in float32.
+  m.def(
+      "sgd_step_f32",
+      [](uintptr_t param, uintptr_t grad, uintptr_t buffer, uintptr_t master, int64_t n, float lr, float momentum,
+         float dampening_keep, float weight_decay, float grad_scale, bool scale_grad, bool use_weight_decay,
+         bool use_momentum, bool nesterov, bool new_buffer, const QuantParams* g, int g_rounding, uint64_t g_seed,
+         const QuantParams* mo, int m_rounding, uint64_t m_seed, const QuantParams* acc, int acc_rounding,
+         uint64_t acc_seed, const QuantParams* w, int w_rounding, uint64_t w_seed, int rand_bits) {
+        if ((use_momentum && buffer == 0) || (master != 0 && acc == nullptr))
+          throw std::invalid_argument("sgd_step_f32: momentum needs a buffer and a master an accumulator format");
+        const qsim::SgdStep s{lr, momentum, dampening_keep, weight_decay, grad_scale, scale_grad, use_weight_decay,
+                              use_momentum, nesterov, new_buffer};
+        py::gil_scoped_release release;
+        qsim::sgd_step_f32(reinterpret_cast<float*>(param), reinterpret_cast<float*>(grad),
+                           reinterpret_cast<float*>(buffer), reinterpret_cast<float*>(master), n, s,
+                           {g, g_rounding, g_seed, rand_bits}, {mo, m_rounding, m_seed, rand_bits},
+                           {acc, acc_rounding, acc_seed, rand_bits}, {w, w_rounding, w_seed, rand_bits});
+      });
   def_overq<float>(m, "overq_f32", qsim::overq_cpu_f32);
   def_overq<double>(m, "overq_f64", qsim::overq_cpu_f64);
 }

@@ -20,6 +20,7 @@ import math
 
 import torch
 
+from qsim import optim_fused
 from qsim.formats import FixedPoint
 from qsim.quant import quantize
 from qsim.nn.spec import check_rounding, resolve_format
@@ -66,6 +67,7 @@ class LowPrecision(torch.optim.Optimizer):
         super().__init__(optimizer.param_groups, optimizer.defaults)
         self.param_groups = optimizer.param_groups
         self.state = optimizer.state
+        self.fused_formats = optim_fused.role_formats(self)  # None: formats the fused SGD step cannot round
 
     def _params(self):
         return [p for group in self.param_groups for p in group["params"]]
@@ -87,6 +89,9 @@ class LowPrecision(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if optim_fused.applies(self):  # SGD on float32 CPU tensors: the same bits in one call per parameter
+            optim_fused.step(self)
+            return loss
         acc = self.formats["acc"]
         with torch.no_grad():
             for p in self._params():
@@ -145,6 +150,8 @@ class LowPrecision(torch.optim.Optimizer):
             raise ValueError("state_dict: expected a dict from LowPrecision.state_dict() with keys "
                              "'optimizer' and 'masters'")
         self.optimizer.load_state_dict(state_dict["optimizer"])
+        # torch's load_state_dict replaces the groups and the state with new objects: share those instead.
+        self.param_groups, self.state = self.optimizer.param_groups, self.optimizer.state
         params = self._params()
         self.masters = {params[i]: m.to(params[i].device, params[i].dtype).clone()
                         for i, m in state_dict["masters"].items()}
