@@ -11,6 +11,8 @@ Exports LowPrecision and HALP. LowPrecision, around the wrapped optimizer's step
      and exp_avg_sq, ...) becomes round_momentum(state)                        (M)
 W, G and M are rounded here, outside autograd, which is why they have no backward format (QPyTorch's
 users asked); activations and errors are the hooks' job (qsim.nn.quantize_model).
+Around torch.optim.SGD, on float32 CPU tensors with fixed- or floating-point formats, steps 1-5 and SGD's
+own run in one C++ call per parameter with the same results (qsim/optim_fused.py).
 """
 from __future__ import annotations
 
