@@ -69,7 +69,6 @@ class LowPrecision(torch.optim.Optimizer):
         super().__init__(optimizer.param_groups, optimizer.defaults)
         self.param_groups = optimizer.param_groups
         self.state = optimizer.state
-        self.fused_formats = optim_fused.role_formats(self)  # None: formats the fused SGD step cannot round
 
     def _params(self):
         return [p for group in self.param_groups for p in group["params"]]

@@ -31,7 +31,7 @@ def applies(lp) -> bool:
     """Can LowPrecision `lp` take the fused step now (every parameter with a gradient, every state tensor)?"""
     inner = lp.optimizer
     if type(inner) is not torch.optim.SGD or "step" in inner.__dict__ or inner._optimizer_step_pre_hooks \
-            or inner._optimizer_step_post_hooks or not lp.fused_formats:
+            or inner._optimizer_step_post_hooks or role_formats(lp) is None:
         return False
     for group in lp.param_groups:
         if any(group.get(flag) for flag in _FLAGS_OFF) or isinstance(group["lr"], torch.Tensor) \
@@ -43,7 +43,9 @@ def applies(lp) -> bool:
             if not (_tensor_fits(p) and _tensor_fits(p.grad)):
                 return False
             state = lp.state.get(p)
-            if state and (set(state) != {"momentum_buffer"} or not _tensor_fits(state["momentum_buffer"])):
+            # (a buffer left from steps with momentum, now 0, is still rounded by the unfused path)
+            if state and (set(state) != {"momentum_buffer"} or group["momentum"] == 0
+                          or not _tensor_fits(state["momentum_buffer"])):
                 return False
     return True
 
@@ -69,7 +71,7 @@ def _seed(role: tuple) -> int:
 
 def step(lp) -> None:
     """LowPrecision.step's steps 1-5 (qsim/optim.py) with the wrapped SGD's step, fused."""
-    roles = lp.fused_formats
+    roles = role_formats(lp)
     grad_role, momentum_role, acc_role, weight_role = roles["grad"], roles["momentum"], roles["acc"], roles["weight"]
     work = []
     with torch.no_grad():

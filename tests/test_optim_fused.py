@@ -77,6 +77,10 @@ def test_hooks_and_non_float32_tensors_take_the_unfused_path():
     handle = opt.optimizer.register_step_pre_hook(lambda *args: None)
     assert not optim_fused.applies(opt)
     handle.remove()
+    opt.step()
+    opt.param_groups[0]["momentum"] = 0  # the buffer stays in the state, and the unfused path rounds it
+    assert not optim_fused.applies(opt)
+    opt.param_groups[0]["momentum"] = 0.9
     p.grad = torch.randn(200)[::2]
     assert not optim_fused.applies(opt)
     opt = LowPrecision(torch.optim.SGD([torch.nn.Parameter(torch.randn(4, dtype=torch.float64))], lr=0.1), **RECIPE)
