@@ -213,6 +213,17 @@ def test_shipped_matrix_covers_the_grid_of_the_command_that_made_it():
     assert meta.configs == tuple(meta_configs()) and len(meta.configs) >= 40
     assert np.isfinite(meta.errors).all() and ((meta.errors >= 0) & (meta.errors <= 100)).all()
     assert (meta.costs["memory_kib"] > 0).all()
+    assert len(np.unique(meta.errors, axis=0)) == len(meta.tasks)  # no task is another's copy
+
+
+def test_task_seed_makes_another_task_under_the_same_run_seed():
+    from qsim.sweep.meta_tasks import make_meta_job, meta_configs
+
+    config = meta_configs()[-1]
+    base, other = make_meta_job("digits-mlp32"), make_meta_job("digits-mlp32-seed1")
+    assert dict(other.params)["task_seed"] == 1
+    assert base.call(config, 7)["error"] != other.call(config, 7)["error"]
+    assert base.call(config, 7) == base.call(config, 7)
 
 
 def test_a_meta_task_trains_and_reports_its_error():
