@@ -174,6 +174,8 @@ def test_store_to_meta_to_csv_round_trip_and_end_to_end_frontier(tmp_path):
     assert metrics["recall"] == 1.0 and metrics["epsilon"] < 1e-3
     points = np.column_stack([truth, estimate.costs["bit_ops"]])
     assert set(estimate.recommended) >= {c for c, m in zip(CONFIGS, pareto_mask(points)) if m}
+    with ResultStore(tmp_path / "own_pool.db") as store:  # no executor: one pool for all the adaptive runs
+        assert meta_frontier(new, CONFIGS, store, 2, meta).measured.sum() == 2 and len(store) == 2
 
 
 def test_bad_input_is_rejected_with_the_reason(tmp_path):

@@ -3,9 +3,9 @@
 Exports `MetaData` (a tasks x configurations error matrix with NaN where unknown, plus each
 configuration's costs per task), `load_meta` (the shipped meta-training matrix), `complete`
 (weighted SoftImpute), `choose_rank` (rank by cross-validation), `LowRankModel`, `design`
-(adaptive frontier design, greedy D-optimal, cost-aware, random), `MetaEstimate`, `estimate_row`, `make_estimate`, `meta_frontier`
-(design, evaluate through run_sweep, predict, frontier), `frontier_metrics`, `meta_metrics` and
-`hypervolume_2d`.
+(adaptive frontier design, greedy D-optimal, cost-aware, random), `MetaEstimate`, `estimate_row`,
+`make_estimate`, `meta_frontier` (design, evaluate through run_sweep, predict, frontier),
+`frontier_metrics`, `meta_metrics` and `hypervolume_2d`.
 
 Why it works (Yang, Wu, Chee, De Sa, Udell, "How Low Can We Go", ICLR 2022). The test errors of
 many tasks trained under many precision configurations form a nearly low-rank matrix: a format
@@ -380,10 +380,11 @@ class LowRankModel:
 def design(model: LowRankModel, k: int, method: str = "d-optimal", costs=None, measured=(), values=None,
            seed: int = 0) -> list[int]:
     """k column indices to evaluate next, after those already `measured` (errors `values`, NaN where a run
-    gave none): "frontier" (meta_frontier's default; see _frontier_pick), greedy D-optimal, cost-aware D-optimal
-    (gain per unit of cost), or random. costs: (configs,) or (configs, m) values; "cost" divides by the
-    first column (positive), "frontier" takes them all as the frontier's cost axes. Adaptive designs pick one
-    at a time from real values: for k > 1 "frontier" takes each earlier pick's value as predicted."""
+    gave none): "frontier" (meta_frontier's default; see _frontier_pick), greedy D-optimal, cost-aware
+    D-optimal (gain per unit of cost), or random. costs: (configs,) or (configs, m) values; "cost" divides
+    by the first column (positive), "frontier" takes them all as the frontier's cost axes. "frontier" is
+    adaptive, meant to pick one at a time from real values: for k > 1 it takes each earlier pick's value
+    as predicted."""
     n = len(model.configs)
     measured = [int(i) for i in measured]
     values = [math.nan] * len(measured) if values is None else [float(x) for x in values]
@@ -589,8 +590,7 @@ def meta_frontier(job, configs, store, k: int, meta: MetaData | None = None, obj
     the next; the others run them together); evaluations go through run_sweep into `store` (resumable). A run
     that diverged or failed counts as `diverged_error` (e.g. the error at chance, as the shipped matrix
     scores divergence), or, when None, is left out of the prediction with a warning."""
-    from .job import result_key
-    from .runner import run_sweep
+    from .runner import default_executor, run_metric
 
     configs = list(configs)
     objectives = tuple(objectives or job.objectives)
@@ -606,22 +606,25 @@ def meta_frontier(job, configs, store, k: int, meta: MetaData | None = None, obj
     measured, values = [], []
 
     def run(chosen):
-        run_sweep(job, [configs[i] for i in chosen], store, executor, seed=seed, progress=progress)
-        stored = {r.key: r for r in store.records(job.name)}
-        for i in chosen:
-            record = stored[result_key(job, configs[i], seed)]
-            value = record.metrics.get(objectives[0], math.nan) if record.status == "ok" else math.nan
+        for i, value in zip(chosen, run_metric(job, [configs[i] for i in chosen], store, executor, seed,
+                                               objectives[0], progress)):
             value = diverged_error if not math.isfinite(value) and diverged_error is not None else value
             if not math.isfinite(value):
-                warnings.warn(f"meta_frontier: {configs[i].label()!r} gave no finite {objectives[0]} "
-                              f"({record.status}); predicting the row without it", stacklevel=3)
+                warnings.warn(f"meta_frontier: {configs[i].label()!r} gave no finite {objectives[0]}; "
+                              "predicting the row without it", stacklevel=3)
             measured.append(i)
             values.append(value)
 
     cost_matrix = np.column_stack(list(costs.values()))
-    if method == "frontier":  # adaptive: each run decides the next
-        for _ in range(k):
-            run(design(model, 1, method, cost_matrix, measured, values, seed))
+    if method == "frontier":  # adaptive: each run decides the next, all in one pool
+        own = executor is None
+        executor = default_executor() if own else executor
+        try:
+            for _ in range(k):
+                run(design(model, 1, method, cost_matrix, measured, values, seed))
+        finally:
+            if own:
+                executor.shutdown()
     else:
         run(design(model, k, method, cost_matrix, seed=seed))
     measured, values = _finite(measured, values)
