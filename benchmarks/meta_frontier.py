@@ -1,7 +1,8 @@
 """Leave-one-task-out validation of meta-learned frontiers on the shipped matrix (qsim/data/meta).
 
 For every task of the matrix: hide its row, fit the low-rank model on the other tasks (on the
-logit of the error, rank by cross-validation on them), choose k configurations (greedy D-optimal, cost-aware D-optimal, random
+logit of the error, rank by cross-validation on them), choose k configurations (the adaptive frontier
+design, one at a time, each from the values read so far; greedy D-optimal; cost-aware D-optimal; random
 averaged over seeds), "evaluate" them by reading the hidden row, predict the rest and mark the
 estimated frontier of (error, memory_kib of that task). The existing Gaussian-process search
 (`active_frontier`, which knows nothing of other tasks) gets the same k evaluations of the same row,
@@ -58,7 +59,7 @@ def gp_metrics(job, configs, errors, memory, k: int, db: Path) -> dict:
 
 def run(ks, random_seeds: int, transform: str, with_gp: bool, rank: int | None):
     meta = load_meta()
-    methods = ["d-optimal", "cost", "random"] + (["gp"] if with_gp else [])
+    methods = ["frontier", "d-optimal", "cost", "random"] + (["gp"] if with_gp else [])
     results = {(m, k): [] for m in methods for k in ks}
     ranks = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -68,7 +69,12 @@ def run(ks, random_seeds: int, transform: str, with_gp: bool, rank: int | None):
             truth, memory = meta.errors[t], meta.costs["memory_kib"][t]
             costs = {"memory_kib": memory}
             job = row_job(f"row{t}", meta.configs, truth, memory)
+            adaptive = []  # the frontier design picks one at a time: its first k picks are those of every smaller k
             for k in ks:
+                while len(adaptive) < k:
+                    adaptive += design(model, 1, "frontier", memory, adaptive, truth[adaptive])
+                results["frontier", k].append(meta_metrics(truth, make_estimate(model, adaptive, truth[adaptive],
+                                                                                costs)))
                 for method in ("d-optimal", "cost"):
                     chosen = design(model, k, method, memory)
                     results[method, k].append(meta_metrics(truth, make_estimate(model, chosen, truth[chosen], costs)))

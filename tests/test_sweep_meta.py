@@ -174,6 +174,8 @@ def test_store_to_meta_to_csv_round_trip_and_end_to_end_frontier(tmp_path):
     assert metrics["recall"] == 1.0 and metrics["epsilon"] < 1e-3
     points = np.column_stack([truth, estimate.costs["bit_ops"]])
     assert set(estimate.recommended) >= {c for c, m in zip(CONFIGS, pareto_mask(points)) if m}
+    with ResultStore(tmp_path / "own_pool.db") as store:  # no executor: one pool for all the adaptive runs
+        assert meta_frontier(new, CONFIGS, store, 2, meta).measured.sum() == 2 and len(store) == 2
 
 
 def test_bad_input_is_rejected_with_the_reason(tmp_path):
@@ -213,6 +215,17 @@ def test_shipped_matrix_covers_the_grid_of_the_command_that_made_it():
     assert meta.configs == tuple(meta_configs()) and len(meta.configs) >= 40
     assert np.isfinite(meta.errors).all() and ((meta.errors >= 0) & (meta.errors <= 100)).all()
     assert (meta.costs["memory_kib"] > 0).all()
+    assert len(np.unique(meta.errors, axis=0)) == len(meta.tasks)  # no task is another's copy
+
+
+def test_task_seed_makes_another_task_under_the_same_run_seed():
+    from qsim.sweep.meta_tasks import make_meta_job, meta_configs
+
+    config = meta_configs()[-1]
+    base, other = make_meta_job("digits-mlp32"), make_meta_job("digits-mlp32-seed1")
+    assert dict(other.params)["task_seed"] == 1
+    assert base.call(config, 7)["error"] != other.call(config, 7)["error"]
+    assert base.call(config, 7) == base.call(config, 7)
 
 
 def test_a_meta_task_trains_and_reports_its_error():

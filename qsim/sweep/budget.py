@@ -21,8 +21,8 @@ import numpy as np
 
 from .costs import format_bits
 from .frontier import pareto_mask
-from .job import Job, result_key
-from .runner import as_executor, default_executor, run_sweep
+from .job import Job
+from .runner import as_executor, default_executor, run_metric
 from .space import Config
 from .store import ResultStore
 
@@ -102,12 +102,9 @@ def active_frontier(job: Job, configs, store: ResultStore, budget: int, objectiv
     errors: dict[int, float] = {}
 
     def run(indices):
-        run_sweep(job, [configs[i] for i in indices], store, pool, seed=seed, progress=progress)
-        stored = {r.key: r for r in store.records(job.name)}
-        for i in indices:
-            record = stored[result_key(job, configs[i], seed)]
-            value = record.metrics.get(objectives[0], math.nan) if record.status == "ok" else math.nan
-            errors[i] = float(value)
+        for i, value in zip(indices, run_metric(job, [configs[i] for i in indices], store, pool, seed,
+                                                objectives[0], progress)):
+            errors[i] = value
             evaluated.append(i)
 
     converged = False

@@ -19,8 +19,10 @@ def add_meta_arguments(parser: argparse.ArgumentParser) -> None:
                              "'meta' predicts the task's errors from earlier tasks (PEPPP) and the budget's runs")
     parser.add_argument("--meta", help="with --estimate meta: meta-training matrix CSV (default: the shipped "
                                        "qsim/data/meta/peppp_tasks.csv)")
-    parser.add_argument("--design", choices=DESIGNS, default="d-optimal",
-                        help="with --estimate meta: which configurations to run (default d-optimal)")
+    parser.add_argument("--design", choices=DESIGNS, default="frontier",
+                        help="with --estimate meta: which configurations to run: 'frontier' (default; one run at a "
+                             "time, each chosen from the earlier ones to resolve the frontier and the predicted "
+                             "errors), 'd-optimal', 'cost' (D-optimal per unit of memory) or 'random'")
     parser.add_argument("--rank", type=int, help="with --estimate meta: rank of the model (default: cross-validation)")
     parser.add_argument("--diverged-error", type=float,
                         help="with --estimate meta: count a run that diverged as this error (e.g. 90 for ten "

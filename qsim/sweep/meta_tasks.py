@@ -23,7 +23,7 @@ the test targets' variance (the error of predicting the mean), capped at 100. A 
 becomes NaN/inf stops there and scores the error of a constant prediction (the majority class, or
 100), so a diverged configuration is a bad entry of the matrix rather than a missing one.
 
-Regenerate the shipped matrix (960 runs; 14 minutes on 2 cores shared with other work):
+Regenerate the shipped matrix (960 runs; 8 minutes on 2 cores shared with other work):
 
     python -m qsim.sweep.meta_tasks --db meta_build.db --out qsim/data/meta/peppp_tasks.csv
 """
@@ -54,18 +54,19 @@ def meta_configs() -> list[Config]:
             for low, high in itertools.product(LOW, HIGH)]
 
 
-def _task(data, model, seed=0, **options):
-    return {"data": data, "model": model, "seed": seed, **options}
+def _task(data, model, **options):
+    return {"data": data, "model": model, **options}
 
 
-# name -> parameters: data source and its options, model ("linear", "mlp<h>", "mlp<h>x<h>", "cnn"), seed
+# name -> parameters: data source and its options, model ("linear", "mlp<h>", "mlp<h>x<h>", "cnn"), task_seed
+# (not "seed": the runner passes every job its own per-configuration seed under that name)
 META_TASKS = {
     "digits-linear": _task("digits", "linear"),
     "digits-mlp16": _task("digits", "mlp16"),
     "digits-mlp32": _task("digits", "mlp32"),
     "digits-mlp64": _task("digits", "mlp64"),
     "digits-mlp32x32": _task("digits", "mlp32x32"),
-    "digits-mlp32-seed1": _task("digits", "mlp32", seed=1),
+    "digits-mlp32-seed1": _task("digits", "mlp32", task_seed=1),
     "digits-mlp32-n200": _task("digits", "mlp32", train=200),
     "digits-mlp32-noise": _task("digits", "mlp32", noise=0.4),
     "digits-mlp32-classes0to4": _task("digits", "mlp32", classes=5),
@@ -77,12 +78,12 @@ META_TASKS = {
     "class-f40-c8": _task("classification", "mlp64", features=40, classes=8, sep=1.5),
     "class-f10-c3-linear": _task("classification", "linear", features=10, classes=3, sep=1.0),
     "class-f10-c2-flip": _task("classification", "mlp16", features=10, classes=2, sep=0.8, flip=0.1),
-    "class-f30-c5-deep": _task("classification", "mlp32x32", features=30, classes=5, sep=1.2, seed=2),
+    "class-f30-c5-deep": _task("classification", "mlp32x32", features=30, classes=5, sep=1.2, task_seed=2),
     "regress-f10-linear": _task("regression", "linear", features=10, noise=5.0),
     "regress-f20-mlp": _task("regression", "mlp32", features=20, noise=10.0),
     "regress-f50-sparse": _task("regression", "mlp16", features=50, informative=5, noise=1.0),
     "friedman-mlp": _task("friedman", "mlp32", features=10, noise=0.5),
-    "friedman-mlp32x32": _task("friedman", "mlp32x32", features=10, noise=1.0, seed=3),
+    "friedman-mlp32x32": _task("friedman", "mlp32x32", features=10, noise=1.0, task_seed=3),
     "regress-f5-scaled": _task("regression", "mlp16", features=5, noise=0.1, scale=3.0),
 }
 
@@ -142,19 +143,22 @@ def _defaults(params: dict) -> dict:
     """Every data option with its default filled in (the cache key of _data and the profile's input size)."""
     return {"train": 400, "test": 400, "classes": 10 if params["data"] == "digits" else 2,
             "features": 64, "informative": 0, "sep": 1.0, "flip": 0.0, "noise": 0.0, "scale": 1.0,
-            **{k: v for k, v in params.items() if k not in ("data", "model", "seed", "steps", "batch_size", "lr")},
-            "data": params["data"], "seed": params.get("seed", 0)}
+            **{k: v for k, v in params.items() if k not in ("data", "model", "task_seed", "steps", "batch_size", "lr")},
+            "data": params["data"], "seed": params.get("task_seed", 0)}
 
 
 def train_meta_task(config: Config, seed: int, data: str, model: str, steps: int = 100, batch_size: int = 32,
-                    lr: float = 0.05, **options) -> dict[str, float]:
-    """Train one meta task under `config` (roles mapped as in qsim.sweep.jobs); return {"error": %}."""
+                    lr: float = 0.05, task_seed: int = 0, **options) -> dict[str, float]:
+    """Train one meta task under `config` (roles mapped as in qsim.sweep.jobs); return {"error": %}.
+    `seed` is the run's (the runner's, per configuration); `task_seed` makes another task of the same
+    recipe: it draws the data (generated problems, split, pixel noise) and shifts the training seed."""
     from qsim.nn import quantize_model
     from qsim.nn.quantizer import FlushWarning
 
     from .jobs import _optimizers, _rules
 
-    data_options = _defaults({"data": data, "model": model, **options})
+    data_options = _defaults({"data": data, "model": model, "task_seed": task_seed, **options})
+    seed = seed + task_seed
     x_train, y_train, x_test, y_test, n_out, regression = _data(**data_options)
     with warnings.catch_warnings():
         # narrow formats flush many values to zero: that is what the matrix measures, not news to print

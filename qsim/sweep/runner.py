@@ -1,8 +1,8 @@
 """Run a job over configurations on any concurrent.futures.Executor, storing each result as it finishes.
 
-Exports `run_sweep`, `default_executor` (a 2-process pool, forkserver context, one torch thread per
-worker), `as_executor` (accepts an Executor or a dask.distributed Client) and `evaluate` (the
-function each worker runs). The main process computes the costs of every configuration first (they
+Exports `run_sweep`, `run_metric` (run_sweep, then one metric per configuration), `default_executor`
+(a 2-process pool, forkserver context, one torch thread per worker), `as_executor` (accepts an
+Executor or a dask.distributed Client) and `evaluate` (the function each worker runs). The main process computes the costs of every configuration first (they
 are pure functions of the model and the formats, so bad input fails before any work), submits what
 the store lacks, and commits each result from the main process as its future completes. A job that
 raises is stored as status "error" with its message; one that returns NaN or inf is "diverged"; one
@@ -179,3 +179,14 @@ def run_sweep(job: Job, configs, store: ResultStore, executor=None, seed: int = 
             if own:
                 pool.shutdown(wait=True, cancel_futures=True)
     return SweepSummary(len(configs), len(configs) - len(todo), counts["ok"], counts["diverged"], counts["error"])
+
+
+def run_metric(job: Job, configs, store: ResultStore, executor=None, seed: int = 0, metric: str = "error",
+               progress: bool = False) -> list[float]:
+    """run_sweep `configs`, then each one's `metric` from the store, NaN where the run diverged or failed:
+    what a search that decides its next runs from the last ones reads back."""
+    configs = list(configs)
+    run_sweep(job, configs, store, executor, seed=seed, progress=progress)
+    stored = {r.key: r for r in store.records(job.name)}
+    records = [stored[result_key(job, config, seed)] for config in configs]
+    return [float(r.metrics.get(metric, math.nan)) if r.status == "ok" else math.nan for r in records]
