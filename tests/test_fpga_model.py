@@ -284,3 +284,16 @@ def test_a_sweep_file_can_minimise_luts_and_area():
     from qsim.sweep.jobs import DIGITS_ACCELERATOR
     for w in ("int4", "int8"):
         assert costs[w]["brams"] == fpga.estimate(DIGITS_ACCELERATOR, "zcu102", (int(w[3:]), 4)).resources["bram36"] > 0
+
+
+@pytest.mark.parametrize("bits, exponent", [(4, 2), (5, 2), (6, 3), (8, 4), (9, 4), (12, 4), (16, 5), (32, 8),
+                                            (3, 1), (2, 1)])
+def test_float_widths_between_the_listed_layouts_take_the_narrower_exponent(bits, exponent):
+    assert fpga.load_cost_model().exponent_bits(bits) == exponent
+
+
+@pytest.mark.parametrize("precision", ["float<e3m1>", "mxfp8_e4m3", "float<e2m0>"])
+def test_every_float_format_gets_an_estimate(precision):
+    """Sweeps ask for any format (the meta grid has 5-bit floats; MX elements carry their amortised scale)."""
+    estimate = fpga.estimate("systolic_32x32", "zcu102", precision=precision)
+    assert estimate.arith == "float" and estimate.resources["luts"] > 0

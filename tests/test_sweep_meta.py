@@ -310,3 +310,17 @@ def test_wide_csv_with_unknown_entries_and_per_configuration_costs(tmp_path):
     path.write_text("name,a\n")
     with pytest.raises(ValueError, match="first column is 'task'"):
         MetaData.from_csv(path)
+
+
+def test_below_keeps_errors_at_chance_off_the_frontier():
+    from qsim.sweep.meta import MetaEstimate
+    from qsim.sweep.space import Config
+
+    errors = np.array([90.0, 40.0, 10.0, 95.0])
+    memory = np.array([1.0, 2.0, 3.0, 0.5])
+    estimate = MetaEstimate(tuple(Config((("weight", f"fp{i}"),)) for i in range(4)), errors, np.zeros(4),
+                            np.ones(4, bool), {"memory_kib": memory}, np.array([True, True, True, True]), 1)
+    shown = estimate.below(85.5)
+    assert shown.on_frontier.tolist() == [False, True, True, False]
+    assert [c.as_dict()["weight"] for c in shown.recommended] == ["fp1", "fp2"]
+    assert estimate.on_frontier.all()  # the estimate itself is left as it was

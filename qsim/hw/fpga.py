@@ -112,11 +112,11 @@ class CostModel:
         return self.series7 if family == "7series" else self.ultrascale_plus
 
     def exponent_bits(self, bits: int) -> int:
-        table = dict(self.float_exponent_bits)
-        if bits not in table:
-            raise ValueError(f"no floating-point layout for {bits}-bit operands; float_exponent_bits covers "
-                             f"{sorted(table)} bits")
-        return table[bits]
+        """The tabulated layout of the widest listed width not above `bits` (a 5-bit float as e2m2, an MX
+        element with its amortised scale, 8.25 -> 9 bits, as e4m4), at least one significand bit kept."""
+        table = sorted(self.float_exponent_bits)
+        listed = [e for width, e in table if width <= bits]
+        return max(1, min(listed[-1] if listed else table[0][1], bits - 2))
 
 
 @functools.lru_cache(maxsize=None)

@@ -45,7 +45,7 @@ import csv
 import json
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -518,6 +518,14 @@ class MetaEstimate:
         idx = np.flatnonzero(self.on_frontier)
         first = next(iter(self.costs.values()))
         return tuple(self.configs[i] for i in idx[np.argsort(first[idx], kind="stable")])
+
+    def below(self, limit: float) -> "MetaEstimate":
+        """The same row with its frontier over the configurations whose error (measured or predicted) is
+        below `limit`: one no better than guessing would sit on it only because it is cheap."""
+        useful = self.errors < limit
+        on_frontier = np.zeros_like(self.on_frontier)
+        on_frontier[useful] = pareto_mask(np.column_stack([self.errors, *self.costs.values()])[useful])
+        return replace(self, on_frontier=on_frontier)
 
     def table(self):
         """A DataFrame: label, error, std, measured, costs, on_frontier."""

@@ -51,6 +51,7 @@ def run_meta(args, spec, configs, budget, seed, objectives, store, executor, con
     from rich.table import Table
 
     from .frontier import CLOSENESS_LEGEND
+    from .health import CHANCE_MARGIN
     from .job import result_key
     from .meta import load_meta, meta_frontier, meta_metrics
     from .plot import plot_frontier
@@ -61,11 +62,17 @@ def run_meta(args, spec, configs, budget, seed, objectives, store, executor, con
                              args.rank, args.transform, args.diverged_error, progress=not args.no_progress)
     console.print(f"meta estimate ({args.design}): {int(estimate.measured.sum())} of {len(configs)} configurations "
                   f"run, the rest predicted from {len(meta.tasks)} earlier tasks (rank {estimate.rank})")
-    table = Table(title=f"estimated Pareto frontier of {spec.job.name} ({int(estimate.on_frontier.sum())} of "
+    shown = estimate
+    if spec.job.chance is not None:  # as qsim.sweep.health treats measured runs, predicted ones included
+        limit = spec.job.chance * (1 - CHANCE_MARGIN)
+        shown = estimate.below(limit)
+        console.print(f"{int((estimate.errors >= limit).sum())} configurations no better than chance "
+                      f"({objectives[0]} >= {limit:g}, measured or predicted) are kept off the frontier")
+    table = Table(title=f"estimated Pareto frontier of {spec.job.name} ({int(shown.on_frontier.sum())} of "
                         f"{len(configs)})")
     for name in ("configuration", *objectives, "source"):
         table.add_column(name, justify="left" if name in ("configuration", "source") else "right", overflow="fold")
-    for config in estimate.recommended:
+    for config in shown.recommended:
         i = estimate.configs.index(config)
         error = f"{estimate.errors[i]:.4g}" + ("" if estimate.measured[i] else f" ± {estimate.std[i]:.2g}")
         table.add_row(config.label(), error, *(f"{estimate.costs[n][i]:.4g}" for n in objectives[1:]),
@@ -91,7 +98,7 @@ def run_meta(args, spec, configs, budget, seed, objectives, store, executor, con
                       "predicted errors against the measured ones[/]")
     frame = pd.DataFrame([{"key": str(i), "status": "ok", **{f"cfg.{k}": v for k, v in c.as_dict().items()}}
                           for i, c in enumerate(configs)])
-    frame = pd.concat([frame, estimate.table().drop(columns=["label"])], axis=1)
+    frame = pd.concat([frame, shown.table().drop(columns=["label"])], axis=1)
     plot_frontier(frame, objectives, plot_path, {name: spec.job.axis_label(name) for name in objectives},
                   title=f"{spec.job.name}: estimated from {int(estimate.measured.sum())} of {len(configs)} runs")
     console.print(f"wrote {plot_path}")
