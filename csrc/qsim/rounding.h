@@ -527,6 +527,9 @@ QSIM_HD T quantize_stochastic(T x, const QuantParams& p, uint32_t rand, Shift ra
 
 // The same for kWrap grids (fixed point with wrap-around): round as if unbounded, then keep the integer
 // code modulo 2^wrap_bits, two's complement if wrap_signed. NaN stays NaN; ±inf has no code and gives NaN.
+// A code with more significant bits than T holds (an unsigned code of a negative x, up to 2^wrap_bits - 1)
+// is truncated toward zero to T's precision, which keeps it on the grid and in range; a value past T's
+// range is limited to the format's limit in T, as the other grids' are.
 template <int MODE, typename T>
 QSIM_HD T quantize_wrap(T x, const QuantParams& p, uint32_t rand, int rand_shift) {
   typedef FloatTraits<T> F;
@@ -540,9 +543,14 @@ QSIM_HD T quantize_wrap(T x, const QuantParams& p, uint32_t rand, int rand_shift
   const uint64_t q = d.k <= 0 ? (-d.k >= 64 ? 0 : s << -d.k) : round_shift<MODE>(s, d.k, (uint32_t)neg, rand, rand_shift);
   const uint64_t mask = p.wrap_bits >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << p.wrap_bits) - 1;
   const uint64_t code = (neg ? (uint64_t)0 - q : q) & mask;
-  int64_t value = (int64_t)code;
-  if (p.wrap_signed && p.wrap_bits < 64 && (code >> (p.wrap_bits - 1)) != 0) value -= (int64_t)1 << p.wrap_bits;
-  return value == 0 ? (T)0 : (T)value * pow2<T>(d.qe);
+  // A signed code with its top bit set stands for code - 2^wrap_bits, of magnitude 2^wrap_bits - code.
+  const bool negative = p.wrap_signed && (code >> (p.wrap_bits - 1)) != 0;
+  const uint64_t magnitude = negative ? ((uint64_t)0 - code) & mask : code;
+  const int extra = max_int(bit_length(magnitude | 1) - (F::kMant + 1), 0);
+  const T value = (T)(magnitude >> extra << extra) * pow2<T>(d.qe);
+  const T limit = negative ? max_neg<T>(p) : max_pos<T>(p);
+  const T bounded = value > limit ? limit : value;
+  return negative ? -bounded : bounded;
 }
 
 // One element: the wrap-around path for kWrap grids, the select-only path otherwise.
