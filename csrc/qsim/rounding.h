@@ -253,7 +253,8 @@ QSIM_HD T quantize_on_grid(T x, const QuantParams& p, int emin, T limit_pos, T l
 
   // 4. Out of range. A finite value beyond the limit of its sign overflows: IEEE 754 §7.4: modes that
   // round this sign toward zero give the largest finite value instead of inf (kInf) or NaN (kNaN). An inf
-  // in a format without inf overflows too (saturating only when the format saturates); NaN, and inf
+  // in a format without inf is exact, not rounded: in every mode it saturates where the format saturates
+  // and becomes NaN otherwise (docs/overflow.md); NaN, and inf
   // where the format has inf, pass through. Magnitudes compare as integers of their bit patterns.
   const Bits limit = to_bits(select(neg, limit_neg, limit_pos));
   const Bits beyond = to_bits(select((uint32_t)(p.overflow == kInf), infinity<T>(), quiet_nan<T>()));
