@@ -18,7 +18,7 @@ import warnings
 
 import torch
 
-from qsim import backends, formats
+from qsim import backends, cuda, formats
 from qsim.formats import Format
 from qsim.rounding import ROUNDING_MODES, rounding_code
 
@@ -33,6 +33,8 @@ def _quantize_into(x: torch.Tensor, out: torch.Tensor, spec: str, rounding: int,
     float32 (float16/bfloat16 on other kernels)."""
     if x.numel() == 0:
         return
+    if x.is_cuda:
+        cuda.require()
     fmt, backend, dtypes = backends.route(spec, "cuda" if x.is_cuda else "cpu")  # (not x.device: ~0.5 us a call)
     work_dtype = x.dtype if x.dtype in dtypes else torch.float32
     source = x if x.dtype == work_dtype and x.is_contiguous() else x.contiguous().to(work_dtype)
@@ -167,6 +169,9 @@ def quantize(x: torch.Tensor, fmt: Format | str, rounding: str = "nearest", seed
     if out.shape != x.shape or out.dtype != x.dtype or out.device != x.device:
         raise ValueError(f"out: expected shape {tuple(x.shape)}, dtype {x.dtype}, device {x.device}; got "
                          f"shape {tuple(out.shape)}, dtype {out.dtype}, device {out.device}")
+    if not out.is_contiguous() and _overlaps_itself(out):
+        raise RuntimeError("out: more than one of its elements refers to a single memory location (an expanded "
+                           "view?); torch refuses to write such a tensor too: clone() it first")
     if out.requires_grad and out.is_leaf and torch.is_grad_enabled():
         raise RuntimeError("out: a leaf tensor that requires grad cannot be written in place (torch refuses it "
                            "too); round it under torch.no_grad(), or use quantize(x) without out=")
@@ -192,6 +197,12 @@ def _partially_overlaps(x: torch.Tensor, out: torch.Tensor) -> bool:
         spans.append((start, start + extent * t.element_size()))
     (a0, a1), (b0, b1) = spans
     return a0 < b1 and b0 < a1
+
+
+def _overlaps_itself(t: torch.Tensor) -> bool:
+    """Whether a view repeats memory along some dim (stride 0, as expand() makes): the internal overlap that
+    torch's own out= and in-place checks refuse."""
+    return any(size > 1 and stride == 0 for size, stride in zip(t.shape, t.stride()))
 
 
 def _traced(*tensors: torch.Tensor) -> bool:
