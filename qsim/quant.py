@@ -6,8 +6,9 @@ d quantize(x) / dx = 1, the estimator QPyTorch and the low-precision training li
 The kernels are chosen by format family (qsim/backends/): CPU tensors go to qsim._C (OpenMP), CUDA
 tensors to the same rounding headers compiled for the GPU (qsim/cuda.py). float16 and bfloat16 tensors
 are rounded in float32 (which holds them exactly) and converted back with round-to-nearest-even, so a
-format finer than the tensor's dtype is rounded twice; the CPU elementwise, block and posit kernels do
-this as they load and store, in one pass, and the logarithmic and CUDA kernels on a float32 copy.
+format finer than the tensor's dtype is rounded twice, and a result past the dtype's range becomes ±inf
+(docs/overflow.md); the CPU elementwise, block and posit kernels do this as they load and store, in one
+pass, and the logarithmic and CUDA kernels on a float32 copy.
 Eager calls skip the torch.library dispatcher, which costs tens of microseconds a call (layer hooks and
 optimizers make thousands): a small autograd Function gives the same straight-through gradient.
 """
