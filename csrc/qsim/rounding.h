@@ -545,13 +545,14 @@ QSIM_HD T quantize_wrap(T x, const QuantParams& p, uint32_t rand, int rand_shift
   const uint64_t mask = p.wrap_bits >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << p.wrap_bits) - 1;
   const uint64_t code = (neg ? (uint64_t)0 - q : q) & mask;
   // A signed code with its top bit set stands for code - 2^wrap_bits, of magnitude 2^wrap_bits - code.
-  const bool negative = p.wrap_signed && (code >> (p.wrap_bits - 1)) != 0;
-  const uint64_t magnitude = negative ? ((uint64_t)0 - code) & mask : code;
+  // (Selects, not branches: the sign of random data is unpredictable.)
+  const uint32_t negative = (uint32_t)(p.wrap_signed != 0) & (uint32_t)(code >> (p.wrap_bits - 1));
+  const uint64_t magnitude = pick(negative, ((uint64_t)0 - code) & mask, code);
   const int extra = max_int(bit_length(magnitude | 1) - (F::kMant + 1), 0);
   const T value = (T)(magnitude >> extra << extra) * pow2<T>(d.qe);
-  const T limit = negative ? max_neg<T>(p) : max_pos<T>(p);
-  const T bounded = value > limit ? limit : value;
-  return negative ? -bounded : bounded;
+  const T limit = select(negative, max_neg<T>(p), max_pos<T>(p));
+  const T bounded = select((uint32_t)(value > limit), limit, value);
+  return from_bits<T>(to_bits(bounded) | ((Bits)negative << (F::kWidth - 1)));
 }
 
 // One element: the wrap-around path for kWrap grids, the select-only path otherwise.
