@@ -29,7 +29,9 @@ from pathlib import Path
 
 # SCALE-Sim's INI configuration. Compute cycles do not depend on the SRAM sizes or the bandwidth
 # mode (SCALE-Sim assumes operands already in SRAM for compute); CALC mode is its default and gives
-# zero stall cycles. Custom layouts and sparsity are off.
+# zero stall cycles. In USER mode the DRAM words per cycle are IfmapSRAMBankBandwidth (ifmap),
+# FilterSRAMBankBandwidth (filter) and Bandwidth (ofmap). Custom layouts and sparsity are off.
+CONFIG_DEFAULTS = {"mode": "CALC", "ifmap_bw": 10, "filter_bw": 10, "ofmap_bw": 10}
 SCALESIM_CONFIG = """[general]
 run_name = run
 
@@ -42,7 +44,7 @@ OfmapSramSzkB: {sram_kib}
 IfmapOffset: 0
 FilterOffset: 10000000
 OfmapOffset: 20000000
-Bandwidth: 10
+Bandwidth: {ofmap_bw}
 Dataflow: {dataflow}
 MemoryBanks: 1
 ReadRequestBuffer: 512
@@ -50,11 +52,11 @@ WriteRequestBuffer: 512
 
 [layout]
 IfmapCustomLayout: False
-IfmapSRAMBankBandwidth: 10
+IfmapSRAMBankBandwidth: {ifmap_bw}
 IfmapSRAMBankNum: 1
 IfmapSRAMBankPort: 2
 FilterCustomLayout: False
-FilterSRAMBankBandwidth: 10
+FilterSRAMBankBandwidth: {filter_bw}
 FilterSRAMBankNum: 1
 FilterSRAMBankPort: 2
 
@@ -66,7 +68,7 @@ BlockSize: 8
 RandomNumberGeneratorSeed: 40
 
 [run_presets]
-InterfaceBandwidth: CALC
+InterfaceBandwidth: {mode}
 UseRamulatorTrace: False
 """
 
@@ -91,7 +93,8 @@ def worker(args) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
             (tmp / "scale.cfg").write_text(SCALESIM_CONFIG.format(
-                rows=args.rows, cols=args.cols, dataflow=args.dataflow, sram_kib=args.sram_kib))
+                rows=args.rows, cols=args.cols, dataflow=args.dataflow, sram_kib=args.sram_kib, mode=args.mode,
+                ifmap_bw=args.ifmap_bw, filter_bw=args.filter_bw, ofmap_bw=args.ofmap_bw))
             header = GEMM_HEADER if args.gemm else TOPOLOGY_HEADER
             (tmp / "topology.csv").write_text(header + row.rstrip(",") + ",\n")
             (tmp / "layout.csv").write_text("Layer name,\n")
@@ -111,7 +114,9 @@ def worker(args) -> int:
             "scalesim_util_pct": util, "scalesim_mapping_eff_pct": mapping,
             "scalesim_compute_util_pct": compute_util,
             "scalesim_ifmap_sram_reads": int(d[2]), "scalesim_filter_sram_reads": int(d[5]),
-            "scalesim_ofmap_sram_writes": int(d[8]), "scalesim_seconds": seconds,
+            "scalesim_ofmap_sram_writes": int(d[8]), "scalesim_ifmap_dram_reads": int(d[11]),
+            "scalesim_filter_dram_reads": int(d[14]), "scalesim_ofmap_dram_writes": int(d[17]),
+            "scalesim_seconds": seconds,
         }), flush=True)
     return 0
 
@@ -147,17 +152,21 @@ def topologies():
     return out
 
 
-def run_scalesim(python: str, workload, gemm: bool, size: int, dataflow: str, raw_dir):
-    """Per-layer SCALE-Sim results (dicts), from raw_dir if this run was saved there, else by running it."""
+def run_scalesim(python: str, workload, gemm: bool, size: int, dataflow: str, raw_dir, **config):
+    """Per-layer SCALE-Sim results (dicts), from raw_dir if this run was saved there, else by running it.
+
+    `config` sets the worker's sram_kib, mode ("USER" or "CALC") and ifmap_bw / filter_bw / ofmap_bw."""
     import qsim.hw as hw
 
-    raw = Path(raw_dir) / f"out_{size}_{dataflow}_{workload.name}.jsonl" if raw_dir else None
+    tag = "".join(f"_{key}{value}" for key, value in sorted(config.items()))
+    raw = Path(raw_dir) / f"out_{size}_{dataflow}_{workload.name}{tag}.jsonl" if raw_dir else None
     if raw is not None and raw.exists():
         return [json.loads(line) for line in raw.read_text().splitlines() if line.strip()], True
     with tempfile.TemporaryDirectory() as tmp:
         topo = hw.write_topology(workload, Path(tmp) / "topology.csv", gemm=gemm)
         cmd = [python, __file__, "--worker", "--topology", str(topo), "--rows", str(size), "--cols", str(size),
                "--dataflow", dataflow] + (["--gemm"] if gemm else [])
+        cmd += [arg for key, value in config.items() for arg in (f"--{key.replace('_', '-')}", str(value))]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"SCALE-Sim failed ({' '.join(cmd)}):\n{done.stderr[-3000:]}")
@@ -165,6 +174,12 @@ def run_scalesim(python: str, workload, gemm: bool, size: int, dataflow: str, ra
         raw.parent.mkdir(parents=True, exist_ok=True)
         raw.write_text(done.stdout)
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")], False
+
+
+def installed_versions(python: str) -> list[str]:
+    """[scalesim version, numpy version] in the environment of `python`, for the reference tables' headers."""
+    return subprocess.run([python, "-c", "import importlib.metadata as m; print(m.version('scalesim'), "
+                           "m.version('numpy'))"], capture_output=True, text=True, check=True).stdout.split()
 
 
 def time_qsim(workload, accel, repeats: int = 5) -> tuple[float, object]:
@@ -255,9 +270,7 @@ def driver(argv) -> int:
               f"SCALE-Sim's count: {from_csv * 1e3:.1f} ms from the topology CSV (read + simulate), "
               f"{from_model * 1e3:.0f} ms from the torch model (torch.fx trace + simulate)")
     if args.write_reference:
-        versions = subprocess.run([args.scalesim_python, "-c", "import importlib.metadata as m; "
-                                   "print(m.version('scalesim'), m.version('numpy'))"],
-                                  capture_output=True, text=True, check=True).stdout.split()
+        versions = installed_versions(args.scalesim_python)
         header = [
             f"# SCALE-Sim v3 reference numbers: PyPI scalesim=={versions[0]} (numpy {versions[1]}), one layer per run.",
             "# Configuration: SCALESIM_CONFIG in benchmarks/hw_scalesim.py (square arrays, 64 KiB SRAMs, CALC",
@@ -269,7 +282,8 @@ def driver(argv) -> int:
             "# Produced by: python benchmarks/hw_scalesim.py --scalesim-python PY --suite reference \\",
             "#     --write-reference tests/data/scalesim_cycles.csv",
             "# The SCALE-Sim configuration file of each run ({rows}, {cols}, {dataflow} from the row):",
-        ] + ["#   " + line for line in SCALESIM_CONFIG.replace("{sram_kib}", "64").splitlines() if line]
+        ] + ["#   " + line for line in SCALESIM_CONFIG.replace("{sram_kib}", "64").format(
+            rows="{rows}", cols="{cols}", dataflow="{dataflow}", **CONFIG_DEFAULTS).splitlines() if line]
         columns = [c for c in table.columns if c != "qsim_cycles_minus_1"]
         args.write_reference.parent.mkdir(parents=True, exist_ok=True)
         args.write_reference.write_text("\n".join(header) + "\n" + table[columns].to_csv(index=False))
@@ -286,6 +300,9 @@ def main(argv=None) -> int:
     parser.add_argument("--dataflow", help=argparse.SUPPRESS)
     parser.add_argument("--sram-kib", type=int, default=64, help=argparse.SUPPRESS)
     parser.add_argument("--gemm", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", default=CONFIG_DEFAULTS["mode"], help=argparse.SUPPRESS)
+    for operand in ("ifmap", "filter", "ofmap"):
+        parser.add_argument(f"--{operand}-bw", type=int, default=CONFIG_DEFAULTS[f"{operand}_bw"], help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args(argv)
     if args.worker:
         return worker(args)

@@ -10,7 +10,10 @@ the same placement with its Quantizer modules and OptimLP. (QPyTorch's
 Configurations are timed round-robin, several rounds, and the median step time is reported, so that
 load from other processes on the machine falls on all of them alike; ratios come from the same run.
 
-    python benchmarks/training.py [--threads 1] [--steps 20] [--rounds 5] [--no-qtorch] [--acc]
+    python benchmarks/training.py [--threads 1] [--steps 20] [--rounds 5] [--clock cpu] [--no-qtorch] [--acc]
+
+--clock cpu times the steps in the process's CPU time instead of wall-clock time: on a machine shared
+with other work, time the scheduler gives to other processes is left out (use it with one thread).
 
 --acc adds the cost of the simulated low-precision accumulator (qsim.nn.functional) on layer-sized
 GEMMs against torch's own op: chunk=1 rounds the running sum after every product, K roundings in all.
@@ -92,8 +95,11 @@ class Trainer:
         self.optimizer.step()
 
 
-def measure(modes, steps: int, rounds: int) -> dict:
-    """Median seconds per step of each (workload, mode), timed round-robin."""
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def measure(modes, steps: int, rounds: int, clock=time.perf_counter) -> dict:
+    """Median seconds per step of each (workload, mode), timed round-robin with `clock`."""
     trainers = {(w, m): Trainer(w, m) for w in WORKLOADS for m in modes}
     for trainer in trainers.values():  # warm up: first calls, QPyTorch's extension build, allocator
         for _ in range(3):
@@ -101,10 +107,10 @@ def measure(modes, steps: int, rounds: int) -> dict:
     samples = {key: [] for key in trainers}
     for _ in range(rounds):
         for key, trainer in trainers.items():
-            start = time.perf_counter()
+            start = clock()
             for _ in range(steps):
                 trainer.step()
-            samples[key].append((time.perf_counter() - start) / steps)
+            samples[key].append((clock() - start) / steps)
     return {key: statistics.median(values) for key, values in samples.items()}
 
 
@@ -141,15 +147,17 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: stable on shared machines)")
     parser.add_argument("--steps", type=int, default=20, help="steps per timed round")
     parser.add_argument("--rounds", type=int, default=5, help="round-robin rounds; the median is reported")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="wall-clock time, or the process's CPU time (less noisy under other load)")
     parser.add_argument("--no-qtorch", action="store_true", help="skip QPyTorch (pip install qtorch==0.3.0 --no-deps ninja)")
     parser.add_argument("--acc", action="store_true", help="also time the simulated low-precision accumulator")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     modes = ["fp32", "qsim"] + ([] if args.no_qtorch else ["qtorch"])
-    times = measure(modes, args.steps, args.rounds)
+    times = measure(modes, args.steps, args.rounds, CLOCKS[args.clock])
 
     table = Table(title=f"ms per training step (median of {args.rounds} rounds x {args.steps} steps, "
-                        f"{args.threads} thread{'s' if args.threads > 1 else ''})")
+                        f"{args.threads} thread{'s' if args.threads > 1 else ''}, {args.clock} clock)")
     for column in ("workload", *modes, "qsim / fp32", *(["qtorch / fp32", "qtorch / qsim"] if "qtorch" in modes else [])):
         table.add_column(column, justify="right")
     for workload in WORKLOADS:

@@ -13,6 +13,8 @@
 #include "cpu/nonuniform.h"
 #include "cpu/overq.h"
 #include "cpu/quantize.h"
+#include "cpu/sgd_step.h"
+#include "cpu/tensor_scale.h"
 #include "qsim/philox.h"
 
 namespace py = pybind11;
@@ -40,6 +42,24 @@ void def_blocks(py::module_& m, const char* name,
                        const qsim::BlockParams& b, int rounding, uint64_t seed, int rand_bits) {
     py::gil_scoped_release release;
     kernel(reinterpret_cast<const E*>(in), reinterpret_cast<E*>(out), rows, row_length, block, b, rounding, seed,
+           rand_bits);
+  });
+}
+
+// A block-format kernel with a per-tensor factor (NVFP4) over elements of type E: the tensor's largest
+// magnitude, the factor (cpu/tensor_scale.h) and the blocks in one call, as small tensors need.
+template <typename E, typename R>
+void def_scaled_blocks(py::module_& m, const char* name,
+                       void (*kernel)(const E*, E*, int64_t, int64_t, int64_t, const qsim::BlockParams&, int, uint64_t, int),
+                       R (*maximum)(const E*, int64_t)) {
+  m.def(name, [kernel, maximum](uintptr_t in, uintptr_t out, int64_t rows, int64_t row_length, int64_t block,
+                                const qsim::BlockParams& b, double largest, double smallest_scale, int rounding,
+                                uint64_t seed, int rand_bits) {
+    py::gil_scoped_release release;
+    qsim::BlockParams scaled = b;
+    scaled.tensor_scale =
+        qsim::tensor_scale((double)maximum(reinterpret_cast<const E*>(in), rows * row_length), largest, smallest_scale);
+    kernel(reinterpret_cast<const E*>(in), reinterpret_cast<E*>(out), rows, row_length, block, scaled, rounding, seed,
            rand_bits);
   });
 }
@@ -120,6 +140,12 @@ PYBIND11_MODULE(_C, m) {
   def_blocks<double>(m, "quantize_blocks_f64", qsim::quantize_blocks_f64);
   def_blocks<uint16_t>(m, "quantize_blocks_bf16", qsim::quantize_blocks_bf16);
   def_blocks<uint16_t>(m, "quantize_blocks_f16", qsim::quantize_blocks_f16);
+  def_scaled_blocks<float>(m, "quantize_scaled_blocks_f32", qsim::quantize_blocks_f32, qsim::max_magnitude_f32);
+  def_scaled_blocks<double>(m, "quantize_scaled_blocks_f64", qsim::quantize_blocks_f64, qsim::max_magnitude_f64);
+  def_scaled_blocks<uint16_t>(m, "quantize_scaled_blocks_bf16", qsim::quantize_blocks_bf16, qsim::max_magnitude_bf16);
+  def_scaled_blocks<uint16_t>(m, "quantize_scaled_blocks_f16", qsim::quantize_blocks_f16, qsim::max_magnitude_f16);
+  m.def("tensor_scale", &qsim::tensor_scale, py::arg("amax"), py::arg("largest"), py::arg("smallest_scale"),
+        "NVFP4's per-tensor factor (cpu/tensor_scale.h).");
   def_max_magnitude<float>(m, "max_magnitude_f32", qsim::max_magnitude_f32);
   def_max_magnitude<double>(m, "max_magnitude_f64", qsim::max_magnitude_f64);
   def_max_magnitude<uint16_t>(m, "max_magnitude_bf16", qsim::max_magnitude_bf16);
@@ -169,6 +195,25 @@ PYBIND11_MODULE(_C, m) {
         return out;
       },
       "Philox4x32-10 of one counter under one key (exposed for known-answer tests).");
+  // LowPrecision(SGD)'s step on one float32 parameter (cpu/sgd_step.h, qsim/optim_fused.py): buffer and
+  // master addresses may be 0 (no momentum, no accumulator); a role's params None leaves it in float32.
+  m.def(
+      "sgd_step_f32",
+      [](uintptr_t param, uintptr_t grad, uintptr_t buffer, uintptr_t master, int64_t n, float lr, float momentum,
+         float dampening_keep, float weight_decay, float grad_scale, bool scale_grad, bool use_weight_decay,
+         bool use_momentum, bool nesterov, bool new_buffer, const QuantParams* g, int g_rounding, uint64_t g_seed,
+         const QuantParams* mo, int m_rounding, uint64_t m_seed, const QuantParams* acc, int acc_rounding,
+         uint64_t acc_seed, const QuantParams* w, int w_rounding, uint64_t w_seed, int rand_bits) {
+        if ((use_momentum && buffer == 0) || (master != 0 && acc == nullptr))
+          throw std::invalid_argument("sgd_step_f32: momentum needs a buffer and a master an accumulator format");
+        const qsim::SgdStep s{lr, momentum, dampening_keep, weight_decay, grad_scale, scale_grad, use_weight_decay,
+                              use_momentum, nesterov, new_buffer};
+        py::gil_scoped_release release;
+        qsim::sgd_step_f32(reinterpret_cast<float*>(param), reinterpret_cast<float*>(grad),
+                           reinterpret_cast<float*>(buffer), reinterpret_cast<float*>(master), n, s,
+                           {g, g_rounding, g_seed, rand_bits}, {mo, m_rounding, m_seed, rand_bits},
+                           {acc, acc_rounding, acc_seed, rand_bits}, {w, w_rounding, w_seed, rand_bits});
+      });
   def_overq<float>(m, "overq_f32", qsim::overq_cpu_f32);
   def_overq<double>(m, "overq_f64", qsim::overq_cpu_f64);
 }

@@ -12,7 +12,6 @@ from qsim import formats
 from qsim.quant import quantize
 from qsim.rounding import ROUNDING_MODES
 
-HELP = "list the named formats, their limits, and their error on a built-in tensor"
 
 
 def test_tensor(size: int, seed: int) -> torch.Tensor:
@@ -56,7 +55,7 @@ def run(args) -> int:
         Console().print(describe())
         return 0
     if args.size < 10:
-        raise SystemExit("qsim formats: --size must be at least 10")
+        raise ValueError(f"--size {args.size}: expected at least 10 values")
     x = test_tensor(args.size, args.seed)
     table = Table(title=f"qsim formats: error on {args.size:,} Gaussian + heavy-tailed values ({args.rounding})")
     for column in ("name", "bits", "max", "min > 0", "RMSE", "max error", "SQNR dB"):

@@ -11,6 +11,8 @@ Exports LowPrecision and HALP. LowPrecision, around the wrapped optimizer's step
      and exp_avg_sq, ...) becomes round_momentum(state)                        (M)
 W, G and M are rounded here, outside autograd, which is why they have no backward format (QPyTorch's
 users asked); activations and errors are the hooks' job (qsim.nn.quantize_model).
+Around torch.optim.SGD, on float32 CPU tensors with fixed- or floating-point formats, steps 1-5 and SGD's
+own run in one C++ call per parameter with the same results (qsim/optim_fused.py).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import math
 
 import torch
 
+from qsim import optim_fused
 from qsim.formats import FixedPoint
 from qsim.quant import quantize
 from qsim.nn.spec import check_rounding, resolve_format
@@ -87,6 +90,9 @@ class LowPrecision(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if optim_fused.applies(self):  # SGD on float32 CPU tensors: the same bits in one call per parameter
+            optim_fused.step(self)
+            return loss
         acc = self.formats["acc"]
         with torch.no_grad():
             for p in self._params():
@@ -145,6 +151,8 @@ class LowPrecision(torch.optim.Optimizer):
             raise ValueError("state_dict: expected a dict from LowPrecision.state_dict() with keys "
                              "'optimizer' and 'masters'")
         self.optimizer.load_state_dict(state_dict["optimizer"])
+        # torch's load_state_dict replaces the groups and the state with new objects: share those instead.
+        self.param_groups, self.state = self.optimizer.param_groups, self.optimizer.state
         params = self._params()
         self.masters = {params[i]: m.to(params[i].device, params[i].dtype).clone()
                         for i, m in state_dict["masters"].items()}

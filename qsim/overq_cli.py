@@ -29,7 +29,6 @@ from qsim.nn.overq import calibrate
 from qsim.overq import MSE_CANDIDATES, overq_quantize
 from qsim.quant import quantize
 
-HELP = "OverQ vs clipping and OCS: PTQ of a CNN on scikit-learn digits, outlier coverage, hardware cost"
 _WEIGHT_LAYERS = (nn.Conv2d, nn.Linear)
 
 
@@ -250,22 +249,28 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     console = Console(width=max(Console().width, 150))  # the hardware tables are wide
-    if (args.epochs < 1 or args.threads < 1 or not 2 <= args.bits <= 8 or args.cascade < 0
-            or not 0 <= args.ocs_ratio <= 1):
-        console.print("qsim: error: expected --epochs >= 1, --threads >= 1, --bits in [2, 8], --cascade >= 0, "
-                      "--ocs-ratio in [0, 1]")
-        return 2
+    wrong = [text for text, bad in ((f"--epochs {args.epochs}: expected >= 1", args.epochs < 1),
+                                     (f"--threads {args.threads}: expected >= 1", args.threads < 1),
+                                     (f"--bits {args.bits}: expected 2 to 8", not 2 <= args.bits <= 8),
+                                     (f"--cascade {args.cascade}: expected >= 0", args.cascade < 0),
+                                     (f"--ocs-ratio {args.ocs_ratio:g}: expected 0 to 1", not 0 <= args.ocs_ratio <= 1))
+             if bad]
+    if wrong:
+        raise ValueError("; ".join(wrong))
+    if not args.no_hw:
+        from qsim.hw.overq import load_overq
+        load_overq(args.accelerator)  # a wrong name fails now, not after the training
     torch.set_num_threads(args.threads)
     out = study(args.epochs, args.seed, args.bits, args.cascade, args.ocs_ratio)
     table = Table(title=f"PTQ on scikit-learn digits (test set {len(out['x_test'])}), OverQ cascade {args.cascade}")
     for column in ("configuration", "accuracy", "activation MSE"):
-        table.add_column(column, justify="left" if column == "configuration" else "right")
+        table.add_column(column, justify="left" if column == "configuration" else "right", overflow="fold")
     for label, (acc, mse) in out["results"].items():
         table.add_row(label, f"{acc:.2%}", f"{mse:.2e}")
     console.print(table)
     cov = Table(title=f"Range-overwrite coverage of {args.bits}-bit outliers (test set, steps calibrated 'mse')")
     for column in ("cascade", "outliers", "covered", "coverage", "zero slots"):
-        cov.add_column(column, justify="right")
+        cov.add_column(column, justify="right", overflow="fold")
     for row in out["coverage"]:
         cov.add_row(str(row["cascade"]), str(row["outliers"]), str(row["covered"]), f"{row['coverage']:.1%}",
                     f"{row['zero_fraction']:.1%}")
@@ -283,9 +288,9 @@ def run(args) -> int:
                              f"{spec.tag_bits} tag bits")
             columns = ["cycles", "energy µJ", "mac", "register", "sram", "dram", "PE area GE", "area +", "energy +"]
             columns += ["accuracy"] if "accuracy" in frame else []
-            hw.add_column("")
+            hw.add_column("", overflow="fold")
             for column in columns:
-                hw.add_column(column, justify="right")
+                hw.add_column(column, justify="right", overflow="fold")
             for label, r in frame.iterrows():
                 cells = [f"{int(r.total_cycles):,}", f"{r.energy_uj:,.2f}", f"{r.energy_mac_uj:,.2f}",
                          f"{r.energy_register_uj:,.2f}", f"{r.energy_sram_uj:,.2f}", f"{r.energy_dram_uj:,.2f}",

@@ -30,7 +30,11 @@ def test_device_figures_match_the_data_sheets(name):
     assert device.memory.uram_shapes == (((4096, 72),) if device.uram else ())
     # a faster grade never has a lower FMAX
     grades = sorted(device.grades, key=lambda g: g.name)  # "-1", "-2", "-3": rising speed
-    assert [g.dsp_mhz for g in grades] == sorted(g.dsp_mhz for g in grades)
+    for clock in ("dsp_mhz", "bram_mhz", "bufg_mhz"):
+        assert [getattr(g, clock) for g in grades] == sorted(getattr(g, clock) for g in grades)
+    # the global clock buffer is at least as fast as the DSP slice it clocks at full speed, on every grade but
+    # Zynq-7000's -2/-3, where DS187's BUFG FMAX (628 MHz) equals the -3 DSP48E1's
+    assert all(g.bufg_mhz >= min(g.dsp_mhz, 628.0) for g in grades)
 
 
 def test_aliases_and_case_find_the_same_device():
@@ -68,10 +72,12 @@ def test_missing_field_is_named(tmp_path):
         load_device(_device_file(tmp_path, text))
 
 
-def test_missing_nested_field_is_named(tmp_path):
-    text = GOOD.replace("b_bits = 18\n", "")
-    with pytest.raises(ValueError, match=r"missing field dsp.b_bits"):
-        load_device(_device_file(tmp_path, text))
+@pytest.mark.parametrize("field, message", [("b_bits = 18\n", r"missing field dsp.b_bits"),
+                                            ("bufg_mhz = 667.0\n", r"missing field grades\[0\].bufg_mhz")])
+def test_missing_nested_field_is_named(tmp_path, field, message):
+    assert field in GOOD
+    with pytest.raises(ValueError, match=message):
+        load_device(_device_file(tmp_path, GOOD.replace(field, "")))
 
 
 @pytest.mark.parametrize("old, new, message", [

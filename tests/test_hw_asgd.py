@@ -189,3 +189,34 @@ def test_cli_writes_the_table_and_names_bad_input(tmp_path, capsys):
     assert len(csv.read_text().splitlines()) == 5
     assert main(["asgd", "digits", "--q", "2", "--iterations", "10"]) == 2
     assert "qsim: error: obstinate_q must be a probability in [0, 1]" in capsys.readouterr().err
+
+
+def test_roofline_moves_from_bandwidth_to_compute_with_precision_and_to_communication_with_workers():
+    dense = asgd.dense_problem()  # 8 MB at float32: streaming it from DRAM limits one core with a 1 MiB LLC
+    runs = {(w, s): asgd.simulate(dense, workers=w, dmgc=s, accelerator="multicore_4_a72", iterations=400)
+            for w, s in [(1, "D32M32G32C32"), (1, "D8M16G16C16"), (4, "D32M32G32C32")]}
+    assert {key: t.bound for key, t in runs.items()} == {(1, "D32M32G32C32"): "bandwidth",
+                                                         (1, "D8M16G16C16"): "compute",
+                                                         (4, "D32M32G32C32"): "communication"}
+    for t in runs.values():  # the DRAM floor: the bytes DRAM delivered at its bandwidth
+        machine = t.extra["machine"]
+        floor = t.counters["miss_dram"] * machine.l1.line_bytes / machine.memory.dram_bytes_per_cycle
+        assert t.dram_floor_cycles == pytest.approx(floor)
+        assert t.total_cycles == pytest.approx(max(t.core_cycles.sum(axis=1).max(), floor))
+
+
+def test_energy_by_component_follows_the_mac_and_event_counts():
+    problem = small_digits("logistic")  # dense: each iteration multiplies and updates all 64 features
+    one, many = (asgd.simulate(problem, workers=w, dmgc="D8M16G16C16", iterations=320) for w in (1, 16))
+    machine = one.extra["machine"]
+    pj = machine.event_energy_pj()
+    for t in (one, many):
+        c = t.counters
+        assert t.extra["macs"] == 2 * 64 * 320
+        assert t.energy_pj["compute"] == pytest.approx(2 * 64 * 320 * machine.energy.mac_pj(16, 16, 32, "int"))
+        assert t.energy_pj["memory"] == pytest.approx(sum(c[e] * pj[e] for e in ("hit", "hit_stale", "miss_llc",
+                                                                                 "miss_dram")))
+        assert t.energy_pj["coherence"] == pytest.approx(sum(c[e] * pj[e] for e in (
+            "upgrade", "miss_remote", "invalidation_sent", "writeback")))
+    assert one.energy_pj["coherence"] == 0 and many.energy_pj["coherence"] > many.energy_pj["compute"]
+    assert pj["hit"] < pj["miss_llc"] < pj["miss_dram"]

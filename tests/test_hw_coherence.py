@@ -165,6 +165,8 @@ def test_bad_input_is_named():
         simulate_coherence([0], [0], [True], max_ignored=-1)
     with pytest.raises(ValueError, match="equally long"):
         simulate_coherence([0, 1], [0], [True])
+    with pytest.raises(ValueError, match="cores=65: .* at most 64"):
+        simulate_coherence([64], [0], [True])
 
 
 def test_multicore_description_loads_with_its_assumptions(tmp_path):
@@ -179,3 +181,14 @@ def test_multicore_description_loads_with_its_assumptions(tmp_path):
     bad.write_text(packaged.read_text().replace("ways = 8", "ways = 7"))
     with pytest.raises(ValueError, match="l1.size_bytes=32768 is not a multiple"):
         load_multicore(bad)
+
+
+def test_a_write_invalidates_every_one_of_64_sharers_and_each_rereads_with_a_coherence_miss():
+    # All 64 cores (the most the snoop filter's bit set holds) read one word, core 0 writes it, all reread.
+    cores = np.concatenate([np.arange(64), [0], np.arange(1, 64)])
+    writes = np.zeros(cores.size, bool)
+    writes[64] = True
+    result = simulate_coherence(cores, np.zeros(cores.size, np.int64), writes)
+    counters = result["counters"]
+    assert counters["invalidation_received"].sum() == 63 and counters["invalidation_received"][63] == 1
+    assert counters["coherence_miss"].sum() == 63 and result["events"][64] == UPGRADE

@@ -308,40 +308,6 @@ def test_qpytorch_float8_recipe_trains_a_vgg_shaped_network_with_inplace_relus()
     handle.remove()
 
 
-@pytest.mark.parametrize("argv, says", [
-    (["hw", "resnet19"], "not a built-in model"),
-    (["hw", "resnet18", "--accelerator", "nope"], "no hardware description 'nope'"),
-    (["hw", "resnet18", "--rows", "0"], "rows must be a positive integer"),
-    (["hw", "missing.csv"], "missing.csv"),
-    (["hw", "resnet18", "--precision", "fp9"], "unknown format 'fp9'"),
-    (["sweep", "nofile.toml"], "does not exist"),
-    (["hw", "resnet18", "--input-shape", "3,224,224"], "this model takes 4 dimensions, batch first"),
-    (["hw", "resnet18", "--input-shape", "1,3,x,2"], "expected comma-separated positive integers"),
-    (["hw", "resnet18", "--input-shape", "1,5,32,32"], "the model fails on such an input"),
-    (["hw", "resnet18", "--accelerator", "channel_gating_32x32", "--device", "zcu102"], "qsim.hw.fpga.simulate"),
-    (["sweep", "--executor", "nope"], "--executor"),
-    (["sweep", "--workers", "0"], "--workers"),
-])
-def test_cli_mistakes_print_one_error_line_and_exit_2(argv, says, tmp_path, monkeypatch, capsys):
-    from qsim.cli import main
-
-    monkeypatch.chdir(tmp_path)
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("qsim: error: ") and says in err and "Traceback" not in err
-
-
-def test_cli_error_from_a_fresh_process_has_no_traceback_unless_debug(tmp_path):
-    import subprocess
-    import sys
-
-    run = lambda *extra: subprocess.run([sys.executable, "-m", "qsim.cli", *extra, "hw", "resnet19"],  # noqa: E731
-                                        capture_output=True, text=True, cwd=tmp_path)
-    plain, debug = run(), run("--debug")
-    assert plain.returncode == 2 and plain.stderr.startswith("qsim: error:") and "Traceback" not in plain.stderr
-    assert debug.returncode == 1 and "Traceback" in debug.stderr
-
-
 def test_a_conv_subclass_defined_outside_torch_is_counted_once():
     """fx would trace into a Conv2d subclass of user code; the hooks already record it as one conv."""
     class MyConv(nn.Conv2d):

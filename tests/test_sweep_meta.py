@@ -258,6 +258,7 @@ def test_cli_estimates_a_new_task_from_history_and_reports_closeness(tmp_path, c
     printed = capsys.readouterr().out
     assert "5 of 24 configurations run" in printed and "estimated Pareto frontier of matmul" in printed
     assert "measured" in printed and "(19 saved): recall" in printed
+    assert "recall: share of the true frontier's points" in " ".join(printed.split())  # the legend
     assert (tmp_path / "out" / "frontier.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["sweep", str(space), "--out", str(tmp_path / "o2"), "--estimate", "meta", "--meta", str(meta_csv)]) == 2
     assert "needs --budget" in capsys.readouterr().err

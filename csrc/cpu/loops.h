@@ -57,16 +57,18 @@ template <typename Body> void over_threads(int64_t count, bool parallel, const B
 
 // The stochastic loop: blocks of kBlock elements, each block's random words drawn first. rand_shift is
 // an int, or std::integral_constant<int, 0> when all 32 bits are used (the default), which folds the
-// shifts of the words and fractions away.
+// shifts of the words and fractions away. in[0] is element `first` of its tensor (a multiple of 4: a span
+// rounded on its own draws the words it draws within the whole tensor).
 template <int MODE, typename S, typename Element, typename Shift>
-void stochastic_loop(const S* in, S* out, int64_t n, uint64_t seed, Shift rand_shift, const Element& element) {
+void stochastic_loop(const S* in, S* out, int64_t n, uint64_t seed, Shift rand_shift, const Element& element,
+                     int64_t first) {
   const std::integral_constant<int, MODE> mode;
   const int64_t blocks = (n + kBlock - 1) / kBlock;
-  over_threads(blocks, n > kParallelThreshold, [in, out, n, seed, rand_shift, mode, &element](int64_t b0, int64_t b1) {
+  over_threads(blocks, n > kParallelThreshold, [in, out, n, seed, rand_shift, mode, first, &element](int64_t b0, int64_t b1) {
     const Element local = element;
     for (int64_t b = b0; b < b1; ++b) {
       uint32_t words[kBlock];
-      random_words_run(seed, (uint64_t)(b * (kBlock / 4)), kBlock / 4, words);
+      random_words_run(seed, (uint64_t)((first + b * kBlock) / 4), kBlock / 4, words);
       const int64_t start = b * kBlock, count = n - start < kBlock ? n - start : kBlock;
 #pragma omp simd
       for (int64_t i = 0; i < count; ++i)
@@ -75,17 +77,18 @@ void stochastic_loop(const S* in, S* out, int64_t n, uint64_t seed, Shift rand_s
   });
 }
 
-// out[i] = element(MODE, in[i], random word of i); `element` is a generic lambda taking the mode as a
-// std::integral_constant, so each mode compiles to its own loop.
+// out[i] = element(MODE, in[i], random word of first + i); `element` is a generic lambda taking the mode as
+// a std::integral_constant, so each mode compiles to its own loop.
 template <int MODE, typename S, typename Element>
-void round_loop(const S* in, S* out, int64_t n, uint64_t seed, int rand_bits, const Element& element) {
+void round_loop(const S* in, S* out, int64_t n, uint64_t seed, int rand_bits, const Element& element,
+                int64_t first = 0) {
   const std::integral_constant<int, MODE> mode;
   const int rand_shift = 32 - rand_bits;
   if constexpr (MODE == kStochastic) {
     if (rand_shift == 0) {
-      stochastic_loop<MODE>(in, out, n, seed, std::integral_constant<int, 0>(), element);
+      stochastic_loop<MODE>(in, out, n, seed, std::integral_constant<int, 0>(), element, first);
     } else {
-      stochastic_loop<MODE>(in, out, n, seed, rand_shift, element);
+      stochastic_loop<MODE>(in, out, n, seed, rand_shift, element, first);
     }
   } else {
     over_threads(n, n > kParallelThreshold, [in, out, rand_shift, mode, &element](int64_t begin, int64_t end) {
@@ -115,8 +118,9 @@ void with_mode(int rounding, F f) {
 
 // Runs round_loop with the rounding mode as a compile-time constant.
 template <typename S, typename Element>
-void dispatch_mode(int rounding, const S* in, S* out, int64_t n, uint64_t seed, int rand_bits, const Element& element) {
-  with_mode(rounding, [&](auto mode) { round_loop<decltype(mode)::value>(in, out, n, seed, rand_bits, element); });
+void dispatch_mode(int rounding, const S* in, S* out, int64_t n, uint64_t seed, int rand_bits, const Element& element,
+                   int64_t first = 0) {
+  with_mode(rounding, [&](auto mode) { round_loop<decltype(mode)::value>(in, out, n, seed, rand_bits, element, first); });
 }
 
 }  // namespace qsim

@@ -10,23 +10,24 @@ namespace qsim {
 namespace {
 
 template <typename S>
-void quantize_cpu(const S* in, S* out, int64_t n, const QuantParams& p, int rounding, uint64_t seed, int rand_bits) {
+void quantize_cpu(const S* in, S* out, int64_t n, const QuantParams& p, int rounding, uint64_t seed, int rand_bits,
+                  int64_t first = 0) {
   typedef typename Storage<S>::Compute T;
   // The wrap-around, nearest-even and stochastic paths are chosen once per call, so no loop branches.
   if (p.overflow == kWrap) {
     dispatch_mode(rounding, in, out, n, seed, rand_bits, [p](auto mode, T x, uint32_t rand, int rand_shift) {
       return quantize_wrap<decltype(mode)::value, T>(x, p, rand, rand_shift);
-    });
+    }, first);
   } else if (rounding == kNearest && nearest_even_applies<T>(p) && default_float_environment()) {
     round_loop<kNearest>(in, out, n, seed, rand_bits, [p](auto, T x, uint32_t, int) { return quantize_nearest_even<T>(x, p); });
   } else if (rounding == kStochastic && stochastic_applies<T>(p) && default_float_environment()) {
     round_loop<kStochastic>(in, out, n, seed, rand_bits, [p](auto, T x, uint32_t rand, auto rand_shift) {
       return quantize_stochastic<T>(x, p, rand, rand_shift);
-    });
+    }, first);
   } else {
     dispatch_mode(rounding, in, out, n, seed, rand_bits, [p](auto mode, T x, uint32_t rand, int rand_shift) {
       return quantize_value<decltype(mode)::value, T>(x, p, rand, rand_shift);
-    });
+    }, first);
   }
 }
 
@@ -34,6 +35,11 @@ void quantize_cpu(const S* in, S* out, int64_t n, const QuantParams& p, int roun
 
 void quantize_cpu_f32(const float* in, float* out, int64_t n, const QuantParams& p, int rounding, uint64_t seed, int rand_bits) {
   quantize_cpu(in, out, n, p, rounding, seed, rand_bits);
+}
+
+void quantize_span_f32(const float* in, float* out, int64_t n, int64_t first, const QuantParams& p, int rounding,
+                       uint64_t seed, int rand_bits) {
+  quantize_cpu(in, out, n, p, rounding, seed, rand_bits, first);
 }
 
 void quantize_cpu_f64(const double* in, double* out, int64_t n, const QuantParams& p, int rounding, uint64_t seed, int rand_bits) {

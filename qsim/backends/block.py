@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import math
-import struct
 
 import torch
 
@@ -19,8 +18,9 @@ FORMATS = (BlockFloatingPoint, MX)
 # The CPU kernel of each dtype it takes (bfloat16/float16: loaded into float32, stored back in one pass).
 CPU_KERNELS = {torch.float32: _C.quantize_blocks_f32, torch.float64: _C.quantize_blocks_f64,
                torch.bfloat16: _C.quantize_blocks_bf16, torch.float16: _C.quantize_blocks_f16}
-_CPU_MAXIMA = {torch.float32: _C.max_magnitude_f32, torch.float64: _C.max_magnitude_f64,
-               torch.bfloat16: _C.max_magnitude_bf16, torch.float16: _C.max_magnitude_f16}
+# With a per-tensor factor (NVFP4): the maximum, the factor and the blocks in one call.
+SCALED_CPU_KERNELS = {torch.float32: _C.quantize_scaled_blocks_f32, torch.float64: _C.quantize_scaled_blocks_f64,
+                      torch.bfloat16: _C.quantize_scaled_blocks_bf16, torch.float16: _C.quantize_scaled_blocks_f16}
 _SCALE_FORMAT = 4  # kScaleFormat (after the SCALE_RULES)
 
 
@@ -82,13 +82,17 @@ def quantize(x: torch.Tensor, out: torch.Tensor, fmt, rounding: int, seed: int, 
         source = x.movedim(moved_dim, moved_to).contiguous()
         result = torch.empty_like(source)
     params = block_params(fmt)
-    if isinstance(fmt, MX) and fmt.tensor_scale:
-        params = _with_tensor_scale(params, source, fmt.spec)
+    scaled = isinstance(fmt, MX) and fmt.tensor_scale
     if x.is_cuda:
+        if scaled:
+            params = _with_tensor_scale(params, source, fmt.spec)
         per_row = (row_length + block - 1) // block
         cuda.launch("cuda/block.cu", cuda.kernel_name("quantize_blocks", rounding, x.dtype), source, result,
                     [("i64", n_rows), ("i64", row_length), ("i64", block), *block_args(params),
                      ("u64", seed), ("i32", 32 - rand_bits)], groups=n_rows * per_row)
+    elif scaled:
+        SCALED_CPU_KERNELS[x.dtype](source.data_ptr(), result.data_ptr(), n_rows, row_length, block, params,
+                                    *_scale_range(fmt.spec), rounding, seed, rand_bits)
     else:
         CPU_KERNELS[x.dtype](source.data_ptr(), result.data_ptr(), n_rows, row_length, block, params, rounding, seed,
                               rand_bits)
@@ -97,14 +101,10 @@ def quantize(x: torch.Tensor, out: torch.Tensor, fmt, rounding: int, seed: int, 
 
 
 def _with_tensor_scale(params: _C.BlockParams, x: torch.Tensor, spec: str) -> _C.BlockParams:
-    """NVFP4's per-tensor factor, from the tensor's largest magnitude: the CPU's one-read maximum
-    (csrc/cpu/block.cpp) or torch's reduction on the GPU, NaN where the tensor holds a NaN."""
-    if x.is_cuda:
-        amax = x.abs().max().item()
-    else:
-        amax = _CPU_MAXIMA[x.dtype](x.data_ptr(), x.numel())
+    """NVFP4's per-tensor factor (csrc/cpu/tensor_scale.h) on the GPU, from torch's reduction (NaN where the
+    tensor holds a NaN); on the CPU the kernel finds it itself."""
     scaled = _C.BlockParams(params)
-    scaled.tensor_scale = tensor_scale(amax, *_scale_range(spec))
+    scaled.tensor_scale = _C.tensor_scale(x.abs().max().item(), *_scale_range(spec))
     return scaled
 
 
@@ -114,28 +114,6 @@ def _scale_range(spec: str) -> tuple[float, float]:
     BlockParams.scale through pybind11 copies the struct (~0.5 us), which small tensors feel."""
     b = _spec_block_params(spec)
     return b.element_max * b.scale.max_pos_d, b.smallest_scale
-
-
-def tensor_scale(amax: float, largest: float, smallest_scale: float) -> float:
-    """The fp32 rounding of amax / largest, largest = max(element) · max(scale), so that block scales span
-    the scale format's range (torchao's `per_tensor_amax_to_scale`). 1 (block scales alone) where that is
-    not finite, or so small that the largest reciprocal of a block scale, 1 / factor / smallest scale,
-    overflows float32 (a tensor of zeros, NaN or inf, or of magnitudes below ~2^-110 for NVFP4)."""
-    factor = _float32(amax / largest)
-    usable = math.isfinite(factor) and factor > 0 and _float32(1 / factor) / smallest_scale <= _FLOAT32_MAX
-    return factor if usable else 1.0
-
-
-_FLOAT32_MAX = struct.unpack("<f", b"\xff\xff\x7f\x7f")[0]
-
-
-def _float32(v: float) -> float:
-    """v rounded to float32 as a cast rounds it, ±inf beyond its range (struct, not numpy: a tenth of
-    the time, which small tensors feel)."""
-    try:
-        return struct.unpack("<f", struct.pack("<f", v))[0]
-    except OverflowError:
-        return math.copysign(math.inf, v)
 
 
 def block_args(b: _C.BlockParams) -> list:

@@ -3,7 +3,7 @@
     workload(model, example_input, precision=..., rules=...)   -> Workload (layers, shapes, bit widths)
     read_topology(path) / write_topology(workload, path)        SCALE-Sim topology CSV files
     load_accelerator(name_or_path, **changes)                   -> Accelerator (hw_models/*.toml)
-    simulate(workload, accelerator)                             -> Report (table, totals, CSV, plot)
+    simulate(workload, accelerator, scalesim_compat=False)      -> Report (table, totals, CSV, plot)
     resnet18() / BUILTIN_MODELS                                  built-in networks (no weights needed)
     simulate_cache(addresses, size_bytes, line_bytes, ways)    -> {"hits", "misses"} of one LRU cache
     qsim.hw.fpga: estimate / largest_array / simulate / verilog  FPGA resources, fit, fmax, RTL (docs/fpga.md)

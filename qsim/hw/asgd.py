@@ -1,8 +1,10 @@
 """Asynchronous low-precision SGD (Hogwild!/Buckwild!) on a simulated multicore with coherent caches.
 
-Exports `Problem` (with `sparse_problem(...)`, `dense_problem(...)`, `digits_problem(...)`),
-`simulate(problem, ...)` -> `Trace` for one configuration, and `run(problem, workers=..., dmgc=..., obstinate_q=..., accelerator=...)` ->
-`AsgdReport` over every combination (table, CSV, plots; see asgd_report.py).
+Exports `Problem` (with `sparse_problem(...)`, `dense_problem(...)`, `digits_problem(...)`, by name in
+`PROBLEMS`), `simulate(problem, ...)` -> `Trace` for one configuration, `run(problem, workers=...,
+dmgc=..., obstinate_q=..., accelerator=...)` -> `AsgdReport` over every combination (table, CSV, plots;
+see asgd_report.py), and `sweep(...)`, the same grid through qsim.sweep: stored, resumable, with a
+time/energy-to-target frontier (see asgd_sweep.py).
 
 What is simulated (De Sa, Feldman, Ré, Olukotun, "Understanding and Optimizing Asynchronous Low-Precision
 Stochastic Gradient Descent", ISCA 2017):
@@ -132,6 +134,9 @@ def digits_problem(digit=0, loss="logistic", l2=1e-3) -> Problem:
     return Problem(sp.csr_matrix(data.data / 16.0), y, loss, l2, f"digits {digit}-vs-rest {loss}", dense=True)
 
 
+PROBLEMS = {"digits": digits_problem, "sparse": sparse_problem, "dense": dense_problem}  # by name: CLI, sweeps
+
+
 # --- the compiled simulation ----------------------------------------------------------------------
 @numba.njit(cache=True, inline="always")
 def _round(x, values, even, quantum, stochastic, rng):
@@ -211,8 +216,11 @@ def _snapshot(local, seen, shared, version, misc, line_bits, model_bits):
             seen[k, j] = version[j]
 
 
-@numba.njit(cache=True)
-def _simulate(lines, llc, present, counters, misc, rng_round, rng_sched,
+# numba's cache keys on this file alone: after editing coherence.py, delete qsim/hw/__pycache__/asgd*.nb[ic],
+# or the cached loop keeps the old, inlined `access` (with another array layout: memory corruption).
+@numba.njit(cache=True, nogil=True, _nrt=False)  # threads: see asgd_sweep.py; _nrt: see coherence.py
+def _simulate(lines, llc, present, counters, misc, rng_round, rng_sched, local, seen, version, wbuf, clock, phase, pos,
+              done, dot, coef,
               indptr, indices, values, labels, dense, order, quota,
               loss, step, l2, g_values, g_even, g_quantum, c_values, c_even, c_quantum, m_values, m_even, m_quantum,
               stochastic,
@@ -220,20 +228,14 @@ def _simulate(lines, llc, present, counters, misc, rng_round, rng_sched,
               latency, q, max_ignored, max_stale, interleave_random,
               read_cycles, write_cycles, overhead_cycles, data_share, model_share,
               record_every, snapshots, record_cycles, cycles, staleness):
-    W, d = order.shape[0], shared.size
+    """The simulation; its working arrays come zeroed from `simulate`: each core's copy of its stale model
+    lines (local) and the versions they hold (seen), writes so far per model entry (version), the model
+    values each worker read for its sample (wbuf), and per worker its clock, phase (0 reading,
+    1 derivative, 2 updating, 3 done), position in the sample, iterations done, dot product and
+    derivative."""
+    W = order.shape[0]
     line_bits = line_bytes * 8
-    local = np.empty((W, d))                 # each core's copy of its stale model lines
-    seen = np.zeros((W, d), np.int64)        # the versions those copies hold
-    version = np.zeros(d, np.int64)          # writes so far per model entry
-    wbuf = np.zeros((W, np.max(indptr[1:] - indptr[:-1]) + 1))
-    clock = np.zeros(W)
-    phase = np.zeros(W, np.int64)  # 0 reading, 1 derivative, 2 updating, 3 done
-    pos = np.zeros(W, np.int64)
-    done = np.zeros(W, np.int64)
-    dot = np.zeros(W)
-    coef = np.zeros(W)
     total, recorded, active = 0, 1, 0
-    snapshots[0] = shared
     for k in range(W):
         if quota[k] == 0:
             phase[k] = 3
@@ -312,14 +314,14 @@ def _simulate(lines, llc, present, counters, misc, rng_round, rng_sched,
             done[k] += 1
             total += 1
             if total % record_every == 0 and recorded < snapshots.shape[0]:
-                snapshots[recorded] = shared
+                for j in range(shared.size):  # an element loop: an array assignment may allocate
+                    snapshots[recorded, j] = shared[j]
                 record_cycles[recorded] = clock[k]
                 recorded += 1
             phase[k], pos[k], dot[k] = 0, 0, 0.0
             if done[k] == quota[k]:
                 phase[k] = 3
                 active -= 1
-    return clock
 
 
 # --- one configuration ----------------------------------------------------------------------------
@@ -379,6 +381,17 @@ def _check_count(name, value, minimum=1):
     return int(value)
 
 
+def check_settings(iterations, step_size, rounding, interleave="time") -> int:
+    """The checked iteration count; errors name the setting that is wrong."""
+    if rounding not in ("stochastic", "nearest"):
+        raise ValueError(f"rounding must be 'stochastic' or 'nearest', got {rounding!r}")
+    if interleave not in ("time", "random"):
+        raise ValueError(f"interleave must be 'time' or 'random', got {interleave!r}")
+    if not step_size > 0:
+        raise ValueError(f"step_size must be > 0, got {step_size!r}")
+    return _check_count("iterations", iterations)
+
+
 def simulate(problem: Problem, workers=1, dmgc="D32M32G32C32", obstinate_q=0.0, accelerator="multicore_16",
              iterations=10_000, step_size=0.05, rounding="stochastic", seed=0, interleave="time",
              max_ignored=None, max_stale_cycles=None, records=200, integer_bits=None) -> Trace:
@@ -386,17 +399,11 @@ def simulate(problem: Problem, workers=1, dmgc="D32M32G32C32", obstinate_q=0.0, 
     from qsim import quantize
 
     workers = _check_count("workers", workers)
-    iterations = _check_count("iterations", iterations)
+    iterations = check_settings(iterations, step_size, rounding, interleave)
     records = _check_count("records", records)
     machine = accelerator if isinstance(accelerator, coherence.MulticoreSpec) else coherence.load_multicore(accelerator)
     if workers > machine.cores:
         raise ValueError(f"workers={workers}: {machine.name} has {machine.cores} cores (one worker per core)")
-    if rounding not in ("stochastic", "nearest"):
-        raise ValueError(f"rounding must be 'stochastic' or 'nearest', got {rounding!r}")
-    if interleave not in ("time", "random"):
-        raise ValueError(f"interleave must be 'time' or 'random', got {interleave!r}")
-    if not step_size > 0:
-        raise ValueError(f"step_size must be > 0, got {step_size!r}")
     q, max_ignored, max_stale = coherence.obstinacy(obstinate_q, max_ignored, max_stale_cycles)
     precision = parse_dmgc(dmgc, integer_bits)
 
@@ -436,13 +443,17 @@ def simulate(problem: Problem, workers=1, dmgc="D32M32G32C32", obstinate_q=0.0, 
     staleness = np.zeros(STALENESS_BINS, np.int64)
     shared = np.zeros(problem.features)
     tables = [rounding_table(p) for p in (precision.g, precision.c, precision.m)]
-    clock = _simulate(*st, rngs[0], rngs[1], X.indptr.astype(np.int64), X.indices.astype(np.int64), values,
-                      problem.y, problem.dense, order, quota, LOSSES.index(problem.loss), float(step_size),
-                      float(problem.l2), *tables[0], *tables[1], *tables[2], rounding == "stochastic",
-                      shared, model_bits, precision.d.bits, data_base, index_base, machine.l1.line_bytes,
-                      machine.latencies(), q, max_ignored, max_stale, interleave == "random",
-                      read, write, c.iteration_overhead_cycles, *shares, record_every, snapshots, record_cycles,
-                      core_cycles, staleness)
+    W, d, longest = workers, problem.features, int(np.diff(X.indptr).max()) + 1
+    clock = np.zeros(W)
+    _simulate(*st, rngs[0], rngs[1], np.zeros((W, d)), np.zeros((W, d), np.int64), np.zeros(d, np.int64),
+              np.zeros((W, longest)), clock, *(np.zeros(W, np.int64) for _ in range(3)), np.zeros(W),
+              np.zeros(W), X.indptr.astype(np.int64), X.indices.astype(np.int64), values,
+              problem.y, problem.dense, order, quota, LOSSES.index(problem.loss), float(step_size),
+              float(problem.l2), *tables[0], *tables[1], *tables[2], rounding == "stochastic",
+              shared, model_bits, precision.d.bits, data_base, index_base, machine.l1.line_bytes,
+              machine.latencies(), q, max_ignored, max_stale, interleave == "random",
+              read, write, c.iteration_overhead_cycles, *shares, record_every, snapshots, record_cycles,
+              core_cycles, staleness)
     # 4. Roofline: the DRAM floor stretches the whole timeline when bandwidth, not latency, limits.
     counters = {name: int(st.counters[:, i].sum()) for i, name in enumerate(coherence.COUNTERS)}
     dram_bytes = counters["miss_dram"] * machine.l1.line_bytes
@@ -489,3 +500,12 @@ def run(problem: Problem, workers=(1,), dmgc=("D32M32G32C32",), obstinate_q=(0.0
         start = float(problem.objective(np.zeros(problem.features)))
         target_loss = best + target_fraction * (start - best)
     return AsgdReport(problem.name, machine, traces, float(target_loss), ASSUMPTIONS + machine.assumptions)
+
+
+
+def __getattr__(name):
+    """`asgd.sweep` lives in asgd_sweep.py, which builds on this module: loaded on first use."""
+    if name == "sweep":
+        from .asgd_sweep import sweep
+        return sweep
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

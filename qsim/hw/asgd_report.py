@@ -21,7 +21,8 @@ class AsgdReport:
     target_loss: float
     assumptions: tuple[str, ...]
 
-    def _row(self, t) -> dict:
+    def row(self, t) -> dict:
+        """One configuration's columns (see the module docstring)."""
         hz = t.clock_ghz * 1e9
         n = t.iterations
         c = t.counters
@@ -47,7 +48,7 @@ class AsgdReport:
         }
 
     def to_dataframe(self) -> pd.DataFrame:
-        return pd.DataFrame([self._row(t) for t in self.traces])
+        return pd.DataFrame([self.row(t) for t in self.traces])
 
     def to_csv(self, path) -> Path:
         path = Path(path)
@@ -61,7 +62,8 @@ class AsgdReport:
                                 "loss": t.loss}) for t in self.traces]
         return pd.concat(frames, ignore_index=True)
 
-    def render(self):
+    def render(self, assumptions: bool = True):
+        """A rich renderable: the table per (workers, DMGC, q) and (unless `assumptions` is False) the assumptions."""
         from rich.console import Group
         from rich.table import Table
         from rich.text import Text
@@ -77,7 +79,7 @@ class AsgdReport:
                    ("Miter/s", "iterations_per_s", "{:.2f}"), ("ms to target", "time_to_target_ms", "{:.3f}"),
                    ("µJ to target", "energy_to_target_uj", "{:,.1f}"), ("final loss", "final_loss", "{:.4f}")]
         for i, (header, _, _) in enumerate(columns):
-            table.add_column(header, justify="left" if i < 2 else "right")
+            table.add_column(header, justify="left" if i < 2 else "right", overflow="fold")
         for _, row in f.iterrows():
             cells = []
             for _, key, fmt in columns:
@@ -85,7 +87,7 @@ class AsgdReport:
                 cells.append("never" if isinstance(value, float) and math.isinf(value) else fmt.format(value))
             table.add_row(*cells)
         notes = Text("Assumptions:\n" + "\n".join(f"  - {a}" for a in self.assumptions), style="dim")
-        return Group(table, notes)
+        return Group(table, *([notes] if assumptions else []))
 
     def __rich__(self):
         return self.render()

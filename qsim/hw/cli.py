@@ -14,9 +14,9 @@ import argparse
 import dataclasses
 import importlib
 import re
+from functools import partial
 from pathlib import Path
 
-HELP = "Cycles, stalls, utilisation and energy of a network on a systolic-array accelerator."
 INPUT_DTYPES = {"float32": "float32", "float64": "float64", "bfloat16": "bfloat16", "float16": "float16",
                 "long": "int64", "int64": "int64", "int": "int32", "int32": "int32"}
 
@@ -74,6 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="exclusive upper bound of integer inputs (default 2, valid for any vocabulary)")
     parser.add_argument("--csv", type=Path, help="write the per-layer table to this CSV file")
     parser.add_argument("--plot", type=Path, help="write the per-layer cycles/energy plot (.png or .svg)")
+    parser.add_argument("--no-assumptions", action="store_true", help="leave the report's list of assumptions out")
     parser.add_argument("--gating", metavar="KEY=VALUE[,...]",
                         help="channel-gate the model's convs (target=, partitions=, grouping=; see qsim.nn.gate_model), "
                              "gates calibrated on the input; with an accelerator that has a [gating] section")
@@ -84,6 +85,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                          "prints the largest array that fits")
     parser.add_argument("--speed-grade", help="the device's speed grade, e.g. -1 (default: the board's)")
     parser.add_argument("--node", type=float, metavar="NM", help="ASIC process node in nm: adds area and power")
+    parser.add_argument("--scalesim-compat", nargs="?", const="user", choices=("user", "calc"),
+                        help="count as SCALE-Sim v3 does (per-operand DRAM links from [memory], 1-byte words, "
+                             "write-only partial outputs), in its USER (default) or CALC bandwidth mode")
 
 
 def build_workload(args):
@@ -96,6 +100,8 @@ def build_workload(args):
     from .topology import read_topology
 
     precision = parse_precision(args.precision)
+    if precision is not None:
+        assign_precision((), precision=precision)  # format names are checked before a model is built and traced
     if args.model.endswith(".csv"):
         wl = read_topology(args.model)
         if precision is not None:
@@ -106,7 +112,10 @@ def build_workload(args):
         name = args.model
     elif ":" in args.model:
         module_name, _, attr = args.model.partition(":")
-        ctor, shape, name = getattr(importlib.import_module(module_name), attr), None, attr
+        try:
+            ctor, shape, name = getattr(importlib.import_module(module_name), attr), None, attr
+        except (ImportError, AttributeError) as err:  # a name typed on the command line: a mistake in it
+            raise ValueError(f"MODEL_OR_TOPOLOGY {args.model!r}: cannot import it: {err}") from err
     else:
         raise ValueError(f"MODEL_OR_TOPOLOGY {args.model!r}: not a built-in model "
                          f"({', '.join(BUILTIN_MODELS)}), a .csv topology, or module:callable")
@@ -154,32 +163,26 @@ def _input_shape(text: str, builtin_shape) -> tuple[int, ...]:
 def run(args) -> int:
     from rich.console import Console
 
-    from . import gating_cli
-    from .spec import load_accelerator
+    from . import gating_cli, overq
     from .systolic import simulate
 
     console = Console()
+    if args.model == "fit":
+        return run_fit(args)
     if args.gating or args.schedule or gating_cli.is_gating_accelerator(args.accelerator):
-        if args.device or args.node:
-            raise ValueError("--device/--node: the command line does not estimate a channel-gating array yet; "
-                             "from Python: qsim.hw.fpga.simulate(workload, 'channel_gating_32x32', 'zcu102')")
+        if args.scalesim_compat:
+            raise ValueError("--scalesim-compat: SCALE-Sim has no channel gating; use a plain systolic accelerator")
         report = gating_cli.simulate_hw(args, build_workload, console)
     else:
-        accel = load_accelerator(args.accelerator, dataflow=args.dataflow, rows=args.rows, cols=args.cols,
-                                 dram_bytes_per_cycle=args.dram_bytes_per_cycle)
-        if args.model == "fit":
-            return run_fit(args, accel)
-        work = build_workload(args)
-        if args.device:
-            from . import fpga
-            from .devices import load_device
-            report = fpga.simulate(work, accel, load_device(args.device, args.speed_grade), node_nm=args.node)
-        elif args.node:
-            from . import area
-            report = area.simulate(work, accel, args.node)
-        else:
-            report = simulate(work, accel)
-    console.print(report)
+        accel = load_any_accelerator(args)
+        overq_array = isinstance(accel, tuple)  # (OverQSpec, Accelerator)
+        if args.scalesim_compat and (args.device or args.node or overq_array):
+            raise ValueError("--scalesim-compat counts as SCALE-Sim does; it does not combine with --device/--node "
+                             "or an OverQ accelerator")
+        plain = (overq.OverQArray(accel[1], accel[0]).run if overq_array
+                 else partial(simulate, accelerator=accel, scalesim_compat=args.scalesim_compat or False))
+        report = simulate_on(build_workload(args), accel, args, plain)
+    console.print(report.render(assumptions=not args.no_assumptions))
     if args.csv:
         console.print(f"per-layer table: {report.to_csv(args.csv)}")
     if args.plot:
@@ -187,8 +190,59 @@ def run(args) -> int:
     return 0
 
 
-def run_fit(args, accel) -> int:
-    """`qsim hw fit --device D --precision P`: the largest square array of the accelerator's PEs on D."""
+def is_overq(name_or_path) -> bool:
+    """Whether `name_or_path` is an OverQ description (an OverQ section on a base accelerator's name)."""
+    from . import toml_spec
+    try:
+        table, _ = toml_spec.resolve(name_or_path)
+    except ValueError:
+        return False  # load_accelerator reports the missing file
+    return "cascade" in table and "array" not in table
+
+
+def load_any_accelerator(args):
+    """--accelerator with the command line's overrides: an Accelerator, a gating.GatedAccelerator, or
+    (OverQSpec, Accelerator) for an OverQ file (weight-stationary, as OverQ runs)."""
+    from . import gating, gating_cli, overq, toml_spec
+    from .spec import load_accelerator
+    changes = {k: v for k, v in (("dataflow", args.dataflow), ("rows", args.rows), ("cols", args.cols),
+                                 ("dram_bytes_per_cycle", args.dram_bytes_per_cycle)) if v is not None}
+    if gating_cli.is_gating_accelerator(args.accelerator):
+        return gating.load(args.accelerator, **changes)
+    if is_overq(args.accelerator):
+        if changes.get("dataflow", "ws") != "ws":
+            raise ValueError(f"--dataflow {args.dataflow}: an OverQ array ({args.accelerator}) is weight-stationary")
+        spec, accel = overq.load_overq(args.accelerator)
+        return spec, accel.with_changes(**changes)
+    table, source = toml_spec.resolve(args.accelerator)
+    if "array" not in table:
+        runnable = [n for n in toml_spec.available() if _is_accelerator(toml_spec.resolve(n)[0])]
+        raise ValueError(f"--accelerator {args.accelerator}: {source} is not an accelerator description (no "
+                         f"[array] section, no [gating] or OverQ section); the packaged ones: {', '.join(runnable)}")
+    return load_accelerator(args.accelerator, **changes)
+
+
+def _is_accelerator(table: dict) -> bool:
+    return "array" in table or "cascade" in table
+
+
+def simulate_on(work, accelerator, args, plain):
+    """`plain(work)`, the Report without estimates; with --device, qsim.hw.fpga.simulate instead (the same
+    array model at the estimated fmax, with resources and fit); with --node, the ASIC area attached."""
+    if args.device:
+        from . import fpga
+        from .devices import load_device
+        return fpga.simulate(work, accelerator, load_device(args.device, args.speed_grade), node_nm=args.node)
+    report = plain(work)
+    if args.node:
+        from . import area, fpga
+        report = area.attach(report, work, args.node, extension=fpga.extension_kind(accelerator))
+    return report
+
+
+def run_fit(args) -> int:
+    """`qsim hw fit --device D --precision P`: the largest square array of the accelerator's PEs on D
+    (any packaged kind: plain, channel-gating or OverQ)."""
     from rich.console import Console
 
     from . import fpga
@@ -200,11 +254,11 @@ def run_fit(args, accel) -> int:
     if isinstance(precision, dict):
         raise ValueError("qsim hw fit takes one --precision value (e.g. w4a4, 8, fp8_e4m3), not GLOB=VALUE rules")
     device = load_device(args.device, args.speed_grade)
-    best = fpga.largest_array(accel, device, precision)
+    best = fpga.largest_array(load_any_accelerator(args), device, precision)
     console = Console()
     if best is None:
-        console.print(f"not even a 1x1 array of {accel.name}'s PE fits on {device.name}")
+        console.print(f"not even a 1x1 array of {args.accelerator}'s PE fits on {device.name}")
         return 1
-    console.print(f"largest square array of {accel.name}'s PE on {device.name}: {best.rows}x{best.cols}")
+    console.print(f"largest square array of {best.accelerator}'s PE on {device.name}: {best.rows}x{best.cols}")
     console.print(best.summary())
     return 0

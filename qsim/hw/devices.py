@@ -42,16 +42,19 @@ class DSPSpec:
 
 @dataclass(frozen=True)
 class SpeedGrade:
-    """Data-sheet maximum clocks of one speed grade (0 for a memory the device does not have)."""
+    """Data-sheet maximum clocks of one speed grade (0 for a memory the device does not have): the DSP
+    slice, block RAM and UltraRAM FMAX, and the global clock buffer's (BUFG / BUFGCE), which caps any
+    design clocked from a global clock however short its logic paths."""
 
     name: str
     dsp_mhz: float
     bram_mhz: float
+    bufg_mhz: float
     uram_mhz: float = 0.0
 
     def __post_init__(self):
-        if not (self.dsp_mhz > 0 and self.bram_mhz > 0 and self.uram_mhz >= 0):
-            raise ValueError(f"grade {self.name!r}: dsp_mhz and bram_mhz must be > 0 and uram_mhz >= 0")
+        if not (self.dsp_mhz > 0 and self.bram_mhz > 0 and self.bufg_mhz > 0 and self.uram_mhz >= 0):
+            raise ValueError(f"grade {self.name!r}: dsp_mhz, bram_mhz and bufg_mhz must be > 0 and uram_mhz >= 0")
 
 
 @dataclass(frozen=True)

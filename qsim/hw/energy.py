@@ -72,9 +72,11 @@ class EnergyTable:
     scaling_rule: str = ""
     register_source: str = ""
     published: tuple[PublishedPoint, ...] = ()
+    node_nm: float = 0.0  # the process node and supply the energies are for (0: not stated; then an ASIC
+    vdd: float = 0.0      # estimate at another node keeps them as they are), see qsim.hw.node_scaling
 
     def __post_init__(self):
-        for field in ("register_pj_per_bit", "dram_pj_per_bit"):
+        for field in ("register_pj_per_bit", "dram_pj_per_bit", "node_nm", "vdd"):
             if not getattr(self, field) >= 0:
                 raise ValueError(f"{field} must be >= 0, got {getattr(self, field)!r}")
         caps, energies = self.sram_capacity_kib, self.sram_pj_per_64bit

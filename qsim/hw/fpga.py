@@ -3,6 +3,8 @@
 Exports
     lane_resources(spec, target, dsp=True)           a MAC / dot-product lane (qsim.hw.rtl.MacSpec) on a device
                                                      or family: the counts yosys's `stat` is compared with
+    lane_path(spec, target, dsp=True)                the cells on that lane's critical path, by kind: the
+                                                     logic depth yosys's `ltp` is compared with
     map_buffer(width_bits, depth, device)            a buffer on the cheapest block RAM / UltraRAM shape
     estimate(accelerator, device, precision=...)     -> FpgaEstimate: resources, utilisation, fits, binding
                                                      resource, fmax; `.totals()` for a Report; a
@@ -26,7 +28,8 @@ How (the rules, their sources and the fitted coefficients live in hw_models/fpga
     (where yosys moves them into the DSP, they are not).
   * Buffers take the cheapest single shape of BRAM18, BRAM36 or URAM by bits of silicon used.
   * fmax: the slowest of the PE's critical path (LUT levels, nets and carry chains, delays per family
-    scaled by speed grade) and the data-sheet FMAX of the DSP, block RAM and UltraRAM in use.
+    scaled by speed grade) and the data-sheet FMAX of the DSP, block RAM and UltraRAM in use and of the
+    global clock buffer.
 """
 from __future__ import annotations
 
@@ -39,7 +42,7 @@ from . import toml_spec
 from .devices import Device, available_devices, load_device
 from .rtl import MAX_BITS, MacSpec, verilog
 
-__all__ = ["BufferMapping", "CostModel", "FpgaEstimate", "MacSpec", "available_devices", "estimate",
+__all__ = ["BufferMapping", "CostModel", "FpgaEstimate", "MacSpec", "available_devices", "estimate", "lane_path",
            "lane_resources", "largest_array", "load_cost_model", "load_device", "map_buffer", "simulate", "verilog"]
 
 RESOURCES = ("luts", "ffs", "dsps", "bram36", "uram")
@@ -241,6 +244,36 @@ def lane_resources(spec: MacSpec, target="ultrascale_plus", dsp: bool = True, mo
     return _sum(*([mult] * spec.lanes), accumulation(spec, rules, on_dsp))
 
 
+def _lut_multiplier_path(w: int, a: int) -> tuple[int, int]:
+    """(LUT levels, carry bits) on the path from a LUT multiplier's operands into an accumulator: a
+    partial-product tree about log2 of the narrower operand deep plus one level, then one block (4 bits)
+    of the product's final carry chain. Not the whole chain: each product bit enters the accumulator's
+    chain at its own position, so the two chains overlap (yosys `ltp`, tests/data/yosys_paths.csv:
+    4 x 4 into 32 bits crosses 2 product and 7 accumulator CARRY4s, 16 x 16 crosses 9 in all)."""
+    return math.ceil(math.log2(max(2, min(w, a)))) + 1, 4
+
+
+def path_cells(path, acc_bits: int, extra_levels: int = 0) -> dict:
+    """Cells on a PE's register-to-register path, by kind (dsp, lut, carry4): the multiplier (a DSP slice,
+    or LUT levels and the carry bits it adds before the accumulator's chain), the accumulating adder (one
+    LUT level and an acc_bits carry chain), the clear multiplexer (one LUT level) and `extra_levels` of
+    an extension."""
+    levels, chain, uses_dsp = path
+    return {"dsp": int(uses_dsp), "lut": levels + 2 + extra_levels,
+            "carry4": math.ceil(chain / 4) + math.ceil(acc_bits / 4)}
+
+
+def lane_path(spec: MacSpec, target="ultrascale_plus", dsp: bool = True, model: CostModel | None = None) -> dict:
+    """The cells on the critical path of a one-lane `spec` (rtl.verilog) that the fmax model times, by
+    kind; their sum is what yosys's `ltp` (longest topological path) is compared with."""
+    if not isinstance(spec, MacSpec) or spec.lanes != 1:
+        raise ValueError(f"spec must be a one-lane MacSpec (a PE), got {spec!r}")
+    family, _ = _family_and_dsp(target)
+    on_dsp = dsp and (model or load_cost_model()).family(family).uses_dsp(spec.w_bits, spec.a_bits)
+    path = (0, 0, True) if on_dsp else (*_lut_multiplier_path(spec.w_bits, spec.a_bits), False)
+    return path_cells(path, spec.acc_bits)
+
+
 # --- buffers ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class BufferMapping:
@@ -379,11 +412,12 @@ def _pe(accel, w: int, a: int, arith: str, family: str, dsp, model: CostModel, p
         exp_luts, exp_carry = _adder(max(ew, ea) + 1)
         shift_levels = math.ceil(math.log2(2 ** ew + 2 ** ea) / 2)  # 4:1 multiplexers per LUT6 level
         core = _sum(mult, {"luts": exp_luts + acc * shift_levels, "carry": exp_carry})
-        levels, chain = math.ceil(math.log2(max(2, min(mw, ma)))) + 1 + shift_levels, mw + ma
+        levels = _lut_multiplier_path(mw, ma)[0] + shift_levels
+        chain = mw + ma  # the alignment shifter sits between the product and the accumulator: no overlap
     elif pe.scaling == "none":
         mw, ma = min(w, pe.native_bits), min(a, pe.native_bits)
         core = _multiplier(mw, ma, dsp, rules, True, packing)
-        levels, chain = math.ceil(math.log2(max(2, min(mw, ma)))) + 1, mw + ma
+        levels, chain = _lut_multiplier_path(mw, ma)
     else:
         # Precision-scalable PE (Bit Fusion's bricks): native/min_bits slices per operand, each pair
         # multiplied by a min x min brick ("quadratic") or each weight slice by a whole activation
@@ -393,7 +427,7 @@ def _pe(accel, w: int, a: int, arith: str, family: str, dsp, model: CostModel, p
         one = _multiplier(*brick, dsp, rules, True, packing)
         tree_luts, tree_carry = _adder(2 * pe.native_bits)
         core = _sum(*([one] * bricks), {"luts": (bricks - 1) * tree_luts, "carry": (bricks - 1) * tree_carry})
-        levels = math.ceil(math.log2(max(2, min(brick)))) + 1 + math.ceil(math.log2(bricks))
+        levels = _lut_multiplier_path(*brick)[0] + math.ceil(math.log2(bricks))
         chain = 2 * pe.native_bits
     uses_dsp = core.get("dsps", 0) > 0
     if arith == "int" and pe.scaling == "none":
@@ -407,20 +441,20 @@ def _pe(accel, w: int, a: int, arith: str, family: str, dsp, model: CostModel, p
 
 
 def _fmax(device: Device, model: CostModel, path, acc_bits: int, buffers, extra_levels: int = 0) -> tuple[float, str]:
-    """The clock: the PE's register-to-register path, capped by the data-sheet FMAX of the primitives used.
+    """The clock: the PE's register-to-register path, capped by the data-sheet FMAX of the primitives used
+    and of the global clock buffer that distributes it.
 
-    Path: clock-to-out and setup, then the multiplier (DSP slice, or LUT levels with a carry chain along
-    the product), then the accumulating adder (one LUT level and an acc_bits carry chain) and the clear
-    multiplexer (one LUT level), and `extra_levels` LUT levels of an extension (OverQ's multiplexers).
-    Delays are given at a reference grade and scale with the DSP FMAX.
+    Path: clock-to-out and setup, then the cells of path_cells (the multiplier, the accumulating adder, the
+    clear multiplexer and `extra_levels` LUT levels of an extension such as OverQ's multiplexers), each with
+    its delay. Delays are given at a reference grade and scale with the DSP FMAX.
     """
     t = model.family(device.family).timing
-    levels, chain, uses_dsp = path
-    hop = t.lut_ns + t.net_ns
-    ns = (t.ff_ns + (t.dsp_ns + t.net_ns if uses_dsp else levels * hop + math.ceil(chain / 4) * t.carry4_ns)
-          + hop + math.ceil(acc_bits / 4) * t.carry4_ns + hop + extra_levels * hop)
+    cells = path_cells(path, acc_bits, extra_levels)
+    ns = (t.ff_ns + cells["dsp"] * (t.dsp_ns + t.net_ns) + cells["lut"] * (t.lut_ns + t.net_ns)
+          + cells["carry4"] * t.carry4_ns)
     ns *= t.ref_dsp_mhz / device.grade.dsp_mhz
-    limits = [(1000.0 / ns, "PE logic path")]
+    uses_dsp = path[2]
+    limits = [(1000.0 / ns, "PE logic path"), (device.grade.bufg_mhz, "global clock buffer FMAX")]
     if uses_dsp:
         limits.append((device.grade.dsp_mhz, "DSP FMAX"))
     if any(b.bram36 for b in buffers):
@@ -456,6 +490,14 @@ def _resolve(accelerator):
         return accelerator, None
     raise TypeError(f"accelerator must be an Accelerator, a GatedAccelerator, an OverQSpec, (OverQSpec, Accelerator) "
                     f"or a hw_models name, got {type(accelerator).__name__}")
+
+
+def extension_kind(accelerator) -> str:
+    """"channel-gating", "OverQ" or "" (a plain array) for any accelerator argument estimate() takes."""
+    from .gating import GatingSpec
+    from .overq import OverQSpec
+    _, extension = _resolve(accelerator)
+    return {GatingSpec: "channel-gating", OverQSpec: "OverQ"}.get(type(extension), "")
 
 
 def estimate(accelerator, device="zcu102", precision=None, workload=None, packing: bool = True,
@@ -555,5 +597,5 @@ def simulate(workload, accelerator, device="zcu102", packing: bool = True, node_
                                  assumptions=report.assumptions + load_cost_model().assumptions + extra)
     if node_nm is not None:
         from .area import attach
-        report = attach(report, workload, node_nm)
+        report = attach(report, workload, node_nm, extension=extension_kind(accelerator))
     return report

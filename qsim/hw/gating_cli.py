@@ -13,8 +13,8 @@ uses: parse_gating, gate_and_calibrate, is_gating_accelerator, simulate_hw.
 from __future__ import annotations
 
 import argparse
+from functools import partial
 
-HELP = "Channel gating end to end: train a gated CNN on digits, measure its gates, simulate the accelerator."
 PAPER = {"achieved_speedup": 2.3, "ideal_speedup": 2.8}  # Hua et al., MICRO 2019, ImageNet ResNet-18
 
 
@@ -204,14 +204,18 @@ def is_gating_accelerator(name_or_path) -> bool:
 
 
 def simulate_hw(args, build_workload, console):
-    """`qsim hw` on a channel-gating accelerator: the gated Report, after printing its gating table."""
+    """`qsim hw` on a channel-gating accelerator: the gated Report (with --device/--node, its FPGA and ASIC
+    estimates), after printing its gating table."""
     from . import gating
 
     if args.model.endswith(".csv") and args.gating:
         raise ValueError("--gating gates a model's convs; a topology file has no model to gate")
+    from .cli import simulate_on
     accelerator = gating.load(args.accelerator, dataflow=args.dataflow, rows=args.rows, cols=args.cols,
                               dram_bytes_per_cycle=args.dram_bytes_per_cycle)
-    report = gating.simulate(build_workload(args), accelerator, args.schedule)
+    if args.schedule:
+        accelerator = accelerator.with_changes(schedule=args.schedule)
+    report = simulate_on(build_workload(args), accelerator, args, partial(gating.simulate, accelerator=accelerator))
     console.print(gating.render(report))
     s = gating.summary(report)
     console.print(f"ideal speedup {s['ideal_speedup']:.2f}x (MACs), achieved {s['achieved_speedup']:.2f}x (cycles)")

@@ -85,4 +85,9 @@ def assign_precision(layers, precision=None, specs: Mapping | None = None) -> tu
                 chosen = bits
         w, a, arith = chosen
         out.append(layer.with_bits(w, a, a, arith))
+    unmatched = [pattern for pattern, _ in resolved if not any(fnmatchcase(layer.name, pattern) for layer in layers)]
+    if unmatched and layers:  # a typo in a layer glob would otherwise leave those layers at the default silently
+        names = [layer.name for layer in layers]
+        raise ValueError(f"precision: {unmatched[0]!r} matches no layer; the layers are "
+                         f"{', '.join(names[:12])}{', ...' if len(names) > 12 else ''}")
     return tuple(out)

@@ -62,8 +62,9 @@ class Report:
         return totals
 
     # --- rendering ------------------------------------------------------------------------------
-    def render(self):
-        """A rich renderable: the per-layer table, the totals and the assumptions."""
+    def render(self, assumptions: bool = True):
+        """A rich renderable: the per-layer table, the totals and (unless `assumptions` is False) the
+        assumptions."""
         from rich.console import Group
         from rich.table import Table
         from rich.text import Text
@@ -93,7 +94,7 @@ class Report:
             if estimate is not None:
                 summary.append("\n" + estimate.summary(t))
         notes = Text("Assumptions:\n" + "\n".join(f"  - {a}" for a in self.assumptions), style="dim")
-        return Group(table, summary, notes)
+        return Group(table, summary, *([notes] if assumptions else []))
 
     def __rich__(self):
         return self.render()
@@ -112,9 +113,10 @@ class Report:
         top.bar(x, f["stall_cycles"] / 1e3, bottom=f["compute_cycles"] / 1e3, label="stall (DRAM)", color="#DD8452")
         top.set_ylabel("cycles (thousands)")
         top.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-        accel = self.accelerator
+        accel, t = self.accelerator, self.totals()
         top.set_title(f"{self.workload_name} on {accel.name} ({accel.array.rows}x{accel.array.cols} "
-                      f"{accel.array.dataflow.upper()}): {self.totals()['total_cycles']:,} cycles")
+                      f"{accel.array.dataflow.upper()}): {t['total_cycles']:,} cycles, utilisation "
+                      f"{t['compute_utilization']:.1%} of compute cycles, {t['overall_utilization']:.1%} overall")
         bottom_acc = 0
         colors = {"mac": "#55A868", "register": "#8172B2", "sram": "#CCB974", "dram": "#C44E52"}
         for c in ENERGY_COMPONENTS:

@@ -17,6 +17,7 @@ from .energy import EnergyTable, load_energy_table
 
 DATAFLOWS = ("os", "ws", "is")
 PE_SCALINGS = ("none", "linear", "quadratic")
+OPERANDS = ("ifmap", "filter", "ofmap")
 
 
 def _positive(obj, *names, kind=(int,)):
@@ -83,17 +84,32 @@ class PESpec:
 
 @dataclass(frozen=True)
 class MemorySpec:
-    """On-chip SRAMs (one per operand, KiB) and the DRAM interface (bytes per cycle)."""
+    """On-chip SRAMs (one per operand, KiB) and the DRAM interface (bytes per cycle).
+
+    The optional per-operand bandwidths describe SCALE-Sim's separate DRAM links (ifmap and filter
+    reads, ofmap writes); only `simulate(..., scalesim_compat=True)` uses them, each defaulting to
+    dram_bytes_per_cycle. qsim's own model shares one link of dram_bytes_per_cycle.
+    """
 
     ifmap_sram_kib: float
     filter_sram_kib: float
     ofmap_sram_kib: float
     dram_bytes_per_cycle: float
     double_buffered: bool = True
+    ifmap_dram_bytes_per_cycle: float | None = None
+    filter_dram_bytes_per_cycle: float | None = None
+    ofmap_dram_bytes_per_cycle: float | None = None
 
     def __post_init__(self):
         _positive(self, "ifmap_sram_kib", "filter_sram_kib", "ofmap_sram_kib", "dram_bytes_per_cycle",
                   kind=(int, float))
+        _positive(self, *(f"{op}_dram_bytes_per_cycle" for op in OPERANDS
+                          if getattr(self, f"{op}_dram_bytes_per_cycle") is not None), kind=(int, float))
+
+    def operand_bytes_per_cycle(self, operand: str) -> float:
+        """The DRAM bandwidth of one operand's link (SCALE-Sim's convention): its own, else the shared one."""
+        own = getattr(self, f"{operand}_dram_bytes_per_cycle")
+        return self.dram_bytes_per_cycle if own is None else own
 
     def capacity_bytes(self, operand: str) -> float:
         """Bytes one operand may keep resident: half the SRAM when double-buffered."""

@@ -110,15 +110,9 @@ class SystolicArray:
         rate = accel.pe.macs_per_cycle(layer.weight_bits, layer.act_bits)
         acc_bytes = accel.pe.accumulator_bits / 8
         bytes_of = {"ifmap": layer.act_bits / 8, "filter": layer.weight_bits / 8, "ofmap": layer.out_bits / 8}
-        gemm = {"m": layer.gemm_m, "k": layer.gemm_k, "n": layer.gemm_n}
-
-        # SRAM -> array traffic: an operand is re-read once per fold along a spatial dim it lacks.
-        sram_elems = {}
-        for op, dims in OPERAND_DIMS.items():
-            repeats = math.prod(self._folds_along(plan, d) for d in (self.rows_dim, self.cols_dim) if d not in dims)
-            sram_elems[op] = gemm[dims[0]] * gemm[dims[1]] * repeats
+        sram_elems = self.sram_elems(layer, plan)
         k_folds = self._folds_along(plan, "k")
-        outputs = gemm["m"] * gemm["n"]
+        outputs = layer.gemm_m * layer.gemm_n
         psum_bytes = outputs * (k_folds - 1) * acc_bytes  # written then read back, once per extra k-fold
 
         # DRAM traffic and stalls, per group.
@@ -164,6 +158,14 @@ class SystolicArray:
         row.update({f"energy_{c}_pj": energy[c] for c in ENERGY_COMPONENTS})
         row["energy_pj"] = sum(energy.values())
         return row
+
+    def sram_elems(self, layer: Layer, plan: FoldPlan) -> dict:
+        """SRAM -> array traffic of one group, in elements: an operand is re-read once per fold along a
+        spatial dim it lacks."""
+        gemm = {"m": layer.gemm_m, "k": layer.gemm_k, "n": layer.gemm_n}
+        return {op: gemm[dims[0]] * gemm[dims[1]] * math.prod(
+                    self._folds_along(plan, d) for d in (self.rows_dim, self.cols_dim) if d not in dims)
+                for op, dims in OPERAND_DIMS.items()}
 
     def energy(self, layer: Layer, macs: float, sram_read: dict, sram_write: dict, dram_bytes: float) -> dict:
         """pJ by component of `macs` MACs at the layer's widths and of the SRAM (bytes per buffer) and DRAM
@@ -266,6 +268,12 @@ class InputStationary(SystolicArray):
 DATAFLOW_CLASSES = {cls.name: cls for cls in (OutputStationary, WeightStationary, InputStationary)}
 
 
-def simulate(workload: Workload, accelerator: Accelerator):
-    """Runs every layer of `workload` on `accelerator` with its dataflow; returns a Report."""
+def simulate(workload: Workload, accelerator: Accelerator, scalesim_compat=False):
+    """Runs every layer of `workload` on `accelerator` with its dataflow; returns a Report.
+
+    scalesim_compat=True (or "user", "calc") counts cycles, stalls and traffic with SCALE-Sim v3's
+    conventions instead of qsim's (see qsim.hw.scalesim_compat)."""
+    if scalesim_compat is not False:
+        from .scalesim_compat import simulate as simulate_compat
+        return simulate_compat(workload, accelerator, scalesim_compat)
     return DATAFLOW_CLASSES[accelerator.array.dataflow](accelerator).run(workload)

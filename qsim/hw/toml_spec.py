@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.resources
 import tomllib
+import types
 import typing
 from pathlib import Path
 
@@ -51,6 +52,9 @@ def _dotted(section: str, name: str) -> str:
 def _check(value, hint, source: str, key: str):
     """`value` converted to the annotation `hint`; `key` is the dotted field name for errors."""
     origin = typing.get_origin(hint)
+    if origin is types.UnionType and type(None) in typing.get_args(hint):  # an optional field, given here
+        (hint,) = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        return _check(value, hint, source, key)
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
             raise ValueError(f"{source}: {key} must be a table, got {value!r}")

@@ -19,7 +19,7 @@ from .frontier import compare_frontiers, frontier, frontier_table, pareto_mask
 from .job import Job, config_seed, result_key
 from .plot import plot_frontier
 from .runner import SweepSummary, default_executor, run_sweep
-from .space import ROLES, Config, Space, space_from_dict
+from .space import ROLES, Config, Space, grid_space, space_from_dict
 from .store import Record, ResultStore
 from .sweepfile import SweepSpec, load_sweep
 from .meta import MetaData, MetaEstimate, load_meta, meta_frontier, meta_metrics
@@ -27,5 +27,5 @@ from .meta import MetaData, MetaEstimate, load_meta, meta_frontier, meta_metrics
 __all__ = ["BudgetResult", "active_frontier", "DEFAULT_COSTS", "Cost", "LayerProfile", "ModelProfile",
            "profile_model", "compare_frontiers", "frontier", "frontier_table", "pareto_mask", "Job", "config_seed",
            "result_key", "plot_frontier", "SweepSummary", "default_executor", "run_sweep", "ROLES", "Config",
-           "Space", "space_from_dict", "Record", "ResultStore", "SweepSpec", "load_sweep",
+           "Space", "grid_space", "space_from_dict", "Record", "ResultStore", "SweepSpec", "load_sweep",
            "MetaData", "MetaEstimate", "load_meta", "meta_frontier", "meta_metrics"]

@@ -86,9 +86,7 @@ def active_frontier(job: Job, configs, store: ResultStore, budget: int, objectiv
     evaluations (configurations already in the store count too)."""
     configs = list(configs)
     objectives = tuple(objectives or job.objectives)
-    cost_names = [c.name for c in job.costs]
-    if len(objectives) < 2 or objectives[0] in cost_names or not all(o in cost_names for o in objectives[1:]):
-        raise ValueError(f"objectives: expected a metric followed by costs {cost_names}, got {list(objectives)}")
+    job.check_objectives(objectives, estimating=True)
     if not isinstance(budget, int) or not 2 <= budget:
         raise ValueError(f"budget: expected an int >= 2 (configurations to evaluate), got {budget!r}")
     if batch < 1 or kappa < 0:

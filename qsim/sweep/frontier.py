@@ -2,8 +2,9 @@
 
 Exports `pareto_mask` (non-dominated rows of a points array, all objectives minimised), `frontier`
 (adds an `on_frontier` column to a results DataFrame), `frontier_table` (a rich Table) and
-`compare_frontiers` (how close an estimated frontier is to the true one), and `short_labels`
-(configuration labels that name only the roles that vary, for tables and plots).
+`compare_frontiers` (how close an estimated frontier is to the true one, `CLOSENESS_LEGEND` says it in
+words), `short_labels` (configuration labels that name only the roles that vary, for tables and plots)
+and `REFERENCE_LABEL` (the fp32 run's name in tables and plots).
 
 Definitions. Point a dominates b when a <= b in every objective and a < b in at least one. Equal
 points do not dominate each other, so ties are all kept. A point with a NaN objective is never on
@@ -16,6 +17,8 @@ import pandas as pd
 from rich.table import Table
 
 from .space import Config
+
+REFERENCE_LABEL = "fp32 reference"
 
 
 def pareto_mask(points) -> np.ndarray:
@@ -52,22 +55,25 @@ def frontier(results: pd.DataFrame, objectives=("error", "memory_kib")) -> pd.Da
 
 
 def short_labels(results: pd.DataFrame) -> tuple[pd.Series, str]:
-    """Labels built from the "cfg.*" columns that vary between rows, and a label of the constant ones."""
-    columns = [c for c in results.columns if str(c).startswith("cfg.")]
+    """Labels built from the "cfg.*" and "axis.*" columns that vary between rows, and a label of the
+    constant ones."""
+    columns = [c for c in results.columns if str(c).startswith(("cfg.", "axis."))]
     values = results[columns].fillna("").astype(str)
     varying = [c for c in columns if values[c].nunique() > 1]
     constant = [c for c in columns if c not in varying]
 
     def label(row, cols):
-        return Config.from_dict({c[4:]: row[c] for c in cols if row[c]}).label()
+        return Config.from_dict({c[4:]: row[c] for c in cols if row[c] and c.startswith("cfg.")}, (),
+                                {c[5:]: row[c] for c in cols if row[c] and c.startswith("axis.")}).label()
 
     common = label(values.iloc[0], constant) if len(values) and constant else ""
     return values.apply(label, axis=1, cols=varying), common
 
 
-def frontier_table(results: pd.DataFrame, objectives, units=None, title="Pareto frontier") -> Table:
+def frontier_table(results: pd.DataFrame, objectives, units=None, title="Pareto frontier", reference=None) -> Table:
     """A rich Table of the frontier rows of `frontier(...)` output, sorted by the last objective; the
-    roles shared by every configuration go into the caption."""
+    roles shared by every configuration go into the caption. `reference` (a mapping of the objectives,
+    e.g. the fp32 run's row) is added last, starred, to read the frontier's errors against."""
     units = units or {}
     labels, common = short_labels(results)
     rows = results.assign(label=labels)[results["on_frontier"]].sort_values(list(objectives)[::-1])
@@ -77,7 +83,16 @@ def frontier_table(results: pd.DataFrame, objectives, units=None, title="Pareto 
         table.add_column(f"{name} ({units[name]})" if units.get(name) else name, justify="right", overflow="fold")
     for _, row in rows.iterrows():
         table.add_row(str(row["label"]), *(f"{row[name]:.4g}" for name in objectives))
+    if reference is not None:
+        table.add_section()
+        table.add_row(f"★ {REFERENCE_LABEL}", *(f"{reference[name]:.4g}" for name in objectives), style="bold")
     return table
+
+
+# What `compare_frontiers`' numbers mean, printed under them by the command line.
+CLOSENESS_LEGEND = ("recall: share of the true frontier's points the estimate found; precision: share of the "
+                    "estimate's points that are on the true frontier; epsilon: how far (in units of each objective's "
+                    "range on the true frontier) the estimate must move to cover it, 0 = covers it")
 
 
 def compare_frontiers(true_points, estimated_points) -> dict[str, float]:

@@ -1,6 +1,6 @@
 """`qsim sweep --budget K --estimate meta`: a new task's frontier from K runs and the meta-training matrix.
 
-Exports `add_meta_arguments` and `run_meta` for qsim.sweep.cli. The configurations are the sweep
+Exports `add_meta_arguments`, `check_meta_arguments` and `run_meta` for qsim.sweep.cli. The configurations are the sweep
 file's (each must be a column of the matrix) or, without a file, every column of the matrix (cli
 chooses them); the K runs go into the result store like any sweep, the rest of the row is
 predicted (qsim.sweep.meta).
@@ -30,22 +30,31 @@ def add_meta_arguments(parser: argparse.ArgumentParser) -> None:
                              "shipped matrix's) or the errors as they are ('none', for other metrics)")
 
 
-def run_meta(args, spec, configs, seed, objectives, store, executor, console, plot_path) -> None:
-    """Estimate, print and plot the estimated frontier (measured and predicted points), and with --compare
-    run the full sweep and print how close the estimate came."""
+def check_meta_arguments(args) -> None:
+    """Raise ValueError for a --meta file that is not there or a --rank below 1, before any work."""
+    from pathlib import Path
+
+    if args.meta is not None and not Path(args.meta).is_file():
+        raise ValueError(f"--meta {args.meta!r}: no such file (a meta-training matrix CSV)")
+    if args.rank is not None and args.rank < 1:
+        raise ValueError(f"--rank {args.rank}: expected a positive int (or no --rank: cross-validation chooses)")
+
+
+def run_meta(args, spec, configs, budget, seed, objectives, store, executor, console, plot_path) -> None:
+    """Estimate from `budget` runs (qsim.sweep.cli counts and checks --budget), print and plot the estimated
+    frontier (measured and predicted points), and with --compare run the full sweep and print how close
+    the estimate came."""
     import numpy as np
     import pandas as pd
     from rich.table import Table
 
+    from .frontier import CLOSENESS_LEGEND
     from .job import result_key
     from .meta import load_meta, meta_frontier, meta_metrics
     from .plot import plot_frontier
     from .runner import run_sweep
 
-    if args.budget is None:
-        raise ValueError("--estimate meta: needs --budget (how many configurations to run)")
     meta = load_meta(args.meta)
-    budget = math.ceil(args.budget * len(configs)) if args.budget < 1 else int(args.budget)
     estimate = meta_frontier(spec.job, configs, store, budget, meta, objectives, executor, seed, args.design,
                              args.rank, args.transform, args.diverged_error, progress=not args.no_progress)
     console.print(f"meta estimate ({args.design}): {int(estimate.measured.sum())} of {len(configs)} configurations "
@@ -53,7 +62,7 @@ def run_meta(args, spec, configs, seed, objectives, store, executor, console, pl
     table = Table(title=f"estimated Pareto frontier of {spec.job.name} ({int(estimate.on_frontier.sum())} of "
                         f"{len(configs)})")
     for name in ("configuration", *objectives, "source"):
-        table.add_column(name, justify="left" if name in ("configuration", "source") else "right")
+        table.add_column(name, justify="left" if name in ("configuration", "source") else "right", overflow="fold")
     for config in estimate.recommended:
         i = estimate.configs.index(config)
         error = f"{estimate.errors[i]:.4g}" + ("" if estimate.measured[i] else f" ± {estimate.std[i]:.2g}")
@@ -75,6 +84,9 @@ def run_meta(args, spec, configs, seed, objectives, store, executor, console, pl
                       f"({metrics['evaluations_saved']} saved): recall {metrics['recall']:.2f}, precision "
                       f"{metrics['precision']:.2f}, epsilon {metrics['epsilon']:.3f} (normalised), hypervolume "
                       f"loss {metrics['hypervolume_loss']:.3f}, predicted-error RMSE {metrics['rmse']:.3g}")
+        console.print(f"[dim]{CLOSENESS_LEGEND}; hypervolume loss: share of the area the true frontier "
+                      "dominates (error and first cost scaled to [0, 1]) that the estimate misses; RMSE: of the "
+                      "predicted errors against the measured ones[/]")
     frame = pd.DataFrame([{"key": str(i), "status": "ok", **{f"cfg.{k}": v for k, v in c.as_dict().items()}}
                           for i, c in enumerate(configs)])
     frame = pd.concat([frame, estimate.table().drop(columns=["label"])], axis=1)

@@ -66,9 +66,14 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def _set_torch_threads(threads: int) -> None:
+def _init_worker(threads: int) -> None:
+    """One torch thread per worker; Ctrl-C is the main process's to handle (it stores what finished and
+    stops the pool): a worker that died of it would break the pool mid-shutdown and print tracebacks."""
+    import signal
+
     import torch
     torch.set_num_threads(threads)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _seed_everything(seed: int) -> None:
@@ -118,7 +123,7 @@ def evaluate(job: Job, config: Config, seed: int) -> Outcome:
 def default_executor(workers: int = 2) -> cf.ProcessPoolExecutor:
     """A process pool with the forkserver context (torch is not fork-safe) and one torch thread per worker."""
     return cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver"),
-                                  initializer=_set_torch_threads, initargs=(1,))
+                                  initializer=_init_worker, initargs=(1,))
 
 
 def as_executor(executor) -> cf.Executor:

@@ -3,7 +3,9 @@
 Exports `ROLES`, `Config` (one configuration: a format per role, optionally per layer group),
 `Constraint` and `Space` (the product of per-role choices, plus an explicit list, filtered by
 constraints), and `parse_choices` / `space_from_dict`, which turn the TOML schema below into a
-`Space` and validate everything (role keys, format names, ranges, constraints) before any work starts.
+`Space` and validate everything (role keys, format names, ranges, constraints) before any work starts,
+and `grid_space`, a space of non-format axes only (workers, a probability, a signature: anything a
+job takes per configuration that is not a format).
 
 Roles (QPyTorch's vocabulary, see USAGE_NOTES) and what each one quantizes in the built-in job:
 
@@ -42,6 +44,10 @@ TOML schema (`[space]` table; see examples/sweep_space.toml):
     [[space.configs]]         explicit configurations, added to the product (duplicates removed)
     weight = "bf16"
     activation = "fp8_e4m3"
+
+    [space.axes]              non-format axes, in the product with the formats; values are JSON
+    workers = [1, 4, 16]      scalars (int, float, string, bool) that the job reads with
+    obstinate_q = [0.0, 0.9]  config.value("workers"); the job must declare them (Job.axes)
 """
 from __future__ import annotations
 
@@ -56,7 +62,7 @@ from typing import Callable, Iterator, Mapping
 ROLES = ("weight", "activation", "error", "gradient", "optimizer_state", "accumulator", "master_weight")
 FULL_PRECISION_BITS = 32.0  # a role left out of a configuration stays in fp32
 
-_SPACE_KEYS = {"groups", "constraints", "configs"}
+_SPACE_KEYS = {"groups", "constraints", "configs", "axes"}
 _OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt, "==": operator.eq, "!=": operator.ne}
 _CONSTRAINT_RE = re.compile(r"^\s*([A-Za-z_][\w.]*|\d+(?:\.\d+)?)\s*(<=|>=|==|!=|<|>)\s*([A-Za-z_][\w.]*|\d+(?:\.\d+)?)\s*$")
 _RANGE_RE = re.compile(r"^\s*(-?\d+)\s*\.\.\s*(-?\d+)\s*(?::\s*(\d+))?\s*$")
@@ -70,16 +76,25 @@ def _suggest(word: str, options) -> str:
 
 @dataclass(frozen=True, order=True)
 class Config:
-    """One precision configuration: sorted (key, format spec) pairs, key "role" or "group.role", and
-    the layer groups it refers to as (name, matchers) pairs, so that a job needs nothing else."""
+    """One precision configuration: sorted (key, format spec) pairs, key "role" or "group.role", the
+    layer groups it refers to as (name, matchers) pairs, so that a job needs nothing else, and sorted
+    (name, value) pairs of its non-format axes."""
 
     formats: tuple[tuple[str, str], ...]
     groups: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    axes: tuple[tuple[str, object], ...] = ()
 
     @classmethod
-    def from_dict(cls, mapping: Mapping[str, str], groups=()) -> "Config":
+    def from_dict(cls, mapping: Mapping[str, str], groups=(), axes: Mapping[str, object] | None = None) -> "Config":
         return cls(tuple(sorted((str(k), str(v)) for k, v in mapping.items())),
-                   tuple((g, tuple(m)) for g, m in groups))
+                   tuple((g, tuple(m)) for g, m in groups), tuple(sorted((axes or {}).items())))
+
+    def value(self, axis: str):
+        """The value of the non-format axis `axis` (e.g. "workers")."""
+        values = dict(self.axes)
+        if axis not in values:
+            raise ValueError(f"axis: configuration {self.label()!r} has no axis {axis!r}; it has {sorted(values)}")
+        return values[axis]
 
     def as_dict(self) -> dict[str, str]:
         return dict(self.formats)
@@ -110,6 +125,7 @@ class Config:
         for key, spec in self.formats:
             group, _, role = key.rpartition(".")
             parts.append(f"{group + '.' if group else ''}{short[role]}={spec}")
+        parts += [f"{name}={value}" for name, value in self.axes]
         return " ".join(parts) if parts else "fp32"
 
 
@@ -160,7 +176,8 @@ class Constraint:
 
 @dataclass(frozen=True)
 class Space:
-    """A product of per-key format choices plus explicit configs, filtered by constraints.
+    """A product of per-key format choices and non-format axis values, plus explicit configs, filtered
+    by constraints.
 
     `bits` maps every format spec that appears to its bits per element (filled by validation)."""
 
@@ -169,16 +186,17 @@ class Space:
     constraints: tuple[Constraint, ...] = ()
     groups: tuple[tuple[str, tuple[str, ...]], ...] = ()
     bits: tuple[tuple[str, float], ...] = field(default=(), compare=False)
+    axes: tuple[tuple[str, tuple], ...] = ()
 
     def bits_of(self, spec: str | None) -> float:
         return FULL_PRECISION_BITS if spec is None else dict(self.bits)[spec]
 
     def __iter__(self) -> Iterator[Config]:
-        keys = [k for k, _ in self.choices]
+        keys, names = [k for k, _ in self.choices], [n for n, _ in self.axes]
         seen = set()
-        product = (Config.from_dict(dict(zip(keys, combo)), self.groups)
-                   for combo in itertools.product(*(opts for _, opts in self.choices)))
-        for config in itertools.chain(product if keys else (), self.explicit):
+        product = (Config.from_dict(dict(zip(keys, combo)), self.groups, dict(zip(names, combo[len(keys):])))
+                   for combo in itertools.product(*(opts for _, opts in self.choices), *(v for _, v in self.axes)))
+        for config in itertools.chain(product if keys or names else (), self.explicit):
             if config in seen:
                 continue
             seen.add(config)
@@ -261,6 +279,24 @@ def parse_choices(value, where: str) -> list[str]:
     raise TypeError(f"{where}: expected a format name, a list or a table, got {value!r}")
 
 
+def _axis_values(name, values, where: str) -> tuple:
+    """One axis's values: a JSON scalar or a non-empty list of them, duplicates removed."""
+    values = values if isinstance(values, list) else [values]
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"{where}: axis names must be identifiers, got {name!r}")
+    if not values or not all(isinstance(v, (str, int, float, bool)) for v in values):
+        raise ValueError(f"{where}.{name}: expected a value or a non-empty list of numbers, strings or "
+                         f"booleans, got {values!r}")
+    return tuple(dict.fromkeys(values))
+
+
+def grid_space(**axes) -> Space:
+    """The product of non-format axes, e.g. grid_space(workers=[1, 4], dmgc=["D8M8G8C8"], q=[0, 0.5])."""
+    if not axes:
+        raise ValueError("grid_space: expected at least one axis, e.g. workers=[1, 4]")
+    return Space(choices=(), axes=tuple((name, _axis_values(name, v, "grid_space")) for name, v in axes.items()))
+
+
 def _resolve_bits(specs, resolve: Callable, names: Callable) -> dict[str, float]:
     """Look every spec up once; unknown names raise ValueError with close matches."""
     bits = {}
@@ -340,12 +376,16 @@ def space_from_dict(table: Mapping, resolve: Callable | None = None, names: Call
 
     all_specs = [s for opts in choices.values() for s in opts] + [s for d in explicit_dicts for s in d.values()]
     bits = _resolve_bits(all_specs, resolve, names)
+    axes_table = table.get("axes", {})
+    if not isinstance(axes_table, Mapping):
+        raise TypeError(f"space.axes: expected a table of axis = values, got {axes_table!r}")
     space = Space(
         choices=tuple((k, tuple(dict.fromkeys(v))) for k, v in choices.items()),
         explicit=tuple(Config.from_dict(d, groups.items()) for d in explicit_dicts),
         constraints=constraints,
         groups=tuple(groups.items()),
         bits=tuple(sorted(bits.items())),
+        axes=tuple((name, _axis_values(name, v, "space.axes")) for name, v in axes_table.items()),
     )
     space.configs()  # raises on an empty space, before any work
     return space

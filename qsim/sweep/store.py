@@ -17,6 +17,7 @@ import pandas as pd
 from .space import Config
 
 STATUSES = ("ok", "diverged", "error")
+EXPORT_SUFFIXES = (".csv", ".parquet")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -32,7 +33,8 @@ CREATE TABLE IF NOT EXISTS results (
     costs TEXT NOT NULL,
     wall_s REAL NOT NULL,
     versions TEXT NOT NULL,
-    finished_at TEXT NOT NULL
+    finished_at TEXT NOT NULL,
+    axes TEXT NOT NULL DEFAULT '{}'
 )
 """
 
@@ -74,6 +76,8 @@ class ResultStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(_SCHEMA)
+        if "axes" not in {row[1] for row in self._db.execute("PRAGMA table_info(results)")}:
+            self._db.execute("ALTER TABLE results ADD COLUMN axes TEXT NOT NULL DEFAULT '{}'")  # an older store
 
     def close(self) -> None:
         self._db.close()
@@ -92,10 +96,11 @@ class ResultStore:
         """Commit one record now; a stored key is kept unless `replace` (used to retry errors)."""
         verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
         self._db.execute(
-            f"{verb} INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"{verb} INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (record.key, record.job, _dumps(record.params), _dumps(record.config.as_dict()),
              _dumps(record.config.groups), record.seed, record.status, record.message, _dumps(record.metrics),
-             _dumps(record.costs), record.wall_s, _dumps(record.versions), record.finished_at))
+             _dumps(record.costs), record.wall_s, _dumps(record.versions), record.finished_at,
+             _dumps(dict(record.config.axes))))
 
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
@@ -103,22 +108,25 @@ class ResultStore:
     def records(self, job: str | None = None) -> list[Record]:
         query = "SELECT * FROM results" + (" WHERE job = ?" if job else "") + " ORDER BY finished_at, key"
         rows = self._db.execute(query, (job,) if job else ())
-        return [Record(key, name, json.loads(params), Config.from_dict(json.loads(config), json.loads(groups)),
+        return [Record(key, name, json.loads(params),
+                       Config.from_dict(json.loads(config), json.loads(groups), json.loads(axes)),
                        seed, status, message, json.loads(metrics), json.loads(costs), wall_s, json.loads(versions),
                        finished_at)
                 for key, name, params, config, groups, seed, status, message, metrics, costs, wall_s, versions,
-                finished_at in rows]
+                finished_at, axes in rows]
 
     def to_dataframe(self, job: str | None = None) -> pd.DataFrame:
         """One row per result: key, job, status, message, seed, wall_s, finished_at, label, params and
-        versions (JSON), then a "cfg.<key>" column per config key (format spec; empty: fp32), and one
-        column per metric and per cost (a metric may be called "error" though "error" is also a role)."""
+        versions (JSON), then a "cfg.<key>" column per config key (format spec; empty: fp32), an
+        "axis.<name>" column per non-format axis, and one column per metric and per cost (a metric may
+        be called "error" though "error" is also a role)."""
         rows = []
         for r in self.records(job):
             row = {"key": r.key, "job": r.job, "status": r.status, "message": r.message, "seed": r.seed,
                    "wall_s": r.wall_s, "finished_at": r.finished_at, "label": r.config.label(),
                    "params": _dumps(r.params), "versions": _dumps(r.versions)}
-            for part in ({f"cfg.{k}": v for k, v in r.config.as_dict().items()}, r.metrics, r.costs):
+            for part in ({f"cfg.{k}": v for k, v in r.config.as_dict().items()},
+                         {f"axis.{k}": v for k, v in r.config.axes}, r.metrics, r.costs):
                 clash = set(part) & set(row)
                 if clash:
                     raise ValueError(f"store: column names {sorted(clash)} appear twice in result {r.key} "
@@ -136,5 +144,5 @@ class ResultStore:
         elif path.suffix == ".parquet":
             frame.to_parquet(path, index=False)
         else:
-            raise ValueError(f"path: expected a .csv or .parquet file name, got {str(path)!r}")
+            raise ValueError(f"path: expected a {' or '.join(EXPORT_SUFFIXES)} file name, got {str(path)!r}")
         return path

@@ -10,8 +10,8 @@ Exports `SweepSpec` and `load_sweep` (from a path or an already parsed dict). La
     [space]                              # see qsim.sweep.space
 
 Everything is validated here, before any work starts: unknown keys, the job, its parameters, every
-format name, the constraints, an empty space, and objective names that are neither a cost nor a
-plausible metric.
+format name, the constraints, an empty space, and objective names that are neither a cost nor one
+of the job's metrics.
 """
 from __future__ import annotations
 
@@ -56,9 +56,7 @@ def load_sweep(source, job_override: str | None = None) -> SweepSpec:
         raise ValueError(f"[sweep].seed: expected a non-negative int, got {seed!r}")
     job = make_job(job_override or sweep.get("job", "digits"), table.get("job", {}))
     objectives = tuple(sweep.get("objectives", job.objectives))
-    if len(objectives) < 2 or not all(isinstance(o, str) and o for o in objectives):
-        raise ValueError(f"[sweep].objectives: expected 2 or more metric/cost names, got {list(objectives)} "
-                         f"(costs of job {job.name!r}: {[c.name for c in job.costs]})")
+    job.check_objectives(objectives, "[sweep].objectives")
     space = space_from_dict(table["space"])
     job.check(space.configs())
     return SweepSpec(job, space, seed, objectives)
