@@ -18,7 +18,14 @@ _THREADS = 256
 _MAX_BLOCKS = 65535 * 8
 
 
-def _cupy():
+@functools.cache
+def require():
+    """CuPy, once this torch is known to run CUDA: a CUDA tensor reaching qsim otherwise gets a RuntimeError
+    that says what is missing, instead of an AssertionError from deep inside torch.cuda."""
+    if not torch.cuda.is_available():
+        build = ("this torch build has no CUDA support (torch.version.cuda is None): install a CUDA build of torch"
+                 if torch.version.cuda is None else "torch sees no CUDA device")
+        raise RuntimeError(f"x: a CUDA tensor, but {build}; or quantize x.cpu()")
     try:
         import cupy
     except ImportError as err:
@@ -33,7 +40,7 @@ def module(source: str):
     product and sum of the rounding headers separately, and the GPU must too to give the same bits."""
     csrc = resources.files("qsim.data") / "csrc"
     code = (csrc / source).read_text()
-    return _cupy().RawModule(code=code, options=("-std=c++17", "--fmad=false", f"-I{csrc}"))
+    return require().RawModule(code=code, options=("-std=c++17", "--fmad=false", f"-I{csrc}"))
 
 
 def kernel_name(prefix: str, rounding: int, dtype: torch.dtype) -> str:
@@ -43,7 +50,7 @@ def kernel_name(prefix: str, rounding: int, dtype: torch.dtype) -> str:
 def launch(source: str, name: str, x: torch.Tensor, out: torch.Tensor, args: list, groups: int | None = None) -> None:
     """Runs kernel `name`(x, out, n, *args) over `groups` thread-groups (default: one per 4 elements).
     args are (type, value) pairs with type one of i32, i64, u64, f32, f64."""
-    cupy = _cupy()
+    cupy = require()
     casts = {"i32": cupy.int32, "i64": cupy.int64, "u64": cupy.uint64, "f32": cupy.float32, "f64": cupy.float64}
     n = x.numel()
     groups = (n + 3) // 4 if groups is None else groups

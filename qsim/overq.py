@@ -149,7 +149,7 @@ def overq_quantize(x: torch.Tensor, bits: int, scale, *, cascade: int = 1, dim: 
 
 def overq_into(x: torch.Tensor, out: torch.Tensor, bits: int, scale: float, cascade: int, dim: int,
                precision: bool) -> OverQInfo:
-    """The kernel on checked arguments: x and out contiguous CPU tensors of one dtype (float32 or
+    """The kernel on checked arguments: x and out distinct, contiguous CPU tensors of one dtype (float32 or
     float64), dim in [0, x.dim()). Raises for negative or NaN values of x."""
     state = torch.empty(x.shape, dtype=torch.uint8)
     outer, length, inner = math.prod(x.shape[:dim]), x.shape[dim], math.prod(x.shape[dim + 1:])

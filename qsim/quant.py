@@ -6,8 +6,9 @@ d quantize(x) / dx = 1, the estimator QPyTorch and the low-precision training li
 The kernels are chosen by format family (qsim/backends/): CPU tensors go to qsim._C (OpenMP), CUDA
 tensors to the same rounding headers compiled for the GPU (qsim/cuda.py). float16 and bfloat16 tensors
 are rounded in float32 (which holds them exactly) and converted back with round-to-nearest-even, so a
-format finer than the tensor's dtype is rounded twice; the CPU elementwise, block and posit kernels do
-this as they load and store, in one pass, and the logarithmic and CUDA kernels on a float32 copy.
+format finer than the tensor's dtype is rounded twice, and a result past the dtype's range becomes ±inf
+(docs/overflow.md); the CPU elementwise, block and posit kernels do this as they load and store, in one
+pass, and the logarithmic and CUDA kernels on a float32 copy.
 Eager calls skip the torch.library dispatcher, which costs tens of microseconds a call (layer hooks and
 optimizers make thousands): a clone of x rounded in place under no_grad gives the same straight-through
 gradient (clone's backward is the identity, in C++; a Python autograd Function cost ~10 us more a call).
@@ -19,7 +20,7 @@ import warnings
 
 import torch
 
-from qsim import backends, formats
+from qsim import backends, cuda, formats
 from qsim.formats import Format
 from qsim.rounding import ROUNDING_MODES, rounding_code
 
@@ -34,6 +35,8 @@ def _quantize_into(x: torch.Tensor, out: torch.Tensor, spec: str, rounding: int,
     float32 (float16/bfloat16 on other kernels)."""
     if x.numel() == 0:
         return
+    if x.is_cuda:
+        cuda.require()
     fmt, backend, dtypes = backends.route(spec, "cuda" if x.is_cuda else "cpu")  # (not x.device: ~0.5 us a call)
     work_dtype = x.dtype if x.dtype in dtypes else torch.float32
     source = x if x.dtype == work_dtype and x.is_contiguous() else x.contiguous().to(work_dtype)
@@ -161,6 +164,9 @@ def quantize(x: torch.Tensor, fmt: Format | str, rounding: str = "nearest", seed
     if out.shape != x.shape or out.dtype != x.dtype or out.device != x.device:
         raise ValueError(f"out: expected shape {tuple(x.shape)}, dtype {x.dtype}, device {x.device}; got "
                          f"shape {tuple(out.shape)}, dtype {out.dtype}, device {out.device}")
+    if not out.is_contiguous() and _overlaps_itself(out):
+        raise RuntimeError("out: more than one of its elements refers to a single memory location (an expanded "
+                           "view?); torch refuses to write such a tensor too: clone() it first")
     if out.requires_grad and out.is_leaf and torch.is_grad_enabled():
         raise RuntimeError("out: a leaf tensor that requires grad cannot be written in place (torch refuses it "
                            "too); round it under torch.no_grad(), or use quantize(x) without out=")
@@ -192,6 +198,12 @@ def _partially_overlaps(x: torch.Tensor, out: torch.Tensor) -> bool:
         spans.append((start, start + extent * t.element_size()))
     (a0, a1), (b0, b1) = spans
     return a0 < b1 and b0 < a1
+
+
+def _overlaps_itself(t: torch.Tensor) -> bool:
+    """Whether a view repeats memory along some dim (stride 0, as expand() makes): the internal overlap that
+    torch's own out= and in-place checks refuse."""
+    return any(size > 1 and stride == 0 for size, stride in zip(t.shape, t.stride()))
 
 
 def _traced(*tensors: torch.Tensor) -> bool:

@@ -54,5 +54,5 @@ def _launch(source: str, name: str, x: torch.Tensor, out: torch.Tensor, args: li
 def emulated_gpu():
     """CPU tensors quantized inside this block run the CUDA kernels' code (see the module docstring)."""
     with mock.patch.object(torch.Tensor, "is_cuda", property(lambda self: True)), \
-            mock.patch.object(qsim.cuda, "launch", _launch):
+            mock.patch.object(qsim.cuda, "launch", _launch), mock.patch.object(qsim.cuda, "require", lambda: None):
         yield

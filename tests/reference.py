@@ -4,8 +4,11 @@ neighbour search. It shares nothing with the kernels' bit manipulation, which is
 The arithmetic is exact in float64: every probe and every value has at most 30 significant bits and the
 distances compared are between neighbours of the same sign, so each subtraction is exact (Sterbenz)."""
 import math
+from fractions import Fraction
 
 import numpy as np
+
+from qsim.formats import MX, BlockFloatingPoint
 
 
 class GridReference:
@@ -54,3 +57,80 @@ class GridReference:
         gaps = np.diff(self.values)
         points = [self.values] + [self.values[:-1] + gaps * q for q in (0.25, 0.5, 0.75)]
         return np.concatenate(points).astype(dtype)
+
+
+def round_to_integer(v: Fraction, mode: str) -> int:
+    """v rounded to an integer with `mode`, exactly."""
+    low = math.floor(v)
+    rest = v - low
+    if rest == 0:
+        return low
+    toward_zero = low if v > 0 else low + 1
+    away = low + 1 if v > 0 else low
+    if mode == "nearest":
+        return low + (rest > Fraction(1, 2) or (rest == Fraction(1, 2) and low % 2 == 1))
+    if mode == "nearest_away":
+        return low + 1 if rest > Fraction(1, 2) or (rest == Fraction(1, 2) and v > 0) else low
+    if mode == "odd":
+        return toward_zero if toward_zero % 2 else away
+    return {"toward_zero": toward_zero, "up": low + 1, "down": low}[mode]
+
+
+def scale_exponent(fmt, amax: Fraction) -> int:
+    """The block's scale exponent from its largest magnitude, by the format's rule (exact)."""
+    if isinstance(fmt, BlockFloatingPoint):
+        low, high = fmt.scale_range
+        return min(max(math.floor(math.log2(amax)), low), high)
+    e = math.floor(math.log2(amax))
+    emax, element_max = fmt.element_emax, Fraction(fmt.element.max)
+    rule = fmt.scale_rule
+    if rule == "floor":
+        E = e - emax
+    elif rule == "ceil":
+        E = e - emax + (amax != Fraction(2) ** e)
+    elif rule == "rceil":
+        E = e - emax - 2
+        while amax > element_max * Fraction(2) ** E:
+            E += 1
+    else:  # even: the significand rounded half up to the element's fraction bits in its top binade
+        grid = fmt.element_grid()
+        bits = max(0, grid.man - max(0, grid.emin - emax))
+        E = e - emax + (amax / Fraction(2) ** e >= 2 - Fraction(1, 2 ** (bits + 1)))
+    low, high = fmt.scale_range
+    return min(max(E, low), high)
+
+
+def element_values(fmt) -> np.ndarray | None:
+    """The element values of a block format at scale 1, sorted (None for BFP wider than 12 bits)."""
+    if isinstance(fmt, BlockFloatingPoint):
+        top = (1 << (fmt.wl - 1)) - 1
+        return None if fmt.wl > 12 else np.arange(-top, top + 1) * 2.0 ** -(fmt.wl - 2)
+    return GridReference(fmt.element).values
+
+
+def block_round(fmt, x: np.ndarray, mode: str, dtype=np.float32) -> np.ndarray:
+    """One block of a BFP or MX format with a power-of-two scale, exactly: every element rounded onto the
+    (saturating) element grid scaled by 2^E, then limited to the largest value of that sign of the scaled
+    grid that `dtype` holds."""
+    held_max = Fraction(float(np.finfo(dtype).max))
+    if not np.any(x):
+        return np.zeros(len(x), dtype=dtype)
+    E = scale_exponent(fmt, max(Fraction(float(v)) for v in np.abs(x)))
+    values = element_values(fmt)
+    if values is None:  # wide BFP: a fixed-point grid of quantum 2^(E - wl + 2), exact by integers
+        top = (1 << (fmt.wl - 1)) - 1
+        unit = Fraction(2) ** (E - fmt.wl + 2)
+        rounded = [max(-top, min(top, round_to_integer(Fraction(float(v)) / unit, mode))) * unit for v in x]
+        held_top = min(top, math.floor(held_max / unit))
+        scaled_grid = [k * unit for k in (-top, top, -held_top, held_top)]
+    else:
+        scaled = np.clip(x.astype(np.float64) * 2.0**-E, values[0], values[-1])
+        if isinstance(fmt, MX):
+            rounded_elements = GridReference(fmt.element).round(scaled, mode)
+        else:
+            rounded_elements = [round_to_integer(Fraction(v) * 2 ** (fmt.wl - 2), mode) * 2.0 ** -(fmt.wl - 2)
+                                for v in scaled]
+        rounded = [Fraction(float(v)) * Fraction(2) ** E for v in rounded_elements]
+        scaled_grid = [Fraction(float(v)) * Fraction(2) ** E for v in values]
+    held = [v for v in scaled_grid if abs(v) <= held_max]
+    return np.array([float(max(min(held), min(max(held), v))) for v in rounded], dtype=dtype)

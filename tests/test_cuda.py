@@ -12,10 +12,10 @@ import qsim
 from emulated_gpu import emulated_gpu
 
 FORMATS = ["fp8_e4m3", "fp8_e4m3_nan", "fp8_e5m2", "fp8_e4m3fnuz", "bf16", "fp16", "tf32", "fp6_e2m3", "fp4_e2m1",
-           "fixed<8,4>", "fixed<8,4,wrap>", "fixed<12,6,unsigned>", "float<e3m2,nosub>", "float<e5m0>",
+           "fixed<8,4>", "fixed<8,4,wrap>", "fixed<64,32,unsigned,wrap>", "fixed<12,6,unsigned>", "float<e3m2,nosub>", "float<e5m0>",
            "posit8", "posit16", "posit32", "posit8_es0", "posit<5,5>",
            "lns8", "lns16", "lns<5,10,linear>", "lns<2,0,linear>", "lns<3,1,unsigned>",
-           "bfp8", "bfp8_dim0", "bfp<8,32>", "mxfp8_e4m3", "mxfp4", "mxint8", "mx<fp6_e2m3,32,rceil>",
+           "bfp8", "bfp8_dim0", "bfp<8,32>", "mxfp8_e4m3", "mxfp4", "mxint8", "mx<fp6_e2m3,32,rceil>", "mx<fp8_e4m3,ceil>",
            "mx<fp4_e2m1,32,even>", "nvfp4"]
 
 

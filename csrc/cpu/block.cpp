@@ -311,8 +311,8 @@ void block_chunk(const S* in, S* out, int64_t k0, int64_t k1, int64_t per_row, i
     for (int64_t j = 0; j < blocks; ++j) {
       const int E = scale_exponent(from_bits<T>(amax[j]), params);  // shift_grid, field by field
       emin[j] = grid.emin + E;
-      limit_pos[j] = shifted_limit<T>(grid.max_pos_d, E);
-      limit_neg[j] = shifted_limit<T>(grid.max_neg_d, E);
+      limit_pos[j] = shifted_limit<T>(grid, grid.max_pos_d, E);
+      limit_neg[j] = shifted_limit<T>(grid, grid.max_neg_d, E);
     }
     if (fpu) {
       const QuantParams g = element_grid;

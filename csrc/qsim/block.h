@@ -65,19 +65,43 @@ template <typename T> QSIM_HD int scale_exponent(T amax, const BlockParams& b) {
   return (int)select((uint32_t)(amax > (T)0), (uint32_t)E, (uint32_t)b.scale_emin);
 }
 
-// A limit of the element grid (max_pos_d or max_neg_d) scaled by 2^E, in T. The float limits round to
-// nearest. That is safe: a limit not representable in float32 has more significant bits than float32, so
-// the element grid is finer than the input's and a float32 input lies on it already (no rounding,
-// nothing goes past the limit); beyond float's range nothing can.
-template <typename T> QSIM_HD T shifted_limit(double limit, int E) { return (T)(limit * pow2<double>(E)); }
+// The largest value of the element grid g scaled by 2^E that T holds: T's largest finite value less its
+// remainder modulo the scaled grid's quantum q in T's top binade. That quantum is 2^(max(emax(T), emin + E)
+// - man), or 2^(emin + E) where the grid has no subnormals and its smallest normal lies above T's range;
+// past 2^emax(T), no nonzero grid value is finite in T and the top is 0. With u = T's ulp there, the
+// remainder is max(q, u) - u, and every term is a multiple of u below 2^(emax(T) + 1): the arithmetic is
+// exact (no shifts by a variable count either, so that the CPU loop over blocks vectorises). Worked example
+// (float32, fp8_e4m3 elements, E = 120): q = 2^(127 - 3) leaves (2^128 - 2^104) - (2^124 - 2^104) =
+// 1.875·2^127, where the scaled limit 448·2^120 = 1.75·2^128 is past float32's range.
+template <typename T> QSIM_HD T top_in_range(const QuantParams& g, int E) {
+  typedef FloatTraits<T> F;
+  const int emin = g.emin + E;
+  const int quantum_exp = pick((uint32_t)(g.subnormals != 0) | (uint32_t)(emin <= F::kBias),
+                               max_int(F::kBias, emin) - g.man, emin);
+  const T ulp = pow2<T>(F::kBias - F::kMant);
+  const T quantum = pow2<T>(min_int(max_int(quantum_exp, F::kBias - F::kMant), F::kBias));
+  const T largest = from_bits<T>(to_bits(infinity<T>()) - 1);
+  return select((uint32_t)(quantum_exp > F::kBias), (T)0, largest - (quantum - ulp));
+}
+
+// A limit of the element grid g (its max_pos_d or max_neg_d) scaled by 2^E, in T. The float limits round
+// to nearest. That is safe: a limit not representable in float32 has more significant bits than float32,
+// so the element grid is finer than the input's and a float32 input lies on it already (no rounding,
+// nothing goes past the limit). Past T's range the limit is top_in_range: a finite x then rounds (or
+// saturates) to a finite value, never to ±inf.
+template <typename T> QSIM_HD T shifted_limit(const QuantParams& g, double limit, int E) {
+  const T scaled = (T)(limit * pow2<double>(E)), top = top_in_range<T>(g, E);
+  return select((uint32_t)(scaled > top), top, scaled);
+}
 
 // The element grid scaled by 2^E: its smallest normal exponent moves to emin + E, its limits scale.
 QSIM_HD QuantParams shift_grid(QuantParams p, int E) {
+  const QuantParams g = p;
   p.emin += E;
-  p.max_pos_f = shifted_limit<float>(p.max_pos_d, E);
-  p.max_neg_f = shifted_limit<float>(p.max_neg_d, E);
-  p.max_pos_d = shifted_limit<double>(p.max_pos_d, E);
-  p.max_neg_d = shifted_limit<double>(p.max_neg_d, E);
+  p.max_pos_f = shifted_limit<float>(g, g.max_pos_d, E);
+  p.max_neg_f = shifted_limit<float>(g, g.max_neg_d, E);
+  p.max_pos_d = shifted_limit<double>(g, g.max_pos_d, E);
+  p.max_neg_d = shifted_limit<double>(g, g.max_neg_d, E);
   return p;
 }
 

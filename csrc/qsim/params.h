@@ -42,7 +42,7 @@ struct QuantParams {
   int32_t emin;
   int32_t subnormals;
   int32_t overflow;    // Overflow
-  int32_t has_inf;     // ±inf inputs stay ±inf (else they overflow like a finite value)
+  int32_t has_inf;     // ±inf inputs stay ±inf (else, in every mode, ±max for kSaturate and NaN otherwise)
   int32_t neg_zero;    // 0: a zero result is +0 (fnuz floats, fixed point)
   int32_t wrap_bits;   // word length for kWrap
   int32_t wrap_signed; // kWrap: two's complement (1) or unsigned (0) code

@@ -253,7 +253,8 @@ QSIM_HD T quantize_on_grid(T x, const QuantParams& p, int emin, T limit_pos, T l
 
   // 4. Out of range. A finite value beyond the limit of its sign overflows: IEEE 754 §7.4: modes that
   // round this sign toward zero give the largest finite value instead of inf (kInf) or NaN (kNaN). An inf
-  // in a format without inf overflows too (saturating only when the format saturates); NaN, and inf
+  // in a format without inf is exact, not rounded: in every mode it saturates where the format saturates
+  // and becomes NaN otherwise (docs/overflow.md); NaN, and inf
   // where the format has inf, pass through. Magnitudes compare as integers of their bit patterns.
   const Bits limit = to_bits(select(neg, limit_neg, limit_pos));
   const Bits beyond = to_bits(select((uint32_t)(p.overflow == kInf), infinity<T>(), quiet_nan<T>()));
@@ -527,6 +528,9 @@ QSIM_HD T quantize_stochastic(T x, const QuantParams& p, uint32_t rand, Shift ra
 
 // The same for kWrap grids (fixed point with wrap-around): round as if unbounded, then keep the integer
 // code modulo 2^wrap_bits, two's complement if wrap_signed. NaN stays NaN; ±inf has no code and gives NaN.
+// A code with more significant bits than T holds (an unsigned code of a negative x, up to 2^wrap_bits - 1)
+// is truncated toward zero to T's precision, which keeps it on the grid and in range; a value past T's
+// range is limited to the format's limit in T, as the other grids' are.
 template <int MODE, typename T>
 QSIM_HD T quantize_wrap(T x, const QuantParams& p, uint32_t rand, int rand_shift) {
   typedef FloatTraits<T> F;
@@ -540,9 +544,15 @@ QSIM_HD T quantize_wrap(T x, const QuantParams& p, uint32_t rand, int rand_shift
   const uint64_t q = d.k <= 0 ? (-d.k >= 64 ? 0 : s << -d.k) : round_shift<MODE>(s, d.k, (uint32_t)neg, rand, rand_shift);
   const uint64_t mask = p.wrap_bits >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << p.wrap_bits) - 1;
   const uint64_t code = (neg ? (uint64_t)0 - q : q) & mask;
-  int64_t value = (int64_t)code;
-  if (p.wrap_signed && p.wrap_bits < 64 && (code >> (p.wrap_bits - 1)) != 0) value -= (int64_t)1 << p.wrap_bits;
-  return value == 0 ? (T)0 : (T)value * pow2<T>(d.qe);
+  // A signed code with its top bit set stands for code - 2^wrap_bits, of magnitude 2^wrap_bits - code.
+  // (Selects, not branches: the sign of random data is unpredictable.)
+  const uint32_t negative = (uint32_t)(p.wrap_signed != 0) & (uint32_t)(code >> (p.wrap_bits - 1));
+  const uint64_t magnitude = pick(negative, ((uint64_t)0 - code) & mask, code);
+  const int extra = max_int(bit_length(magnitude | 1) - (F::kMant + 1), 0);
+  const T value = (T)(magnitude >> extra << extra) * pow2<T>(d.qe);
+  const T limit = select(negative, max_neg<T>(p), max_pos<T>(p));
+  const T bounded = select((uint32_t)(value > limit), limit, value);
+  return from_bits<T>(to_bits(bounded) | ((Bits)negative << (F::kWidth - 1)));
 }
 
 // One element: the wrap-around path for kWrap grids, the select-only path otherwise.

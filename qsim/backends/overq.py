@@ -23,7 +23,9 @@ def quantize(x: torch.Tensor, out: torch.Tensor, fmt: OverQ, rounding: int, seed
     source = x.cpu()
     scale = fmt.scale if isinstance(fmt.scale, float) else choose_scale(
         source, fmt.bits, fmt.scale, cascade=fmt.cascade, dim=dim, precision=fmt.precision)
-    target = out if out.device.type == "cpu" else torch.empty_like(source)
+    # The kernel reads x after writing out (its pointers are __restrict): in place, it writes a fresh buffer.
+    in_place = out.data_ptr() == source.data_ptr()
+    target = out if out.device.type == "cpu" and not in_place else torch.empty_like(source)
     overq_into(source, target, fmt.bits, scale, fmt.cascade, dim, fmt.precision)
     if target is not out:
         out.copy_(target)

@@ -175,7 +175,8 @@ class FloatingPoint(GridFormat):
     overflow: what finite values beyond the largest finite one become: "saturate" (±max, like torch's
     float8_e4m3fn cast), "inf" (IEEE 754: ±inf, or ±max under modes that round toward zero; "ieee" only)
     or "nan" (like ml_dtypes' e4m3fn). The default is "inf" for "ieee" and "saturate" otherwise.
-    ±inf inputs stay ±inf where the format has inf, and otherwise overflow like finite values.
+    ±inf inputs stay ±inf where the format has inf; otherwise, being exact rather than rounded, they take
+    the overflow value whatever the rounding mode: ±max under "saturate", NaN under "nan" (docs/overflow.md).
     NaN inputs stay NaN, also for "finite" formats, which have no NaN pattern (ml_dtypes maps NaN to -0
     there; qsim keeps NaN so that a diverging run stays visible).
     subnormals=False flushes: the values between 0 and the smallest normal are rounded to either."""
