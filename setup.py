@@ -33,5 +33,7 @@ setup(
     packages=["qsim", "qsim.backends", "qsim.formats", "qsim.nn", "qsim.sweep", "qsim.hw", "qsim.data",
               "qsim.data.formats", "qsim.data.hw_models", "qsim.data.meta"],
     package_data={"qsim.data.formats": ["*.toml"], "qsim.data.hw_models": ["*.toml", "devices/*.toml"],
-                  "qsim.data.meta": ["*.csv"]},
+                  "qsim.data.meta": ["*.csv"],
+                  # the CUDA kernels compile at first use (qsim/cuda.py), from these sources
+                  "qsim.data": ["csrc/cuda/*.cu", "csrc/cuda/*.cuh", "csrc/qsim/*.h"]},
 )
