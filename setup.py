@@ -6,7 +6,7 @@ tie the binary to one torch ABI. The Python layer validates tensors and passes r
 
 The kernels are compiled for this machine's vector units (-march=native): quantization is
 memory-bound only when vectorised. Set QSIM_PORTABLE=1 to build a portable binary instead.
-The named formats (formats/) and accelerator descriptions (hw_models/) install as package data.
+The named formats (formats/), accelerator descriptions (hw_models/) and CUDA sources install as package data.
 """
 import glob
 import os
