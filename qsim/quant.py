@@ -35,11 +35,12 @@ def _quantize_into(x: torch.Tensor, out: torch.Tensor, spec: str, rounding: int,
     float32 (float16/bfloat16 on other kernels)."""
     if x.numel() == 0:
         return
-    if x.is_cuda:
+    on_gpu, dtype = x.is_cuda, x.dtype  # (each read of a tensor's attribute costs ~0.1 us, which small tensors feel)
+    if on_gpu:
         cuda.require()
-    fmt, backend, dtypes = backends.route(spec, "cuda" if x.is_cuda else "cpu")  # (not x.device: ~0.5 us a call)
-    work_dtype = x.dtype if x.dtype in dtypes else torch.float32
-    source = x if x.dtype == work_dtype and x.is_contiguous() else x.contiguous().to(work_dtype)
+    fmt, backend, dtypes = backends.route(spec, "cuda" if on_gpu else "cpu")  # (not x.device: ~0.5 us a call)
+    work_dtype = dtype if dtype in dtypes else torch.float32
+    source = x if dtype == work_dtype and x.is_contiguous() else x.contiguous().to(work_dtype)
     direct = out.dtype == work_dtype and out.is_contiguous()
     # A copy of x made here is rounded in place: a second fresh buffer costs page faults as large as the work.
     target = out if direct else source if source is not x else torch.empty_like(source)
@@ -107,7 +108,7 @@ def _spec_of_name(name: str) -> str:
     return _format_spec(name)
 
 
-def _validate(x, fmt, rounding, seed, rand_bits) -> tuple[str, int, int, int]:
+def _validate(x, fmt, rounding, seed, rand_bits, compiling: bool) -> tuple[str, int, int, int]:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x: expected a torch.Tensor; got {type(x).__name__}")
     if x.layout != torch.strided or x.is_nested:
@@ -117,7 +118,7 @@ def _validate(x, fmt, rounding, seed, rand_bits) -> tuple[str, int, int, int]:
         raise TypeError(f"x: expected a floating tensor (float32, float64, float16 or bfloat16); got {x.dtype}")
     if not (x.is_cpu or x.is_cuda):  # (x.device builds a torch.device: ~0.5 us, a tenth of a small call)
         raise ValueError(f"x: expected a CPU or CUDA tensor; got device {x.device}")
-    spec = _spec_of_name(fmt) if isinstance(fmt, str) and not torch.compiler.is_compiling() else _format_spec(fmt)
+    spec = _spec_of_name(fmt) if isinstance(fmt, str) and not compiling else _format_spec(fmt)
     code = rounding_code(rounding)
     if code == _STOCHASTIC:
         if rand_bits is None:
@@ -149,9 +150,10 @@ def quantize(x: torch.Tensor, fmt: Format | str, rounding: str = "nearest", seed
       P(round up) = floor(fraction · 2^rand_bits) / 2^rand_bits.
     out: a tensor of x's shape, dtype and device to write into (saves allocating; not differentiable).
     The gradient is straight-through."""
-    spec, code, seed, rand_bits = _validate(x, fmt, rounding, seed, rand_bits)
+    compiling = torch.compiler.is_compiling()  # (asked once: ~0.1 us a time)
+    spec, code, seed, rand_bits = _validate(x, fmt, rounding, seed, rand_bits, compiling)
     if out is None:
-        if _traced(x):
+        if compiling or _subclassed(x):
             return _quantize_op(x, spec, code, seed, rand_bits)
         if torch.is_grad_enabled() and x.requires_grad:  # the straight-through gradient: clone's, in C++
             y = x.clone(memory_format=torch.contiguous_format)
@@ -161,18 +163,21 @@ def quantize(x: torch.Tensor, fmt: Format | str, rounding: str = "nearest", seed
         return _quantized_copy(x, spec, code, seed, rand_bits)
     if not isinstance(out, torch.Tensor):
         raise TypeError(f"out: expected a torch.Tensor; got {type(out).__name__}")
-    if out.shape != x.shape or out.dtype != x.dtype or out.device != x.device:
+    # (the devices are named only where one is a GPU: building two torch.device costs ~0.25 us)
+    if out.shape != x.shape or out.dtype != x.dtype or out.is_cpu != x.is_cpu or \
+            x.is_cuda and out.device != x.device:
         raise ValueError(f"out: expected shape {tuple(x.shape)}, dtype {x.dtype}, device {x.device}; got "
                          f"shape {tuple(out.shape)}, dtype {out.dtype}, device {out.device}")
-    if not out.is_contiguous() and _overlaps_itself(out):
+    out_contiguous = out.is_contiguous()
+    if not out_contiguous and _overlaps_itself(out):
         raise RuntimeError("out: more than one of its elements refers to a single memory location (an expanded "
                            "view?); torch refuses to write such a tensor too: clone() it first")
     if out.requires_grad and out.is_leaf and torch.is_grad_enabled():
         raise RuntimeError("out: a leaf tensor that requires grad cannot be written in place (torch refuses it "
                            "too); round it under torch.no_grad(), or use quantize(x) without out=")
-    if out is not x and _partially_overlaps(x, out):
+    if out is not x and _partially_overlaps(x, out, out_contiguous):
         x = x.clone()  # the kernel would read elements it has already written
-    if _traced(x, out):
+    if compiling or _subclassed(x, out):
         _quantize_out_op(x, out, spec, code, seed, rand_bits)
     else:
         _quantize_into(x, out, spec, code, seed, rand_bits)
@@ -180,15 +185,12 @@ def quantize(x: torch.Tensor, fmt: Format | str, rounding: str = "nearest", seed
     return out
 
 
-def _partially_overlaps(x: torch.Tensor, out: torch.Tensor) -> bool:
+def _partially_overlaps(x: torch.Tensor, out: torch.Tensor, out_contiguous: bool) -> bool:
     """Do x and out share memory without being the same view (in place is fine; buf[0:4] into buf[1:5] is not)?
     Compared by the byte spans the two views cover, which is conservative for interleaved strided views."""
     x_start, out_start = x.data_ptr(), out.data_ptr()
-    if x.is_contiguous() and out.is_contiguous():  # the common case, in a few calls (the spans below cost ~4 us)
-        if x_start == out_start:
-            return False
-        return x_start < out_start + out.numel() * out.element_size() and \
-            out_start < x_start + x.numel() * x.element_size()
+    if out_contiguous and x.is_contiguous():  # the common case, in a few calls (the spans below cost ~4 us)
+        return x_start != out_start and x_start < out_start + out.nbytes and out_start < x_start + x.nbytes
     if x_start == out_start and x.stride() == out.stride():
         return False
     spans = []
@@ -206,13 +208,13 @@ def _overlaps_itself(t: torch.Tensor) -> bool:
     return any(size > 1 and stride == 0 for size, stride in zip(t.shape, t.stride()))
 
 
-def _traced(*tensors: torch.Tensor) -> bool:
-    """Whether a call must go through the registered ops: while torch.compile traces, and for tensor
-    subclasses (fake and wrapper tensors), which have no memory of their own to write."""
+def _subclassed(*tensors: torch.Tensor) -> bool:
+    """Whether a tensor is of a subclass (fake and wrapper tensors), which has no memory of its own to write:
+    such calls go through the registered ops, as calls do while torch.compile traces."""
     for t in tensors:  # (a loop, not any() over a generator: a third of the cost, which small tensors feel)
         if type(t) not in _PLAIN:
             return True
-    return torch.compiler.is_compiling()
+    return False
 
 
 def quantize_(x: torch.Tensor, fmt: Format | str, rounding: str = "nearest", seed=None,
