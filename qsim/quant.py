@@ -19,6 +19,8 @@ import functools
 import warnings
 
 import torch
+from torch.autograd.graph import increment_version
+from torch.compiler import is_compiling
 
 from qsim import backends, cuda, formats
 from qsim.formats import Format
@@ -27,7 +29,9 @@ from qsim.rounding import ROUNDING_MODES, rounding_code
 _DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 _STOCHASTIC = ROUNDING_MODES.index("stochastic")
 _FULL_RAND_BITS = 32
-_PLAIN = (torch.Tensor, torch.nn.Parameter)  # tensor types whose memory quantize may write directly
+# The tensor types whose memory quantize may write directly. Calls on others (fake and wrapper tensors, which
+# have no memory of their own to write) go through the registered ops, as calls do while torch.compile traces.
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
 
 
 def _quantize_into(x: torch.Tensor, out: torch.Tensor, spec: str, rounding: int, seed: int, rand_bits: int) -> None:
@@ -150,10 +154,10 @@ def quantize(x: torch.Tensor, fmt: Format | str, rounding: str = "nearest", seed
       P(round up) = floor(fraction · 2^rand_bits) / 2^rand_bits.
     out: a tensor of x's shape, dtype and device to write into (saves allocating; not differentiable).
     The gradient is straight-through."""
-    compiling = torch.compiler.is_compiling()  # (asked once: ~0.1 us a time)
+    compiling = is_compiling()  # (asked once: ~0.1 us a time)
     spec, code, seed, rand_bits = _validate(x, fmt, rounding, seed, rand_bits, compiling)
     if out is None:
-        if compiling or _subclassed(x):
+        if compiling or type(x) not in _PLAIN:
             return _quantize_op(x, spec, code, seed, rand_bits)
         if torch.is_grad_enabled() and x.requires_grad:  # the straight-through gradient: clone's, in C++
             y = x.clone(memory_format=torch.contiguous_format)
@@ -177,11 +181,11 @@ def quantize(x: torch.Tensor, fmt: Format | str, rounding: str = "nearest", seed
                            "too); round it under torch.no_grad(), or use quantize(x) without out=")
     if out is not x and _partially_overlaps(x, out, out_contiguous):
         x = x.clone()  # the kernel would read elements it has already written
-    if compiling or _subclassed(x, out):
+    if compiling or type(x) not in _PLAIN or type(out) not in _PLAIN:
         _quantize_out_op(x, out, spec, code, seed, rand_bits)
     else:
         _quantize_into(x, out, spec, code, seed, rand_bits)
-        torch.autograd.graph.increment_version(out)  # as the op would: autograd sees out was written
+        increment_version(out)  # as the op would: autograd sees out was written
     return out
 
 
@@ -206,15 +210,6 @@ def _overlaps_itself(t: torch.Tensor) -> bool:
     """Whether a view repeats memory along some dim (stride 0, as expand() makes): the internal overlap that
     torch's own out= and in-place checks refuse."""
     return any(size > 1 and stride == 0 for size, stride in zip(t.shape, t.stride()))
-
-
-def _subclassed(*tensors: torch.Tensor) -> bool:
-    """Whether a tensor is of a subclass (fake and wrapper tensors), which has no memory of its own to write:
-    such calls go through the registered ops, as calls do while torch.compile traces."""
-    for t in tensors:  # (a loop, not any() over a generator: a third of the cost, which small tensors feel)
-        if type(t) not in _PLAIN:
-            return True
-    return False
 
 
 def quantize_(x: torch.Tensor, fmt: Format | str, rounding: str = "nearest", seed=None,

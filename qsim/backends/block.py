@@ -80,8 +80,6 @@ def quantize(x: torch.Tensor, out: torch.Tensor, fmt, rounding: int, seed: int, 
     else:
         layout, kernel, params, factor_range = _cpu_call(fmt.spec, x.dtype, x.shape)
     n_rows, row_length, block, moved_dim, moved_to = layout
-    if x.numel() == 0:
-        return
     source, result = x, out
     if moved_dim is not None:  # (..., n, ...) → the block axis last (MX) or first (BFP slices), contiguous
         source = x.movedim(moved_dim, moved_to).contiguous()
