@@ -95,7 +95,8 @@ def draw_seed(seed) -> int:
 
 def _format_spec(fmt) -> str:
     """The canonical spec of a format given by value or name (a constant for torch.compile)."""
-    fmt = formats.get(fmt)
+    if not isinstance(fmt, Format):  # (a Format needs no look-up: a call less, which small tensors feel)
+        fmt = formats.get(fmt)
     if not backends.supports(fmt):
         raise TypeError(f"fmt: quantize has no kernel for {type(fmt).__name__} formats")
     return fmt.spec
