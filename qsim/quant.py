@@ -191,11 +191,12 @@ def quantize(x: torch.Tensor, fmt: Format | str, rounding: str = "nearest", seed
 
 
 def _partially_overlaps(x: torch.Tensor, out: torch.Tensor, out_contiguous: bool) -> bool:
-    """Do x and out share memory without being the same view (in place is fine; buf[0:4] into buf[1:5] is not)?
-    Compared by the byte spans the two views cover, which is conservative for interleaved strided views."""
+    """Do x and out (of one shape and dtype) share memory without being the same view (in place is fine;
+    buf[0:4] into buf[1:5] is not)? Compared by the byte spans the two views cover, which is conservative for
+    interleaved strided views."""
     x_start, out_start = x.data_ptr(), out.data_ptr()
     if out_contiguous and x.is_contiguous():  # the common case, in a few calls (the spans below cost ~4 us)
-        return x_start != out_start and x_start < out_start + out.nbytes and out_start < x_start + x.nbytes
+        return 0 < abs(x_start - out_start) < out.nbytes  # (spans of one length)
     if x_start == out_start and x.stride() == out.stride():
         return False
     spans = []
