@@ -14,6 +14,10 @@ log-log plot of ns/element over size (--plot, PNG).
 
     python benchmarks/quantize.py --sweep [--min-size 8] [--size 24] [--formats a,b] [--modes a,b]
                                   [--plot benchmarks/quantize_sizes.png]
+
+--per-call: only the per-call cost on 1000 elements against torch.mul's.
+
+    python benchmarks/quantize.py --per-call [--formats a,b] [--repeat 15]
 """
 from __future__ import annotations
 
@@ -148,19 +152,29 @@ def sweep(args) -> None:
 
 def print_per_call(formats, repeat: int) -> None:
     """The fixed cost of a call: `quantize(x, fmt, out=y)` on 1000 elements, one thread, against
-    `torch.mul(x, c, out=y)` measured beside it, both in the calling thread's CPU time (on a shared machine
-    the wall clock of a few-microsecond call mostly measures the other processes)."""
+    `torch.mul(x, c, out=y)`, both in the calling thread's CPU time (on a shared machine the wall clock of a
+    few-microsecond call mostly measures the other processes). The samples alternate (torch.mul, by name,
+    by Format value, torch.mul, ...) and each ratio is the median of the ratios of neighbouring samples, so
+    that a stretch of load slows both sides of a ratio alike."""
     torch.set_num_threads(1)
     x = torch.randn(1000)
     y = torch.empty_like(x)
-    print("Per call, 1000 float32 elements, 1 thread, CPU time (µs; ratio to torch.mul(x, c, out=y) beside it):")
+    print("Per call, 1000 float32 elements, 1 thread, CPU time (µs, median; ratio to torch.mul(x, c, out=y) "
+          "in the samples beside it):")
     for name in formats:
         fmt = qsim.formats.get(name)
-        mul = seconds_per_call(lambda: torch.mul(x, 0.5, out=y), 1000, 3 * repeat, time.thread_time)
-        by_name = seconds_per_call(lambda: qsim.quantize(x, name, out=y), 1000, 3 * repeat, time.thread_time)
-        by_value = seconds_per_call(lambda: qsim.quantize(x, fmt, out=y), 1000, 3 * repeat, time.thread_time)
-        print(f"  {name:10s} quantize(x, {name!r}, out=y) {by_name * 1e6:5.2f} µs = {by_name / mul:.2f}× torch.mul's "
-              f"{mul * 1e6:.2f} µs; a Format value {by_value * 1e6:5.2f} µs = {by_value / mul:.2f}×")
+        mul, by_name, by_value = [], [], []
+        for _ in range(3 * repeat):
+            mul.append(seconds_per_call(lambda: torch.mul(x, 0.5, out=y), 1000, 1, time.thread_time))
+            by_name.append(seconds_per_call(lambda: qsim.quantize(x, name, out=y), 1000, 1, time.thread_time))
+            by_value.append(seconds_per_call(lambda: qsim.quantize(x, fmt, out=y), 1000, 1, time.thread_time))
+        # each quantize sample against the torch.mul samples either side of it (the next round's, or its own)
+        after = mul[1:] + mul[-1:]
+        name_ratio = statistics.median(t / min(a, b) for t, a, b in zip(by_name, mul, after))
+        value_ratio = statistics.median(t / min(a, b) for t, a, b in zip(by_value, mul, after))
+        print(f"  {name:10s} quantize(x, {name!r}, out=y) {statistics.median(by_name) * 1e6:5.2f} µs = "
+              f"{name_ratio:.2f}× torch.mul's {statistics.median(mul) * 1e6:.2f} µs; a Format value "
+              f"{statistics.median(by_value) * 1e6:5.2f} µs = {value_ratio:.2f}×")
 
 
 def plot(rows, thread_counts, formats, modes, path: str) -> None:
@@ -200,6 +214,8 @@ def plot(rows, thread_counts, formats, modes, path: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sweep", action="store_true", help="ns/element over sizes instead of the one-size table")
+    parser.add_argument("--per-call", action="store_true",
+                        help="only the fixed cost of a call on 1000 elements against torch.mul's")
     parser.add_argument("--min-size", type=int, default=8, help="--sweep: log2 of the smallest size")
     parser.add_argument("--plot", default=None, help="--sweep: where to save the log-log plot (PNG)")
     parser.add_argument("--size", type=int, default=24, help="log2 of the number of elements")
@@ -211,6 +227,9 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16", "float64"],
                         help="the tensor's dtype (peers run on float32 only)")
     args = parser.parse_args()
+    if args.per_call:
+        return print_per_call(SWEEP_FORMATS if args.formats == ",".join(FORMATS) else args.formats.split(","),
+                              args.repeat)
     if args.sweep:
         if args.formats == ",".join(FORMATS):
             args.formats = ",".join(SWEEP_FORMATS)

@@ -19,6 +19,8 @@ import functools
 import warnings
 
 import torch
+from torch.autograd.graph import increment_version
+from torch.compiler import is_compiling
 
 from qsim import backends, cuda, formats
 from qsim.formats import Format
@@ -27,7 +29,9 @@ from qsim.rounding import ROUNDING_MODES, rounding_code
 _DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 _STOCHASTIC = ROUNDING_MODES.index("stochastic")
 _FULL_RAND_BITS = 32
-_PLAIN = (torch.Tensor, torch.nn.Parameter)  # tensor types whose memory quantize may write directly
+# The tensor types whose memory quantize may write directly. Calls on others (fake and wrapper tensors, which
+# have no memory of their own to write) go through the registered ops, as calls do while torch.compile traces.
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
 
 
 def _quantize_into(x: torch.Tensor, out: torch.Tensor, spec: str, rounding: int, seed: int, rand_bits: int) -> None:
@@ -35,11 +39,12 @@ def _quantize_into(x: torch.Tensor, out: torch.Tensor, spec: str, rounding: int,
     float32 (float16/bfloat16 on other kernels)."""
     if x.numel() == 0:
         return
-    if x.is_cuda:
+    on_gpu, dtype = x.is_cuda, x.dtype  # (each read of a tensor's attribute costs ~0.1 us, which small tensors feel)
+    if on_gpu:
         cuda.require()
-    fmt, backend, dtypes = backends.route(spec, "cuda" if x.is_cuda else "cpu")  # (not x.device: ~0.5 us a call)
-    work_dtype = x.dtype if x.dtype in dtypes else torch.float32
-    source = x if x.dtype == work_dtype and x.is_contiguous() else x.contiguous().to(work_dtype)
+    fmt, backend, dtypes = backends.route(spec, "cuda" if on_gpu else "cpu")  # (not x.device: ~0.5 us a call)
+    work_dtype = dtype if dtype in dtypes else torch.float32
+    source = x if dtype == work_dtype and x.is_contiguous() else x.contiguous().to(work_dtype)
     direct = out.dtype == work_dtype and out.is_contiguous()
     # A copy of x made here is rounded in place: a second fresh buffer costs page faults as large as the work.
     target = out if direct else source if source is not x else torch.empty_like(source)
@@ -90,7 +95,8 @@ def draw_seed(seed) -> int:
 
 def _format_spec(fmt) -> str:
     """The canonical spec of a format given by value or name (a constant for torch.compile)."""
-    fmt = formats.get(fmt)
+    if not isinstance(fmt, Format):  # (a Format needs no look-up: a call less, which small tensors feel)
+        fmt = formats.get(fmt)
     if not backends.supports(fmt):
         raise TypeError(f"fmt: quantize has no kernel for {type(fmt).__name__} formats")
     return fmt.spec
@@ -107,7 +113,7 @@ def _spec_of_name(name: str) -> str:
     return _format_spec(name)
 
 
-def _validate(x, fmt, rounding, seed, rand_bits) -> tuple[str, int, int, int]:
+def _validate(x, fmt, rounding, seed, rand_bits, compiling: bool) -> tuple[str, int, int, int]:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x: expected a torch.Tensor; got {type(x).__name__}")
     if x.layout != torch.strided or x.is_nested:
@@ -117,7 +123,7 @@ def _validate(x, fmt, rounding, seed, rand_bits) -> tuple[str, int, int, int]:
         raise TypeError(f"x: expected a floating tensor (float32, float64, float16 or bfloat16); got {x.dtype}")
     if not (x.is_cpu or x.is_cuda):  # (x.device builds a torch.device: ~0.5 us, a tenth of a small call)
         raise ValueError(f"x: expected a CPU or CUDA tensor; got device {x.device}")
-    spec = _spec_of_name(fmt) if isinstance(fmt, str) and not torch.compiler.is_compiling() else _format_spec(fmt)
+    spec = _spec_of_name(fmt) if isinstance(fmt, str) and not compiling else _format_spec(fmt)
     code = rounding_code(rounding)
     if code == _STOCHASTIC:
         if rand_bits is None:
@@ -149,9 +155,10 @@ def quantize(x: torch.Tensor, fmt: Format | str, rounding: str = "nearest", seed
       P(round up) = floor(fraction · 2^rand_bits) / 2^rand_bits.
     out: a tensor of x's shape, dtype and device to write into (saves allocating; not differentiable).
     The gradient is straight-through."""
-    spec, code, seed, rand_bits = _validate(x, fmt, rounding, seed, rand_bits)
+    compiling = is_compiling()  # (asked once: ~0.1 us a time)
+    spec, code, seed, rand_bits = _validate(x, fmt, rounding, seed, rand_bits, compiling)
     if out is None:
-        if _traced(x):
+        if compiling or type(x) not in _PLAIN:
             return _quantize_op(x, spec, code, seed, rand_bits)
         if torch.is_grad_enabled() and x.requires_grad:  # the straight-through gradient: clone's, in C++
             y = x.clone(memory_format=torch.contiguous_format)
@@ -161,34 +168,35 @@ def quantize(x: torch.Tensor, fmt: Format | str, rounding: str = "nearest", seed
         return _quantized_copy(x, spec, code, seed, rand_bits)
     if not isinstance(out, torch.Tensor):
         raise TypeError(f"out: expected a torch.Tensor; got {type(out).__name__}")
-    if out.shape != x.shape or out.dtype != x.dtype or out.device != x.device:
+    # (the devices are named only where one is a GPU: building two torch.device costs ~0.25 us)
+    if out.shape != x.shape or out.dtype != x.dtype or out.is_cpu != x.is_cpu or \
+            x.is_cuda and out.device != x.device:
         raise ValueError(f"out: expected shape {tuple(x.shape)}, dtype {x.dtype}, device {x.device}; got "
                          f"shape {tuple(out.shape)}, dtype {out.dtype}, device {out.device}")
-    if not out.is_contiguous() and _overlaps_itself(out):
+    out_contiguous = out.is_contiguous()
+    if not out_contiguous and _overlaps_itself(out):
         raise RuntimeError("out: more than one of its elements refers to a single memory location (an expanded "
                            "view?); torch refuses to write such a tensor too: clone() it first")
     if out.requires_grad and out.is_leaf and torch.is_grad_enabled():
         raise RuntimeError("out: a leaf tensor that requires grad cannot be written in place (torch refuses it "
                            "too); round it under torch.no_grad(), or use quantize(x) without out=")
-    if out is not x and _partially_overlaps(x, out):
+    if out is not x and _partially_overlaps(x, out, out_contiguous):
         x = x.clone()  # the kernel would read elements it has already written
-    if _traced(x, out):
+    if compiling or type(x) not in _PLAIN or type(out) not in _PLAIN:
         _quantize_out_op(x, out, spec, code, seed, rand_bits)
     else:
         _quantize_into(x, out, spec, code, seed, rand_bits)
-        torch.autograd.graph.increment_version(out)  # as the op would: autograd sees out was written
+        increment_version(out)  # as the op would: autograd sees out was written
     return out
 
 
-def _partially_overlaps(x: torch.Tensor, out: torch.Tensor) -> bool:
-    """Do x and out share memory without being the same view (in place is fine; buf[0:4] into buf[1:5] is not)?
-    Compared by the byte spans the two views cover, which is conservative for interleaved strided views."""
+def _partially_overlaps(x: torch.Tensor, out: torch.Tensor, out_contiguous: bool) -> bool:
+    """Do x and out (of one shape and dtype) share memory without being the same view (in place is fine;
+    buf[0:4] into buf[1:5] is not)? Compared by the byte spans the two views cover, which is conservative for
+    interleaved strided views."""
     x_start, out_start = x.data_ptr(), out.data_ptr()
-    if x.is_contiguous() and out.is_contiguous():  # the common case, in a few calls (the spans below cost ~4 us)
-        if x_start == out_start:
-            return False
-        return x_start < out_start + out.numel() * out.element_size() and \
-            out_start < x_start + x.numel() * x.element_size()
+    if out_contiguous and x.is_contiguous():  # the common case, in a few calls (the spans below cost ~4 us)
+        return 0 < abs(x_start - out_start) < out.nbytes  # (spans of one length)
     if x_start == out_start and x.stride() == out.stride():
         return False
     spans = []
@@ -204,15 +212,6 @@ def _overlaps_itself(t: torch.Tensor) -> bool:
     """Whether a view repeats memory along some dim (stride 0, as expand() makes): the internal overlap that
     torch's own out= and in-place checks refuse."""
     return any(size > 1 and stride == 0 for size, stride in zip(t.shape, t.stride()))
-
-
-def _traced(*tensors: torch.Tensor) -> bool:
-    """Whether a call must go through the registered ops: while torch.compile traces, and for tensor
-    subclasses (fake and wrapper tensors), which have no memory of their own to write."""
-    for t in tensors:  # (a loop, not any() over a generator: a third of the cost, which small tensors feel)
-        if type(t) not in _PLAIN:
-            return True
-    return torch.compiler.is_compiling()
 
 
 def quantize_(x: torch.Tensor, fmt: Format | str, rounding: str = "nearest", seed=None,

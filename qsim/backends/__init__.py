@@ -1,6 +1,6 @@
 """Kernel back ends, one module per format family. Each module exposes FORMATS (the Format types it
 serves) and quantize(x, out, fmt, rounding, seed, rand_bits), which writes the rounding of x into out:
-both contiguous tensors of the same shape, dtype (float32, float64, or on the CPU any key of the
+both non-empty contiguous tensors of the same shape, dtype (float32, float64, or on the CPU any key of the
 module's CPU_KERNELS) and device (CPU or CUDA). Random bits for element i (row-major index) depend
 only on (seed, i), whichever device runs it."""
 from __future__ import annotations

@@ -74,30 +74,41 @@ def _checked_dim(dim: int, ndim: int) -> int:
 
 
 def quantize(x: torch.Tensor, out: torch.Tensor, fmt, rounding: int, seed: int, rand_bits: int) -> None:
-    n_rows, row_length, block, moved_dim, moved_to = _layout(tuple(x.shape), fmt.block_size, fmt.dim)
-    if x.numel() == 0:
-        return
+    on_gpu = x.is_cuda
+    if on_gpu:
+        layout = _layout(x.shape, fmt.block_size, fmt.dim)
+    else:
+        layout, kernel, params, factor_range = _cpu_call(fmt.spec, x.dtype, x.shape)
+    n_rows, row_length, block, moved_dim, moved_to = layout
     source, result = x, out
     if moved_dim is not None:  # (..., n, ...) → the block axis last (MX) or first (BFP slices), contiguous
         source = x.movedim(moved_dim, moved_to).contiguous()
         result = torch.empty_like(source)
-    params = block_params(fmt)
-    scaled = isinstance(fmt, MX) and fmt.tensor_scale
-    if x.is_cuda:
-        if scaled:
+    if on_gpu:
+        params = block_params(fmt)
+        if isinstance(fmt, MX) and fmt.tensor_scale:
             params = _with_tensor_scale(params, source, fmt.spec)
         per_row = (row_length + block - 1) // block
         cuda.launch("cuda/block.cu", cuda.kernel_name("quantize_blocks", rounding, x.dtype), source, result,
                     [("i64", n_rows), ("i64", row_length), ("i64", block), *block_args(params),
                      ("u64", seed), ("i32", 32 - rand_bits)], groups=n_rows * per_row)
-    elif scaled:
-        SCALED_CPU_KERNELS[x.dtype](source.data_ptr(), result.data_ptr(), n_rows, row_length, block, params,
-                                    *_scale_range(fmt.spec), rounding, seed, rand_bits)
     else:
-        CPU_KERNELS[x.dtype](source.data_ptr(), result.data_ptr(), n_rows, row_length, block, params, rounding, seed,
-                              rand_bits)
+        kernel(source.data_ptr(), result.data_ptr(), n_rows, row_length, block, params, *factor_range, rounding, seed,
+               rand_bits)
     if moved_dim is not None:
         out.copy_(result.movedim(moved_to, moved_dim))
+
+
+@functools.lru_cache(maxsize=1024)
+def _cpu_call(spec: str, dtype: torch.dtype, shape: tuple) -> tuple:
+    """(_layout, kernel, BlockParams, the arguments a per-tensor factor adds: () without one) of a CPU call,
+    looked up once per (spec, dtype, shape): the format's fields, its type, its factor and four look-ups cost
+    ~0.6 us a call, which small tensors (layer hooks) feel."""
+    fmt = parse(spec)
+    layout = _layout(shape, fmt.block_size, fmt.dim)
+    if isinstance(fmt, MX) and fmt.tensor_scale:
+        return layout, SCALED_CPU_KERNELS[dtype], _spec_block_params(spec), _scale_range(spec)
+    return layout, CPU_KERNELS[dtype], _spec_block_params(spec), ()
 
 
 def _with_tensor_scale(params: _C.BlockParams, x: torch.Tensor, spec: str) -> _C.BlockParams:
