@@ -21,6 +21,7 @@ GEMMs against torch's own op: chunk=1 rounds the running sum after every product
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import time
 
@@ -153,7 +154,10 @@ def main(argv=None) -> int:
     parser.add_argument("--acc", action="store_true", help="also time the simulated low-precision accumulator")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    modes = ["fp32", "qsim"] + ([] if args.no_qtorch else ["qtorch"])
+    with_qtorch = not args.no_qtorch and importlib.util.find_spec("qtorch") is not None
+    if not args.no_qtorch and not with_qtorch:
+        print("QPyTorch is not installed: its column is left out (pip install qtorch==0.3.0 --no-deps ninja)")
+    modes = ["fp32", "qsim"] + (["qtorch"] if with_qtorch else [])
     times = measure(modes, args.steps, args.rounds, CLOCKS[args.clock])
 
     table = Table(title=f"ms per training step (median of {args.rounds} rounds x {args.steps} steps, "
