@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from qsim.cli import main
-from qsim.sweep.health import CHANCE_MARGIN, health
+from qsim.sweep.health import CHANCE_MARGIN, chance_limit, health
 from qsim.sweep.jobs import make_digits_job, make_matmul_job, train_digits
 from qsim.sweep.space import Config
 
@@ -33,6 +33,11 @@ def test_diverged_and_failed_rows_keep_their_status():
 def test_nothing_is_relabelled_without_a_chance_level_for_that_metric(job, metric):
     results = pd.DataFrame({"error": [95.0], "train_loss": [95.0], "status": ["ok"]})
     assert list(health(results, job, metric)) == ["ok"]
+    assert chance_limit(job, metric) is None  # and the meta estimate's frontier keeps everything too
+
+
+def test_the_chance_limit_is_the_margin_below_the_jobs_chance_level():
+    assert chance_limit(DIGITS, "error") == pytest.approx(90 * (1 - CHANCE_MARGIN)) == pytest.approx(85.5)
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from pathlib import Path
 from .meta_cli import add_meta_arguments, check_meta_arguments
 
 
-
 def _jobs_help() -> str:
     """The built-in jobs with the names --objectives accepts for each, for the end of --help."""
     import textwrap

@@ -1,9 +1,9 @@
 """`qsim sweep --budget K --estimate meta`: a new task's frontier from K runs and the meta-training matrix.
 
-Exports `add_meta_arguments`, `check_meta_arguments` and `run_meta` for qsim.sweep.cli. The configurations are the sweep
-file's (each must be a column of the matrix) or, without a file, every column of the matrix (cli
-chooses them); the K runs go into the result store like any sweep, the rest of the row is
-predicted (qsim.sweep.meta).
+Exports `add_meta_arguments`, `check_meta_arguments` and `run_meta` for qsim.sweep.cli. The
+configurations are the sweep file's (each must be a column of the matrix) or, without a file, every
+column of the matrix (cli chooses them); the K runs go into the result store like any sweep, the rest
+of the row is predicted (qsim.sweep.meta).
 """
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def run_meta(args, spec, configs, budget, seed, objectives, store, executor, con
     from rich.table import Table
 
     from .frontier import CLOSENESS_LEGEND
-    from .health import CHANCE_MARGIN
+    from .health import chance_limit
     from .job import result_key
     from .meta import load_meta, meta_frontier, meta_metrics
     from .plot import plot_frontier
@@ -62,9 +62,8 @@ def run_meta(args, spec, configs, budget, seed, objectives, store, executor, con
                              args.rank, args.transform, args.diverged_error, progress=not args.no_progress)
     console.print(f"meta estimate ({args.design}): {int(estimate.measured.sum())} of {len(configs)} configurations "
                   f"run, the rest predicted from {len(meta.tasks)} earlier tasks (rank {estimate.rank})")
-    shown = estimate
-    if spec.job.chance is not None:  # as qsim.sweep.health treats measured runs, predicted ones included
-        limit = spec.job.chance * (1 - CHANCE_MARGIN)
+    shown, limit = estimate, chance_limit(spec.job, objectives[0])
+    if limit is not None:  # as qsim.sweep.health treats measured runs, predicted ones included
         shown = estimate.below(limit)
         console.print(f"{int((estimate.errors >= limit).sum())} configurations no better than chance "
                       f"({objectives[0]} >= {limit:g}, measured or predicted) are kept off the frontier")

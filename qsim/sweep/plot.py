@@ -29,7 +29,7 @@ def plot_frontier(results, objectives, path, axis_labels=None, title=None, refer
     (a mapping of the objectives: the fp32 run) is drawn as a star with a dotted line at its first objective."""
     path = Path(path)
     if path.suffix not in PLOT_SUFFIXES:
-        raise ValueError(f"path: expected a .png or .svg file name, got {str(path)!r}")
+        raise ValueError(f"path: expected a {' or '.join(PLOT_SUFFIXES)} file name, got {str(path)!r}")
     y_name, x_name = objectives[0], objectives[1]
     labels, common = short_labels(results)
     results = results.assign(label=labels)
