@@ -50,6 +50,7 @@ _ACTIVATION_KWARGS = {nn.MultiheadAttention: ("query", "key", "value")}
 _ACTIVATION_OUTPUTS = {nn.MultiheadAttention: 1}
 _PARAM_FIELDS = ("weight", "bias", "grad_weight", "grad_bias", "acc", "chunk", "store_weights")
 _UNREACHABLE_IN_MHA = ("input", "grad_input")  # out_proj's input is internal to MultiheadAttention's forward
+_PLAIN = (torch.Tensor, nn.Parameter)  # tensors taken without the walk of _map_floats (subclasses take it)
 
 
 def register_module_type(cls: type) -> type:
@@ -106,36 +107,56 @@ class _Plan:
     def __post_init__(self):
         where = f"module {self.name!r}"
         self.checks = {role: FlushCheck(f"{where} {role}") for role in ("input", "output", "grad_input", "grad_output")}
+        self._built = None
+
+    def _tensor_fns(self) -> tuple:
+        """(spec, input fn, output fn): what rounds one input and one output tensor (None: nothing to do),
+        built once per spec (a frozen value), not on every call of the hooks."""
+        s = self.spec
+        if self._built is None or self._built[0] is not s:
+            input_fn = output_fn = None
+            if s.input is not None or s.grad_input is not None:
+                input_fn = functools.partial(
+                    quantize_fb, forward=s.input, backward=s.grad_input, forward_rounding=s.rounding,
+                    backward_rounding=s.backward_rounding, scaling=s.scaling,
+                    checks=(self.checks["input"], self.checks["grad_input"]))
+            if s.output is None and s.grad_output is not None:
+                output_fn = functools.partial(round_gradient, fmt=s.grad_output, rounding=s.backward_rounding,
+                                              scaling=s.scaling, check=self.checks["grad_output"])
+            elif s.output is not None:
+                output_fn = functools.partial(
+                    quantize_fb, forward=s.output, backward=s.grad_output, forward_rounding=s.rounding,
+                    backward_rounding=s.backward_rounding, scaling=s.scaling,
+                    checks=(self.checks["output"], self.checks["grad_output"]))
+            self._built = (s, input_fn, output_fn)
+        return self._built
 
     def quantize_inputs(self, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-        s = self.spec
-        if s.input is None and s.grad_input is None:
+        fn = self._tensor_fns()[1]
+        if fn is None:
             return args, kwargs
-        fn = functools.partial(quantize_fb, forward=s.input, backward=s.grad_input, forward_rounding=s.rounding,
-                               backward_rounding=s.backward_rounding, scaling=s.scaling,
-                               checks=(self.checks["input"], self.checks["grad_input"]))
+        if len(args) == 1 and not kwargs and type(args[0]) in _PLAIN:  # a layer's one input: no walk of nests
+            x = args[0]
+            return ((fn(x) if x.is_floating_point() else x),), kwargs
         n = _ACTIVATION_ARGS.get(self.module_type, len(args))
         names = _ACTIVATION_KWARGS.get(self.module_type, kwargs)
         return (tuple(_map_floats(a, fn) for a in args[:n]) + tuple(args[n:]),
                 {k: _map_floats(v, fn) if k in names else v for k, v in kwargs.items()})
 
     def quantize_outputs(self, output):
-        s = self.spec
-        if s.output is None and s.grad_output is None:
+        fn = self._tensor_fns()[2]
+        if fn is None:
             return output
-        if s.output is None:
-            fn = functools.partial(round_gradient, fmt=s.grad_output, rounding=s.backward_rounding, scaling=s.scaling,
-                                   check=self.checks["grad_output"])
-        else:
-            fn = functools.partial(quantize_fb, forward=s.output, backward=s.grad_output, forward_rounding=s.rounding,
-                                   backward_rounding=s.backward_rounding, scaling=s.scaling,
-                                   checks=(self.checks["output"], self.checks["grad_output"]))
+        if type(output) in _PLAIN:
+            return fn(output) if output.is_floating_point() else output
         n = _ACTIVATION_OUTPUTS.get(self.module_type)
         if n is not None and isinstance(output, tuple):
             return (*_map_floats(output[:n], fn), *output[n:])
         return _map_floats(output, fn)
 
     def swap_in(self) -> None:
+        if not self.slots:  # activations only (most norm and activation rules)
+            return
         for slot in self.slots:
             value = slot.value()
             if slot.swaps:
@@ -143,6 +164,8 @@ class _Plan:
         _refresh_flat_weights(self.slots)
 
     def swap_out(self) -> None:
+        if not self.slots:
+            return
         for slot in self.slots:
             slot.owner._parameters[slot.name] = slot.master
         _refresh_flat_weights(self.slots)
