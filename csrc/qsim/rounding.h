@@ -358,7 +358,7 @@ struct ShortPathGrid {
   }
 
   // The result for x = sign | mag whose magnitude rounds to `rounded` before the range check.
-  // One integer ternary per statement: GCC turns each into a masked blend (nested, into branchy mask code).
+  // One select per statement: with AVX-512 GCC turns each into a masked blend (nested, into branchy mask code).
   QSIM_HD T finish(Bits sign, Bits mag, Bits rounded) const {
     return finish(sign, mag, rounded, limit_pos, limit_neg, over_pos, over_neg);
   }
