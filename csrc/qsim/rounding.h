@@ -64,6 +64,13 @@ template <> QSIM_HD double from_bits<double>(uint64_t b) {
 QSIM_HD int bit_length(uint32_t v) {
 #if defined(__CUDA_ARCH__)
   return 32 - __clz((int)v);
+#elif !defined(__AVX512CD__)
+  // Without AVX-512's vector lzcnt GCC leaves a loop around clz scalar: read the exponent of v as a float
+  // instead, v's bits below its top 24 cleared first so that the conversion is exact (no carry into 2^(n+1)).
+  const uint32_t wide = 0u - (uint32_t)(v >= (1u << 24));
+  float f = (float)(v & ~(wide & 0xFFu));
+  uint32_t b; memcpy(&b, &f, sizeof b);
+  return (int)(b >> 23) - 126;
 #else
   return 32 - __builtin_clz(v);
 #endif
