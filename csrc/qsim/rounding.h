@@ -103,17 +103,17 @@ template <> QSIM_HD uint64_t select(uint32_t c, uint64_t a, uint64_t b) {
   return (a & mask) | (b & ~mask);
 }
 
-// c ? a : b for the integer selects of quantize_on_grid: there GCC if-converts a plain conditional
-// into one masked blend (vpblendmd), fewer instructions than select's bit blend (same results).
-template <typename U> QSIM_HD U pick(uint32_t c, U a, U b) { return c ? a : b; }
-
-// c ? a : b for the integer selects of the short paths below: pick where AVX-512 (or the GPU) blends
-// under a mask; with AVX2 only, GCC 12 if-converts none of them and left those loops scalar and branchy
-// (~10x slower), so there the bit blend of select (same results).
+// c ? a : b for integer selects. With AVX-512 (and on the GPU) GCC if-converts a plain conditional into
+// one masked blend (vpblendmd), fewer instructions than a bit blend; with AVX2 only, GCC 12 if-converts
+// none of them and left the short paths' loops scalar and branchy (~10x slower), so there a bit blend, as
+// select's (same results).
 #if defined(__CUDA_ARCH__) || defined(__AVX512F__)
-template <typename U> QSIM_HD U blend(uint32_t c, U a, U b) { return pick(c, a, b); }
+template <typename U> QSIM_HD U pick(uint32_t c, U a, U b) { return c ? a : b; }
 #else
-template <typename U> QSIM_HD U blend(uint32_t c, U a, U b) { return select(c, a, b); }
+template <typename U> QSIM_HD U pick(uint32_t c, U a, U b) {
+  const U mask = (U)0 - (U)c;  // c is 0 or 1
+  return (a & mask) | (b & ~mask);
+}
 #endif
 
 QSIM_HD int min_int(int a, int b) { return a < b ? a : b; }
@@ -372,11 +372,11 @@ struct ShortPathGrid {
   // The same with the limits (and what overflows to) of a block's shifted grid in place of the grid's own.
   QSIM_HD T finish(Bits sign, Bits mag, Bits rounded, Bits limit_p, Bits limit_n, Bits over_p, Bits over_n) const {
     const uint32_t neg = (uint32_t)(sign != 0);
-    const Bits limit = blend(neg, limit_n, limit_p);
-    const Bits over = blend(neg, over_n, over_p);
-    const Bits finite = blend((uint32_t)(rounded > limit), over, rounded);
-    const Bits magnitude = blend((uint32_t)(mag >= passes), mag, finite);
-    return from_bits<T>(magnitude | (sign & blend((uint32_t)(magnitude != 0), sign_mask, zero_sign)));
+    const Bits limit = pick(neg, limit_n, limit_p);
+    const Bits over = pick(neg, over_n, over_p);
+    const Bits finite = pick((uint32_t)(rounded > limit), over, rounded);
+    const Bits magnitude = pick((uint32_t)(mag >= passes), mag, finite);
+    return from_bits<T>(magnitude | (sign & pick((uint32_t)(magnitude != 0), sign_mask, zero_sign)));
   }
 };
 
@@ -407,7 +407,7 @@ struct NearestEvenShortPath {
     const Bits below = to_bits((a + magic_number) - magic_number);
     const Bits odd = ((mag | ((Bits)1 << F::kMant)) >> g.k) & kept_lsb;
     const Bits above = (mag + (g.dropped >> 1) + odd) & ~g.dropped;
-    return g.finish(sign, mag, blend((uint32_t)(mag < low_end), below, above), limit_p, limit_n, over_p, over_n);
+    return g.finish(sign, mag, pick((uint32_t)(mag < low_end), below, above), limit_p, limit_n, over_p, over_n);
   }
 };
 
