@@ -134,8 +134,7 @@ struct ShiftedShortGrid {
     const uint32_t nearest_even = (uint32_t)(g.overflow != kWrap && g.man >= 0) &
                                   (uint32_t)(emin >= 1 - F::kBias - sub) & (uint32_t)(magic_exp >= 1 - F::kBias) &
                                   (uint32_t)(magic_exp <= F::kBias);
-    const uint32_t truncating = (uint32_t)(ql <= 0) & (uint32_t)(ql >= -F::kBias) &
-                                ((uint32_t)(mode == kStochastic) | (uint32_t)(g.overflow == kSaturate));
+    const uint32_t truncating = (uint32_t)(ql <= 0) & (uint32_t)(ql >= -F::kBias) & truncating_overflow_applies(g, mode);
     applies = nearest_even & ((uint32_t)(mode == kNearest) | truncating);
     const Bits inf_exp = to_bits(infinity<T>()) >> F::kMant;
     const Bits magic_bits = (Bits)(magic_exp + F::kBias) << F::kMant;  // 2^magic_exp, a normal T where applies
@@ -189,11 +188,13 @@ void chunk_elements(const S* x, S* y, int64_t count, int64_t index, const BlockS
     const NearestEvenShortPath<T> nearest(s.grid);
 #pragma omp simd
     for (int64_t i = 0; i < count; ++i) y[i] = IO::store(nearest(IO::load(x[i])));  // (rounding.h)
-  } else if (MODE == kStochastic && fpu && !s.by_format && stochastic_applies<T>(s.grid)) {
-    const QuantParams exact = s.grid;  // (not loop_grid's: with its constants GCC does not vectorise this loop)
+  } else if (MODE != kNearest && fpu && !s.by_format && truncating_applies<T>(s.grid, MODE)) {
+    // (On s.grid, not loop_grid's: with its constants GCC does not vectorise this loop.)
+    const TruncatingShortPath<T> path(s.grid);
 #pragma omp simd
     for (int64_t i = 0; i < count; ++i)
-      y[i] = IO::store(quantize_stochastic<T>(IO::load(x[i]), exact, w[i], rand_shift));  // (rounding.h)
+      y[i] = IO::store(path.template operator()<MODE == kNearest ? kStochastic : MODE>(IO::load(x[i]), w[i], rand_shift));  // (not kNearest here:
+    // the ternary only keeps kNearest's instantiation of this dead branch compiling)
   } else if (!s.by_format) {  // a power-of-two scale, folded into the grid
 #pragma omp simd
     for (int64_t i = 0; i < count; ++i)
@@ -358,7 +359,7 @@ void block_chunk(const S* in, S* out, int64_t k0, int64_t k1, int64_t per_row, i
   };
   // Blocks j..j+U-1 through an FPU short path where this thread's environment and all their grids allow
   // it, else through quantize_on_grid. Same bits: quantize_on_grid(v, grid, emin, limit_pos, limit_neg) is
-  // quantize_value(v, grid_of(block)), which quantize_stochastic and quantize_nearest_even equal where
+  // quantize_value(v, grid_of(block)), which TruncatingShortPath and quantize_nearest_even equal where
   // truncating_applies / nearest_even_applies hold for that grid (rounding.h); BY_FORMAT scales v alike on
   // both paths. For power-of-two scales, TruncatingShortPath::round and NearestEvenShortPath::round take the
   // block's ShiftedShortGrid in place of the fields of the short path of grid_of(block) that differ from the

@@ -19,7 +19,7 @@ namespace qsim {
 constexpr int64_t kParallelThreshold = 1 << 15;  // below this, threads cost more than they save
 constexpr int kBlock = 768;                       // elements per block of random words (48-group runs)
 
-// quantize_nearest_even and quantize_stochastic round with the FPU (the latter needs subnormals kept only),
+// quantize_nearest_even and TruncatingShortPath round with the FPU (the latter needs subnormals kept only),
 // so they are taken (elementwise and in blocks) only where this thread's floating-point environment is the
 // default one: round to nearest-even, subnormals neither flushed nor read as zero
 // (torch.set_flush_denormal(True) sets both), no exception traps. The other paths use integers only.

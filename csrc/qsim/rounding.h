@@ -335,7 +335,7 @@ QSIM_HD bool nearest_even_applies(const QuantParams& p) {
          magic_exp >= 1 - F::kBias && magic_exp <= F::kBias;
 }
 
-// What quantize_nearest_even and quantize_stochastic share: the grid's constants (the same for every
+// What quantize_nearest_even and TruncatingShortPath share: the grid's constants (the same for every
 // element, so hoisted out of the loop) and the last steps, overflow, inf/NaN and the sign, which are
 // steps 4-5 of quantize_on_grid for a mode that does not round toward zero: finite and special overflow
 // then give the same value. NaN and, where the format has inf, ±inf keep their bit patterns (`passes`).
@@ -420,7 +420,7 @@ QSIM_HD T quantize_nearest_even(T x, const QuantParams& p) {
 // quantize_value<kStochastic> rounds |x| = a up one quantum iff (rand >> rand_shift) < (r32 >> rand_shift),
 // where r32 = floor(f·2^32) for the fraction f of a quantum that a lies above its lower neighbour: for
 // k ≤ width dropped bits, fraction_bits left-aligns them (r32 is then exactly f·2^32 truncated to its top
-// 32 bits), and for k > width it shifts s right by k - width, which is the same floor. quantize_stochastic
+// 32 bits), and for k > width it shifts s right by k - width, which is the same floor. TruncatingShortPath
 // gives the same bits with about half as many vector operations, split at quantize_nearest_even's low_end:
 //
 // From low_end up (a is a normal T with exponent e ≥ emin, or on the grid already, as shown there), the
@@ -457,16 +457,23 @@ QSIM_HD bool stochastic_applies(const QuantParams& p) {
 // + 1 and truncating; nothing for k = 0, where nothing is dropped), ≠ 0, and for kOdd
 // the kept significand's last bit, bit k of the pattern, or'ed in (for k = kMant that is the implicit bit,
 // already 1: nothing changes, as q0 | inexact = 1). Overflow: quantize_on_grid sends a finite value of a
-// mode that rounds its sign toward zero to the limit rather than to inf or NaN, and an inf without inf in
-// the format to inf or NaN unless the grid saturates: `finish` does not tell these apart, so the grid must
-// saturate, where both give the limit (truncating_applies). None of this depends on the FPU's rounding
-// direction (the multiplies are exact, the conversions truncate), only on subnormals being kept.
-template <typename T>
-QSIM_HD bool truncating_applies(const QuantParams& p, int mode) {
-  return stochastic_applies<T>(p) && (mode == kStochastic || p.overflow == kSaturate);
+// mode that rounds its sign toward zero to the limit rather than to inf or NaN (`round` picks that sign's
+// limit as what overflows to), and an inf without inf in the format to inf or NaN unless the grid
+// saturates: `finish` does not tell that inf from a finite overflow, so where the format has no inf and
+// does not saturate, the mode must round neither sign toward zero (truncating_applies). None of this
+// depends on the FPU's rounding direction (the multiplies are exact, the conversions truncate), only on
+// subnormals being kept.
+QSIM_HD uint32_t truncating_overflow_applies(const QuantParams& p, int mode) {
+  return (uint32_t)(p.overflow == kSaturate) | (uint32_t)(p.has_inf != 0) |
+         ((rounds_toward_zero(mode, 0u) | rounds_toward_zero(mode, 1u)) ^ 1u);
 }
 
-// The grid's constants of quantize_stochastic (the same for every element, so hoisted out of the loop,
+template <typename T>
+QSIM_HD bool truncating_applies(const QuantParams& p, int mode) {
+  return stochastic_applies<T>(p) && truncating_overflow_applies(p, mode) != 0;
+}
+
+// The grid's constants of the stochastic short path (the same for every element, so hoisted out of the loop,
 // or built once per block where a block's power-of-two scale shifts the grid) and its per-element steps,
 // for stochastic rounding and the modes above.
 template <typename T>
@@ -475,29 +482,33 @@ struct TruncatingShortPath {
   typedef typename F::Bits Bits;
   typedef typename F::Int Int;
   ShortPathGrid<T> g;
-  T scale1, scale2, quantum;
+  T scale1, scale2, quantum1, quantum2;
   int left;
 
+  // The quantum 2^ql = quantum1·quantum2 as two normal factors (quantum2 ≥ 2^-kMant, as 2^(ql + kMant) is
+  // normal): a subnormal operand costs x86 cores a slow micro-coded multiply on every vector (bf16's quantum
+  // is 2^-133).
   QSIM_HD explicit TruncatingShortPath(const QuantParams& p) : g(p) {
-    const int up1 = min_int(-g.ql, F::kBias);
+    const int up1 = min_int(-g.ql, F::kBias), ql1 = max_int(g.ql, 1 - F::kBias);
     scale1 = pow2<T>(up1);
     scale2 = pow2<T>(-g.ql - up1);
-    quantum = pow2<T>(g.ql);
+    quantum1 = pow2<T>(ql1);
+    quantum2 = pow2<T>(g.ql - ql1);
     left = F::kWidth - max_int(g.k, 1);  // k = 0: the shift below leaves 0 after the mask
   }
 
   template <int MODE = kStochastic, typename Shift = int>
   QSIM_HD T operator()(T x, uint32_t rand, Shift rand_shift) const {
-    return round<MODE>(x, rand, rand_shift, g.low_end, scale1, scale2, quantum, g.limit_pos, g.limit_neg, g.over_pos,
-                 g.over_neg);
+    return round<MODE>(x, rand, rand_shift, g.low_end, scale1, scale2, quantum1, g.limit_pos, g.limit_neg, g.over_pos,
+                       g.over_neg, quantum2);
   }
 
   // The same on a grid that differs from g's in ql (so low_end, the scale factors 2^-ql = factor1·factor2 and
-  // the quantum unit = 2^ql) and in the limits only: a block's grid shifted by its power-of-two scale, whose
-  // constants the caller gives (cpu/block.cpp).
+  // the quantum 2^ql = unit·unit2) and in the limits only: a block's grid shifted by its power-of-two scale,
+  // whose constants the caller gives (cpu/block.cpp).
   template <int MODE = kStochastic, typename Shift = int>
   QSIM_HD T round(T x, uint32_t rand, Shift rand_shift, Bits low_end, T factor1, T factor2, T unit, Bits limit_p,
-                  Bits limit_n, Bits over_p, Bits over_n) const {
+                  Bits limit_n, Bits over_p, Bits over_n, T unit2 = (T)1) const {
     static_assert(MODE != kNearest, "nearest-even: quantize_nearest_even");
     const T two32 = (T)4294967296.0, cap = pow2<T>(F::kMant);
     const uint32_t threshold = rand >> rand_shift;
@@ -533,15 +544,13 @@ struct TruncatingShortPath {
       case kOdd: kept = j | (Int)(f != (T)0); break;
       default: kept = j + (Int)(threshold < ((uint32_t)(f * two32) >> rand_shift));  // kStochastic
     }
-    const Bits below = to_bits((T)kept * unit);
-    return g.finish(sign, mag, select(lower, below, above), limit_p, limit_n, over_p, over_n);  // (a bit blend, as t's)
+    const Bits below = to_bits((T)kept * unit * unit2);  // (exact: a product's bits are kept's)
+    // (A sign that MODE rounds toward zero overflows to its limit: constants, hoisted out of loops.)
+    const Bits overflow_p = pick(rounds_toward_zero(MODE, 0u), limit_p, over_p);
+    const Bits overflow_n = pick(rounds_toward_zero(MODE, 1u), limit_n, over_n);
+    return g.finish(sign, mag, select(lower, below, above), limit_p, limit_n, overflow_p, overflow_n);  // (a bit blend, as t's)
   }
 };
-
-template <typename T, typename Shift>
-QSIM_HD T quantize_stochastic(T x, const QuantParams& p, uint32_t rand, Shift rand_shift) {
-  return TruncatingShortPath<T>(p)(x, rand, rand_shift);
-}
 
 // The same for kWrap grids (fixed point with wrap-around): round as if unbounded, then keep the integer
 // code modulo 2^wrap_bits, two's complement if wrap_signed. NaN stays NaN; ±inf has no code and gives NaN.
