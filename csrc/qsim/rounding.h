@@ -343,6 +343,7 @@ template <typename T>
 struct ShortPathGrid {
   typedef FloatTraits<T> F;
   typedef typename F::Bits Bits;
+  typedef typename F::Int Int;
   Bits sign_mask, inf_bits, magic_bits, low_end, dropped, limit_pos, limit_neg, over_pos, over_neg, passes, zero_sign;
   int ql, k;
 
@@ -374,8 +375,10 @@ struct ShortPathGrid {
     const uint32_t neg = (uint32_t)(sign != 0);
     const Bits limit = pick(neg, limit_n, limit_p);
     const Bits over = pick(neg, over_n, over_p);
-    const Bits finite = pick((uint32_t)(rounded > limit), over, rounded);
-    const Bits magnitude = pick((uint32_t)(mag >= passes), mag, finite);
+    // (Magnitudes compare as signed integers: below 2^(width-1), they order alike, and AVX2 has no unsigned
+    // vector compare; a NaN's `rounded` may wrap past it, but NaN passes.)
+    const Bits finite = pick((uint32_t)((Int)rounded > (Int)limit), over, rounded);
+    const Bits magnitude = pick((uint32_t)((Int)mag >= (Int)passes), mag, finite);
     return from_bits<T>(magnitude | (sign & pick((uint32_t)(magnitude != 0), sign_mask, zero_sign)));
   }
 };
@@ -386,6 +389,7 @@ template <typename T>
 struct NearestEvenShortPath {
   typedef FloatTraits<T> F;
   typedef typename F::Bits Bits;
+  typedef typename F::Int Int;
   ShortPathGrid<T> g;
   T magic;
   Bits kept_lsb;  // no rounding bit to look at when nothing is dropped
@@ -407,7 +411,7 @@ struct NearestEvenShortPath {
     const Bits below = to_bits((a + magic_number) - magic_number);
     const Bits odd = ((mag | ((Bits)1 << F::kMant)) >> g.k) & kept_lsb;
     const Bits above = (mag + (g.dropped >> 1) + odd) & ~g.dropped;
-    return g.finish(sign, mag, pick((uint32_t)(mag < low_end), below, above), limit_p, limit_n, over_p, over_n);
+    return g.finish(sign, mag, pick((uint32_t)((Int)mag < (Int)low_end), below, above), limit_p, limit_n, over_p, over_n);
   }
 };
 
@@ -531,7 +535,7 @@ struct TruncatingShortPath {
     const T scaled = from_bits<T>(mag) * factor1 * factor2;
     // (The lanes of the other path, inf and NaN included, to cap. A bit blend: as a conditional, GCC moves
     // the float arithmetic below into a branch, which it cannot if-convert, and so vectorise.)
-    const uint32_t lower = (uint32_t)(mag < low_end);
+    const uint32_t lower = (uint32_t)((Int)mag < (Int)low_end);  // (signed: see finish)
     const T t = select(lower, scaled, cap);
     const Int j = (Int)t;
     const T f = t - (T)j;
