@@ -189,12 +189,12 @@ void chunk_elements(const S* x, S* y, int64_t count, int64_t index, const BlockS
 #pragma omp simd
     for (int64_t i = 0; i < count; ++i) y[i] = IO::store(nearest(IO::load(x[i])));  // (rounding.h)
   } else if (MODE != kNearest && fpu && !s.by_format && truncating_applies<T>(s.grid, MODE)) {
-    // (On s.grid, not loop_grid's: with its constants GCC does not vectorise this loop.)
+    // (On s.grid, not loop_grid's: with its constants GCC does not vectorise this loop. MODE is not kNearest
+    // here; the ternary only keeps kNearest's instantiation of this branch compiling.)
     const TruncatingShortPath<T> path(s.grid);
 #pragma omp simd
     for (int64_t i = 0; i < count; ++i)
-      y[i] = IO::store(path.template operator()<MODE == kNearest ? kStochastic : MODE>(IO::load(x[i]), w[i], rand_shift));  // (not kNearest here:
-    // the ternary only keeps kNearest's instantiation of this dead branch compiling)
+      y[i] = IO::store(path.template operator()<MODE == kNearest ? kStochastic : MODE>(IO::load(x[i]), w[i], rand_shift));
   } else if (!s.by_format) {  // a power-of-two scale, folded into the grid
 #pragma omp simd
     for (int64_t i = 0; i < count; ++i)

@@ -548,7 +548,7 @@ struct TruncatingShortPath {
       case kOdd: kept = j | (Int)(f != (T)0); break;
       default: kept = j + (Int)(threshold < ((uint32_t)(f * two32) >> rand_shift));  // kStochastic
     }
-    const Bits below = to_bits((T)kept * unit * unit2);  // (exact: a product's bits are kept's)
+    const Bits below = to_bits((T)kept * unit * unit2);  // (both products exact: kept·2^ql is a T value)
     // (A sign that MODE rounds toward zero overflows to its limit: constants, hoisted out of loops.)
     const Bits overflow_p = pick(rounds_toward_zero(MODE, 0u), limit_p, over_p);
     const Bits overflow_n = pick(rounds_toward_zero(MODE, 1u), limit_n, over_n);
