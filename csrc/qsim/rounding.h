@@ -78,6 +78,10 @@ QSIM_HD int bit_length(uint32_t v) {
 QSIM_HD int bit_length(uint64_t v) {
 #if defined(__CUDA_ARCH__)
   return 64 - __clzll((long long)v);
+#elif !defined(__AVX512CD__)
+  // The same per 32-bit half, bit-blended (the half not taken may be 0: its garbage is masked off).
+  const uint32_t high = (uint32_t)(v >> 32), has_high = 0u - (uint32_t)(high != 0);
+  return (int)(((uint32_t)(32 + bit_length(high)) & has_high) | ((uint32_t)bit_length((uint32_t)v) & ~has_high));
 #else
   return 64 - __builtin_clzll(v);
 #endif
@@ -160,8 +164,10 @@ template <int MODE>
 QSIM_HD uint32_t round_away(uint32_t q_odd, uint32_t r32, uint32_t sticky, uint32_t neg, uint32_t rand, int rand_shift) {
   const uint32_t inexact = (uint32_t)((r32 | sticky) != 0);
   switch (MODE) {
-    case kNearest: return (uint32_t)(r32 > 0x80000000u) | ((uint32_t)(r32 == 0x80000000u) & (sticky | q_odd));
-    case kNearestAway: return (uint32_t)(r32 >= 0x80000000u);
+    // (Half a quantum or more is r32's top bit; more than half, any bit below it or sticky: shifts and
+    // tests against zero, where unsigned compares cost AVX2 several instructions.)
+    case kNearest: return (r32 >> 31) & ((uint32_t)((r32 << 1) != 0) | sticky | q_odd);
+    case kNearestAway: return r32 >> 31;
     case kTowardZero: return 0u;
     case kUp: return inexact & (neg ^ 1u);
     case kDown: return inexact & neg;
@@ -565,24 +571,30 @@ template <int MODE, typename T>
 QSIM_HD T quantize_wrap(T x, const QuantParams& p, uint32_t rand, int rand_shift) {
   typedef FloatTraits<T> F;
   typedef typename F::Bits Bits;
+  typedef typename F::Int Int;
   const Bits bits = to_bits(x);
-  const bool neg = (bits >> (F::kWidth - 1)) != 0;
+  const uint32_t neg = (uint32_t)(bits >> (F::kWidth - 1));
   const Bits mag_bits = bits & (((Bits)1 << (F::kWidth - 1)) - 1);
-  if ((mag_bits >> F::kMant) == ((Bits)1 << (F::kWidth - 1 - F::kMant)) - 1) return quiet_nan<T>();
+  const uint32_t special = (uint32_t)((mag_bits >> F::kMant) == ((Bits)1 << (F::kWidth - 1 - F::kMant)) - 1);
   const Decomposed<Bits> d = decompose<T>(mag_bits, p);
-  const uint64_t s = d.s;
-  const uint64_t q = d.k <= 0 ? (-d.k >= 64 ? 0 : s << -d.k) : round_shift<MODE>(s, d.k, (uint32_t)neg, rand, rand_shift);
+  // q = s·2^-k rounded: shifted left, exactly, for k ≤ 0 (0 past 63 bits), else rounded in T's width (s and
+  // q fit it). Both are computed and one picked, as throughout: branches would keep the loop scalar.
+  const int up = max_int(-d.k, 0);
+  const uint64_t exact = pick((uint32_t)(up < 64), (uint64_t)d.s << min_int(up, 63), (uint64_t)0);
+  const uint64_t rounded = (uint64_t)round_shift<MODE>(d.s, max_int(d.k, 1), neg, rand, rand_shift);
+  const uint64_t q = pick((uint32_t)(d.k <= 0), exact, rounded);
   const uint64_t mask = p.wrap_bits >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << p.wrap_bits) - 1;
-  const uint64_t code = (neg ? (uint64_t)0 - q : q) & mask;
+  const uint64_t code = pick(neg, (uint64_t)0 - q, q) & mask;
   // A signed code with its top bit set stands for code - 2^wrap_bits, of magnitude 2^wrap_bits - code.
-  // (Selects, not branches: the sign of random data is unpredictable.)
   const uint32_t negative = (uint32_t)(p.wrap_signed != 0) & (uint32_t)(code >> (p.wrap_bits - 1));
   const uint64_t magnitude = pick(negative, ((uint64_t)0 - code) & mask, code);
+  // Its top kMant + 1 bits, as (magnitude >> extra)·2^extra: exact products, and a conversion from a signed
+  // integer of T's width (one that vectorises).
   const int extra = max_int(bit_length(magnitude | 1) - (F::kMant + 1), 0);
-  const T value = (T)(magnitude >> extra << extra) * pow2<T>(d.qe);
+  const T value = (T)(Int)(magnitude >> extra) * pow2<T>(extra) * pow2<T>(d.qe);
   const T limit = select(negative, max_neg<T>(p), max_pos<T>(p));
   const T bounded = select((uint32_t)(value > limit), limit, value);
-  return from_bits<T>(to_bits(bounded) | ((Bits)negative << (F::kWidth - 1)));
+  return select(special, quiet_nan<T>(), from_bits<T>(to_bits(bounded) | ((Bits)negative << (F::kWidth - 1))));
 }
 
 // One element: the wrap-around path for kWrap grids, the select-only path otherwise.
