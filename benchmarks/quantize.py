@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import statistics
 import time
 
@@ -75,6 +76,11 @@ def torchao_mx(name):
         return mx.to_dtype(data, scale, elem, 32, torch.float32)
 
     return quantize
+
+
+def format_names(text: str) -> list[str]:
+    """--formats split at its commas outside <...>, so inline specs such as fixed<8,4,wrap> stay whole."""
+    return re.split(r",(?![^<]*>)", text)
 
 
 def qtorch_rebuilt():
@@ -134,7 +140,7 @@ def seconds_per_call(fn, n: int, repeat: int, clock=time.perf_counter) -> float:
 
 def sweep(args) -> None:
     """Per-element cost over sizes, one thread and all threads, with references beside each row."""
-    formats, modes = args.formats.split(","), args.modes.split(",")
+    formats, modes = format_names(args.formats), args.modes.split(",")
     sizes = list(range(args.min_size, args.size + 1))
     thread_counts = sorted({1, args.threads})
     rows = []  # (threads, format, mode, log2 size, ns/element, ÷ copy_, ÷ torch.mul)
@@ -257,12 +263,12 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16", "float64"],
                         help="the tensor's dtype (peers run on float32 only)")
     args = parser.parse_args()
-    for name in args.formats.split(","):
+    for name in format_names(args.formats):
         qsim.formats.get(name)  # an unknown name fails here, with the registry's hint, before any timing
     for mode in args.modes.split(","):
         rounding_code(mode)
     if args.per_call:
-        return print_per_call(SWEEP_FORMATS if args.formats == ",".join(FORMATS) else args.formats.split(","),
+        return print_per_call(SWEEP_FORMATS if args.formats == ",".join(FORMATS) else format_names(args.formats),
                               args.repeat)
     if args.sweep:
         if args.formats == ",".join(FORMATS):
@@ -291,7 +297,7 @@ def main() -> None:
     for column in ("format", "rounding", "out= Gelem/s", "÷ copy_", "alloc ÷ clone", "vs QPyTorch", "vs QPyTorch -O3",
                    "vs torchao"):
         table.add_column(column, justify="left" if column in ("format", "rounding") else "right")
-    for name in args.formats.split(","):
+    for name in format_names(args.formats):
         for mode in args.modes.split(","):
             seed = 0 if mode == "stochastic" else None
             # References measured right beside each row, so load that comes and goes cancels out.
