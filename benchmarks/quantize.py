@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import re
 import statistics
@@ -83,12 +84,10 @@ def format_names(text: str) -> list[str]:
     return re.split(r",(?![^<]*>)", text)
 
 
+@functools.cache
 def qtorch_rebuilt():
-    """QPyTorch's CPU extension compiled again from its own sources at -O3, or None without qtorch."""
-    try:
-        import qtorch.quant.quant_function as shipped
-    except ImportError:
-        return None
+    """QPyTorch's CPU extension compiled again from its own sources at -O3 (once, when a row first needs it)."""
+    import qtorch.quant.quant_function as shipped
     from torch.utils.cpp_extension import load
 
     folder = os.path.join(os.path.dirname(shipped.__file__), "quant_cpu")
@@ -140,7 +139,7 @@ def seconds_per_call(fn, n: int, repeat: int, clock=time.perf_counter) -> float:
 
 def sweep(args) -> None:
     """Per-element cost over sizes, one thread and all threads, with references beside each row."""
-    formats, modes = format_names(args.formats), args.modes.split(",")
+    formats, modes = args.formats, args.modes
     sizes = list(range(args.min_size, args.size + 1))
     thread_counts = sorted({1, args.threads})
     rows = []  # (threads, format, mode, log2 size, ns/element, ÷ copy_, ÷ torch.mul)
@@ -258,23 +257,23 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--modes", default=",".join(qsim.ROUNDING_MODES))
-    parser.add_argument("--formats", default=",".join(FORMATS), help="comma-separated format names")
+    parser.add_argument("--modes", type=lambda text: text.split(","), default=list(qsim.ROUNDING_MODES),
+                        help="comma-separated rounding modes")
+    parser.add_argument("--formats", type=format_names, default=FORMATS, help="comma-separated format names")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16", "float64"],
                         help="the tensor's dtype (peers run on float32 only)")
     args = parser.parse_args()
-    for name in format_names(args.formats):
+    for name in args.formats:
         qsim.formats.get(name)  # an unknown name fails here, with the registry's hint, before any timing
-    for mode in args.modes.split(","):
+    for mode in args.modes:
         rounding_code(mode)
     if args.per_call:
-        return print_per_call(SWEEP_FORMATS if args.formats == ",".join(FORMATS) else format_names(args.formats),
-                              args.repeat)
+        return print_per_call(SWEEP_FORMATS if args.formats == FORMATS else args.formats, args.repeat)
     if args.sweep:
-        if args.formats == ",".join(FORMATS):
-            args.formats = ",".join(SWEEP_FORMATS)
-        if args.modes == ",".join(qsim.ROUNDING_MODES):
-            args.modes = ",".join(SWEEP_MODES)
+        if args.formats == FORMATS:
+            args.formats = SWEEP_FORMATS
+        if args.modes == list(qsim.ROUNDING_MODES):
+            args.modes = SWEEP_MODES
         return sweep(args)
     dtype = getattr(torch, args.dtype)
     torch.set_num_threads(args.threads)
@@ -291,14 +290,13 @@ def main() -> None:
         import qtorch.quant as qtorch_quant
     except ImportError:
         qtorch_quant = None
-    qtorch_o3 = qtorch_rebuilt() if args.device == "cpu" else None
 
     table = Table(title=f"qsim.quantize, 2^{args.size} {args.dtype} on {args.device} ({args.threads} threads)")
     for column in ("format", "rounding", "out= Gelem/s", "÷ copy_", "alloc ÷ clone", "vs QPyTorch", "vs QPyTorch -O3",
                    "vs torchao"):
         table.add_column(column, justify="left" if column in ("format", "rounding") else "right")
-    for name in format_names(args.formats):
-        for mode in args.modes.split(","):
+    for name in args.formats:
+        for mode in args.modes:
             seed = 0 if mode == "stochastic" else None
             # References measured right beside each row, so load that comes and goes cancels out.
             copy = median_seconds(lambda: y.copy_(x), args.repeat, sync)
@@ -312,8 +310,8 @@ def main() -> None:
                 quantizer = getattr(qtorch_quant, function)
                 t_q = median_seconds(lambda: quantizer(x, rounding=mode, **kwargs), args.repeat, sync)
                 versus_qtorch = f"{t_q / t_alloc:.1f}× faster"
-                if qtorch_o3 is not None:
-                    with qtorch_extension(qtorch_o3):
+                if args.device == "cpu":
+                    with qtorch_extension(qtorch_rebuilt()):
                         t_q3 = median_seconds(lambda: quantizer(x, rounding=mode, **kwargs), args.repeat, sync)
                     versus_qtorch_o3 = f"{t_q3 / t_alloc:.1f}× faster"
             versus_torchao = "-"
